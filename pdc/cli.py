@@ -1,0 +1,152 @@
+"""The `pdc` command line: a thin shell over the Python API.
+
+Exit codes (DESIGN.md §4): 0 ok, 1 internal error (a reproducer file is written),
+2 spec error — or, for `pdc fmt --check`, a file that is not canonically formatted.
+`pdc check` never imports JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Sequence
+
+from pdc.syntax.diagnostics import Diagnostic, render_all, render_json
+from pdc.syntax.format import format_spec
+from pdc.syntax.load import check_file
+from pdc.syntax.parse import parse_text, read_source
+
+EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
+
+
+def spec_files(paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Expand directories to their `*.pd` files (sorted); returns (files, missing paths)."""
+    files: list[str] = []
+    missing: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(str(p) for p in path.rglob("*.pd"))
+        elif path.exists():
+            files.append(raw)
+        else:
+            missing.append(raw)
+    return files, missing
+
+
+def _missing_diagnostics(missing: list[str]) -> list[Diagnostic]:
+    from pdc.syntax.span import Span
+
+    return [Diagnostic("PD0001", "no such file or directory", Span(m, 1, 1, 1, 2)) for m in missing]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    files, missing = spec_files(args.paths)
+    diagnostics = _missing_diagnostics(missing)
+    sources: dict[str, str] = {}
+    ok_files = []
+    for file in files:
+        result = check_file(file)
+        sources[file] = result.text or ""
+        diagnostics += result.diagnostics
+        if result.ok:
+            ok_files.append(file)
+    _report(diagnostics, sources, args.format, ok_files)
+    if args.format == "text" and not diagnostics:
+        print(f"ok: {len(files)} spec{'s' if len(files) != 1 else ''} checked")
+    return EXIT_SPEC if diagnostics else EXIT_OK
+
+
+def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: str, ok_files: list[str]) -> None:
+    if fmt == "json":
+        print(render_json(diagnostics, ok_files))
+    elif diagnostics:
+        print(render_all(diagnostics, sources), file=sys.stderr)
+        errors = sum(d.severity.value == "error" for d in diagnostics)
+        print(f"\n{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    if args.paths == ["-"]:
+        return _fmt_stdin()
+    files, missing = spec_files(args.paths)
+    diagnostics = _missing_diagnostics(missing)
+    sources: dict[str, str] = {}
+    changed: list[str] = []
+    for file in files:
+        text, problems = read_source(file)
+        source, more = parse_text(text, file) if text is not None else (None, [])
+        sources[file] = text or ""
+        if source is None or more:
+            diagnostics += problems + more
+            continue
+        formatted = format_spec(source)
+        if formatted != text:
+            changed.append(file)
+            _apply(file, text or "", formatted, args)
+    _report(diagnostics, sources, "text", [])
+    if (args.check or args.diff) and changed:
+        print("\n".join(f"would reformat {f}" for f in changed), file=sys.stderr)
+        return EXIT_SPEC
+    return EXIT_SPEC if diagnostics else EXIT_OK
+
+
+def _apply(file: str, text: str, formatted: str, args: argparse.Namespace) -> None:
+    if args.diff:
+        sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), formatted.splitlines(True), file, file))
+    elif not args.check:
+        Path(file).write_text(formatted)
+        print(f"reformatted {file}", file=sys.stderr)
+
+
+def _fmt_stdin() -> int:
+    text = sys.stdin.read()
+    source, diagnostics = parse_text(text, "<stdin>")
+    if source is None or diagnostics:
+        _report(diagnostics, {"<stdin>": text}, "text", [])
+        return EXIT_SPEC
+    sys.stdout.write(format_spec(source))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pdc", description="Declarative compiler for parameter-decomposition runs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="parse and validate specs (no JAX)")
+    check.add_argument("paths", nargs="+", help="spec files or directories of *.pd files")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.set_defaults(run=cmd_check)
+    fmt = commands.add_parser("fmt", help="format specs canonically (in place)")
+    fmt.add_argument("paths", nargs="+", help="spec files, directories, or - for stdin → stdout")
+    fmt.add_argument("--check", action="store_true", help="exit 2 if a file is not formatted; change nothing")
+    fmt.add_argument("--diff", action="store_true", help="print the changes as a unified diff; change nothing")
+    fmt.set_defaults(run=cmd_fmt)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 — the one place a crash becomes exit 1 with a reproducer
+        return _internal_error(argv)
+
+
+def _internal_error(argv: Sequence[str] | None) -> int:
+    report = Path(tempfile.gettempdir()) / f"pdc-crash-{int(time.time())}.txt"
+    argv_text = " ".join(argv if argv is not None else sys.argv[1:])
+    report.write_text(f"pdc {argv_text}\n\n{traceback.format_exc()}")
+    print(f"pdc: internal error — please report it with {report}", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Observation blocks: `budget`, `checkpoint`, `log`, `eval`. They never change the
+trained weights, and they feed neither determinism hash."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pdc.registry.schema import BlockSchema, Entries
+from pdc.registry.types import Bytes, Fraction, Keys, Steps, key
+
+Device = Literal["cpu", "h100_sxm", "h100_pcie", "h200", "b200", "a100"]
+Metric = Literal["ci_l0", "ce_kl", "pgd_recon", "mmcs", "ml2r", "identity_ci_error", "activation_density"]
+
+
+class BudgetKeys(Keys):
+    """The memory the dry-run checks the compiled step against."""
+
+    device: Optional[Device] = key(None, doc="device model the run targets (its memory is the default)")
+    device_memory: Optional[Bytes] = key(None, doc="memory per device, e.g. `80 GiB`", gt=0)
+    headroom: Fraction = key(0.1, doc="share of device memory kept free", ge=0.0, lt=1.0)
+
+
+class CheckpointKeys(Keys):
+    """Orbax checkpoints (also written on SIGTERM/SIGINT)."""
+
+    every: Steps = key(1000, doc="steps between checkpoints", ge=1)
+    keep: int = key(3, doc="checkpoints kept", ge=1)
+
+
+class LogKeys(Keys):
+    """Metrics to `metrics.jsonl` and TensorBoard."""
+
+    every: Steps = key(100, doc="steps between metric records", ge=1)
+    tensorboard: bool = key(True, doc="also write TensorBoard event files")
+
+
+class EvalKeys(Keys):
+    """Evaluation passes on an independent data stream (seed + 1)."""
+
+    every: Steps = key(1000, doc="steps between eval passes", ge=1)
+    metrics: list[Metric] = key(["ci_l0"], doc="metrics computed each pass")
+    batches: int = key(1, doc="eval batches per pass", ge=1)
+    alive_threshold: float = key(0.0, doc="a component fires where ci_lower > threshold", ge=0.0, lt=1.0)
+    rounding_threshold: float = key(0.0, doc="ce_kl rounded_masked: mask = 1[ci_lower > threshold]", ge=0.0, lt=1.0)
+    pgd_steps: int = key(20, doc="pgd_recon probe: sign-ascent steps", ge=1)
+    pgd_step_size: float = key(0.1, doc="pgd_recon probe: step size", gt=0.0)
+    identity_tol: float = key(0.1, doc="identity_ci_error tolerance", gt=0.0, lt=1.0)
+
+
+BUDGET = BlockSchema("budget", BudgetKeys.__doc__ or "", keys=BudgetKeys)
+CHECKPOINT = BlockSchema("checkpoint", CheckpointKeys.__doc__ or "", keys=CheckpointKeys)
+LOG = BlockSchema("log", LogKeys.__doc__ or "", keys=LogKeys)
+EVAL = BlockSchema(
+    "eval",
+    EvalKeys.__doc__ or "",
+    keys=EvalKeys,
+    children=(BlockSchema(
+        "ci_pattern",
+        "Expected CI pattern per site for identity_ci_error: `site-pattern = identity` or `= dense(k)`.",
+        entries=Entries.PATTERNS,
+    ),),
+)

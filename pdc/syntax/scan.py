@@ -1,0 +1,66 @@
+"""A character-level pre-scan run before lark: nesting depth and unclosed brackets.
+
+LALR parsing itself is iterative, but everything downstream of it walks the AST
+recursively, so nesting is bounded here (PD0002) before a tree is ever built. The
+same scan remembers where each unclosed `{` was opened, which the syntax-error
+translator uses for "block `target` is not closed" notes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_DEPTH = 64
+_OPEN = {"{": "}", "[": "]", "(": ")"}
+_CLOSE = {v: k for k, v in _OPEN.items()}
+_KEY_BEFORE = re.compile(r"([A-Za-z_][A-Za-z0-9_.*\[\]{}, \t]*?)[ \t]*(?:[A-Za-z_][A-Za-z0-9_]*)?[ \t]*$")
+
+
+@dataclass(frozen=True)
+class Opener:
+    char: str
+    offset: int
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    too_deep_at: int | None  # offset of the first bracket past MAX_DEPTH
+    unclosed: tuple[Opener, ...]  # innermost last
+
+
+def scan(text: str) -> ScanResult:
+    """Track bracket nesting outside strings and comments."""
+    stack: list[Opener] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "#":
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl
+            continue
+        if ch == '"':
+            i = _skip_string(text, i)
+            continue
+        if ch in _OPEN:
+            stack.append(Opener(ch, i))
+            if len(stack) > MAX_DEPTH:
+                return ScanResult(i, tuple(stack))
+        elif ch in _CLOSE and stack and stack[-1].char == _CLOSE[ch]:
+            stack.pop()
+        i += 1
+    return ScanResult(None, tuple(stack))
+
+
+def _skip_string(text: str, i: int) -> int:
+    j = i + 1
+    while j < len(text) and text[j] not in '"\n':
+        j += 2 if text[j] == "\\" else 1
+    return j + 1
+
+
+def header_before(text: str, offset: int) -> str:
+    """The block header written before the `{` at `offset` (`target tms`), for messages."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    header = text[line_start:offset].strip()
+    return header.split("=")[-1].strip()[-60:] if header else ""
