@@ -102,8 +102,8 @@ def _bad(span: Span, summary: str, *help_lines: str) -> Diagnostic:
 def render_segment(segment: Segment) -> str:
     part = segment.part
     text = part if isinstance(part, str) else "{" + ", ".join(part.options) + "}" + part.suffix
-    for index in segment.indices:
-        text += f"[{index.first}]" if index.first == index.last else f"[{index.first}..{index.last}]"
+    if segment.indices:
+        text += "[" + ", ".join(str(r.first) if r.first == r.last else f"{r.first}..{r.last}" for r in segment.indices) + "]"
     return text
 
 

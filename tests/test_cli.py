@@ -1,0 +1,66 @@
+"""The `pdc check` / `pdc fmt` commands: exit codes, output forms, in-place rewriting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pdc.cli import main
+
+from conftest import REPO, SPECS
+
+
+def test_check_specs_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(REPO / "specs")]) == 0
+    assert f"ok: {len(SPECS)} specs checked" in capsys.readouterr().out
+
+
+def test_fmt_check_specs_ok() -> None:
+    assert main(["fmt", "--check", str(REPO / "specs")]) == 0
+
+
+def test_fmt_rewrites_in_place_and_diff_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.pd"
+    spec.write_text("spec s {train{steps=1}}")
+    assert main(["fmt", "--diff", str(spec)]) == 2
+    assert "+  train { steps = 1 }" in capsys.readouterr().out
+    assert spec.read_text() == "spec s {train{steps=1}}"
+    assert main(["fmt", str(spec)]) == 0
+    assert spec.read_text() == "spec s {\n  train { steps = 1 }\n}\n"
+    assert main(["fmt", "--check", str(spec)]) == 0
+
+
+def test_fmt_stdin() -> None:
+    out = subprocess.run([sys.executable, "-m", "pdc.cli", "fmt", "-"], input="spec s{log{every=5}}",
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "spec s {\n  log { every = 5 }\n}\n"
+
+
+def test_json_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "bad.pd"
+    spec.write_text("spec s { train { stepz = 1 } }\n")
+    assert main(["check", "--format", "json", str(spec)]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "pdc.diagnostics/1" and doc["ok"] is False
+    diagnostics = doc["diagnostics"]
+    positions = [(d["span"]["line"], d["span"]["col"]) for d in diagnostics]
+    assert positions == sorted(positions)
+    unknown = next(d for d in diagnostics if d["code"] == "PD0202")
+    assert unknown["summary"] == "unknown key `stepz` in `train` — did you mean `steps`?"
+    assert unknown["span"] == {"file": str(spec), "line": 1, "col": 18, "end_line": 1, "end_col": 23}
+    assert {d["code"] for d in diagnostics} == {"PD0202", "PD0204", "PD0205"}
+
+
+def test_missing_path_is_a_spec_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "does/not/exist.pd"]) == 2
+    assert "error[PD0001]" in capsys.readouterr().err
+
+
+def test_check_does_not_import_jax() -> None:
+    code = "import sys; from pdc.cli import main; main(['check', 'specs']); print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
