@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 import tempfile
 import time
@@ -16,9 +17,9 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pdc.syntax.diagnostics import Diagnostic, render_all, render_json
+from pdc.syntax.diagnostics import Diagnostic, has_errors, render_all, render_json
 from pdc.syntax.format import format_spec
-from pdc.syntax.load import check_file
+from pdc.syntax.load import CheckResult, check_file
 from pdc.syntax.parse import parse_text, read_source
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
@@ -50,16 +51,39 @@ def cmd_check(args: argparse.Namespace) -> int:
     diagnostics = _missing_diagnostics(missing)
     sources: dict[str, str] = {}
     ok_files = []
+    results = []
     for file in files:
-        result = check_file(file)
+        result = check_file(file, passes=True)
         sources[file] = result.text or ""
         diagnostics += result.diagnostics
-        if result.ok:
+        if not has_errors(result.diagnostics):
             ok_files.append(file)
+            results.append(result)
+    if args.plan or args.print_ir:
+        return _show(results, diagnostics, sources, args)
     _report(diagnostics, sources, args.format, ok_files)
-    if args.format == "text" and not diagnostics:
+    if args.format == "text" and not has_errors(diagnostics):
         print(f"ok: {len(files)} spec{'s' if len(files) != 1 else ''} checked")
-    return EXIT_SPEC if diagnostics else EXIT_OK
+    return EXIT_SPEC if has_errors(diagnostics) else EXIT_OK
+
+
+def _show(results: list[CheckResult], diagnostics: list[Diagnostic], sources: dict[str, str],
+          args: argparse.Namespace) -> int:
+    """`--plan` / `--print-ir`: the resolved plan or the IR of each spec that checks."""
+    from pdc.ir.plan import plan_data, render_plan
+    from pdc.ir.printer import print_ir
+
+    if has_errors(diagnostics):
+        _report(diagnostics, sources, args.format, [])
+        return EXIT_SPEC
+    for result in results:
+        if args.print_ir:
+            print(print_ir(result.ir), end="")
+        elif args.format == "json":
+            print(json.dumps(plan_data(result.ir), indent=2))
+        else:
+            print(render_plan(result.ir), end="")
+    return EXIT_OK
 
 
 def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: str, ok_files: list[str]) -> None:
@@ -69,6 +93,21 @@ def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: str, ok
         print(render_all(diagnostics, sources), file=sys.stderr)
         errors = sum(d.severity.value == "error" for d in diagnostics)
         print(f"\n{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from pdc.ir.render import write_graph
+
+    result = check_file(args.path, passes=True)
+    if has_errors(result.diagnostics) or result.ir is None:
+        _report(result.diagnostics, {args.path: result.text or ""}, "text", [])
+        return EXIT_SPEC
+    problem = write_graph(result.ir, Path(args.output))
+    if problem:
+        print(f"pdc graph: {problem}", file=sys.stderr)
+        return EXIT_INTERNAL
+    print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
@@ -120,7 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="parse and validate specs (no JAX)")
     check.add_argument("paths", nargs="+", help="spec files or directories of *.pd files")
     check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--plan", action="store_true", help="print the resolved plan: sites, CI chunks, terms, sharding")
+    check.add_argument("--print-ir", action="store_true", help="print the IR graph (a golden-file format)")
     check.set_defaults(run=cmd_check)
+    graph = commands.add_parser("graph", help="render the IR graph (.dot, or .svg/.png with Graphviz)")
+    graph.add_argument("path", help="a spec file")
+    graph.add_argument("-o", "--output", required=True, help="out.dot, out.svg or out.png")
+    graph.set_defaults(run=cmd_graph)
     fmt = commands.add_parser("fmt", help="format specs canonically (in place)")
     fmt.add_argument("paths", nargs="+", help="spec files, directories, or - for stdin → stdout")
     fmt.add_argument("--check", action="store_true", help="exit 2 if a file is not formatted; change nothing")

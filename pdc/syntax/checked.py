@@ -50,6 +50,11 @@ class Node:
     span: Span
     key_spans: dict[str, Span] = field(default_factory=dict, compare=False)
     explicit: frozenset[str] = frozenset()  # keys written in the spec (the rest are defaults)
+    header: Span | None = field(default=None, compare=False)  # `target tms`, for "missing ..." messages
+
+    def span_of(self, key: str) -> Span:
+        """Where `key` is set, or the block header when it is left at its default."""
+        return self.key_spans.get(key) or self.header or self.span
 
     def child(self, name: str) -> Node | None:
         return self.children.get(name)

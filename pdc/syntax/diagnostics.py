@@ -6,6 +6,7 @@ line with the subject span underlined, related spans as notes, then `help:` line
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from enum import Enum
@@ -75,8 +76,14 @@ def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
 # ---- human rendering ----------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
+def _lines(text: str) -> list[str]:
+    """A file's lines, split once however many diagnostics it has (read-only)."""
+    return text.split("\n")
+
+
 def _source_line(text: str, line: int) -> str:
-    lines = text.split("\n")
+    lines = _lines(text)
     return lines[line - 1] if 0 < line <= len(lines) else ""
 
 
@@ -91,7 +98,8 @@ def _excerpt(source_line: str, col: int, end_col: int) -> tuple[str, int, int]:
     cut = source_line[start:start + _MAX_SHOWN]
     prefix = "..." if start else ""
     shift = start - len(prefix)
-    return prefix + cut + ("..." if start + _MAX_SHOWN < len(source_line) else ""), col - shift, end_col - shift
+    shown = prefix + cut + ("..." if start + _MAX_SHOWN < len(source_line) else "")
+    return shown, col - shift, min(end_col - shift, len(shown) + 1)  # carets stop where the row does
 
 
 def _printable(text: str) -> str:
@@ -102,7 +110,8 @@ def render_snippet(span: Span, text: str, label: str) -> list[str]:
     """The numbered source line of `span` with `^^^` under it and the label after the carets."""
     raw = _source_line(text, span.line)
     end_col = span.end_col if span.end_line == span.line else len(raw) + 1
-    shown, col, end_col = _excerpt(_printable(raw), span.col, max(end_col, span.col + 1))
+    shown, col, end_col = _excerpt(raw, span.col, max(end_col, span.col + 1))
+    shown = _printable(shown)  # after cutting: one character for one, so columns still line up
     gutter = " " * len(str(span.line))
     carets = "^" * max(1, end_col - col)
     return [
@@ -116,7 +125,7 @@ def render(diagnostic: Diagnostic, sources: dict[str, str]) -> str:
     d = diagnostic
     lines = [f"{d.span}: {d.severity.value}[{d.code}]: {d.summary}"]
     text = sources.get(d.span.file)
-    if text is not None:
+    if text:  # an empty or unreadable file has no line to show
         lines += ["   " + row for row in render_snippet(d.span, text, d.label)]
     for rel in d.related:
         lines.append(f"   note: {rel.note} at {rel.span}")

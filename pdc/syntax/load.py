@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from pdc.syntax.checked import Spec
 from pdc.syntax.diagnostics import Diagnostic, SpecError, has_errors, sorted_diagnostics
-from pdc.syntax.parse import parse_text, read_source
+from pdc.syntax.parse import MAX_FILE_BYTES, parse_text, read_source
 from pdc.syntax.validate import validate
 
 
@@ -17,6 +18,7 @@ class CheckResult:
     text: str | None
     spec: Spec | None
     diagnostics: list[Diagnostic]
+    ir: Any = None  # pdc.ir.IR after the passes (`check_file(..., passes=True)`)
 
     @property
     def ok(self) -> bool:
@@ -33,11 +35,28 @@ def check_text(text: str, path: str = "<string>") -> CheckResult:
     return CheckResult(path, text, spec, sorted_diagnostics(diagnostics))
 
 
-def check_file(path: str | Path) -> CheckResult:
+def check_file(path: str | Path, passes: bool = False) -> CheckResult:
+    """Check one file; with `passes`, also run the IR passes (site expansion, shapes,
+    sharding) so the result proves the spec is buildable."""
     text, diagnostics = read_source(str(path))
     if text is None:
-        return CheckResult(str(path), None, None, diagnostics)
-    return check_text(text, str(path))
+        return CheckResult(str(path), _shown_text(str(path)), None, diagnostics)
+    result = check_text(text, str(path))
+    if not passes or not result.ok or result.spec is None:
+        return result
+    from pdc.passes import run_passes
+
+    ir = run_passes(result.spec)
+    return replace(result, diagnostics=sorted_diagnostics(result.diagnostics + ir.diagnostics), ir=ir)
+
+
+def _shown_text(path: str) -> str | None:
+    """A file that is not UTF-8, decoded leniently so its PD0001 shows the offending line."""
+    try:
+        data = Path(path).read_bytes() if Path(path).stat().st_size <= MAX_FILE_BYTES else None
+    except OSError:
+        return None
+    return data.decode("utf-8", errors="replace") if data is not None else None
 
 
 def load_spec(path_or_text: str | Path) -> Spec:

@@ -88,7 +88,8 @@ def read_source(path: str) -> tuple[str | None, list[Diagnostic]]:
     except UnicodeDecodeError as error:
         text = data[:error.start].decode("utf-8", errors="replace")
         return None, [Diagnostic("PD0001", "spec file is not valid UTF-8 text",
-                                 point(path, text, len(text)), f"invalid byte 0x{data[error.start]:02x}")]
+                                 point(path, text, len(text)), f"invalid byte 0x{data[error.start]:02x}",
+                                 help=("save the file as UTF-8",))]
 
 
 def _span(path: str, token: Token) -> Span:
@@ -151,10 +152,15 @@ class _Builder:
         digits, suffix = _NUMBER.fullmatch(str(tokens[0])).groups()  # type: ignore[union-attr]
         span = _span(self.path, tokens[0])
         if len(tokens) == 2:
+            if suffix:  # `80k GiB`: the second unit would silently replace the first
+                self.diagnostics.append(Diagnostic(
+                    "PD0209", f"`{tokens[0]}` already has a unit; `{tokens[1]}` is a second one",
+                    _span(self.path, tokens[1]), "second unit",
+                    help=(f"write `{digits} {tokens[1]}` or `{tokens[0]}`",)))
             suffix, span = str(tokens[1]), span.to(_span(self.path, tokens[1]))
         if not _finite(digits):
-            self.diagnostics.append(Diagnostic("PD0106", f"invalid number `{digits}`", span,
-                                               help=("underscores may only separate digits: `10_000`",)))
+            why = "underscores may only separate digits: `10_000`" if "_" in digits else "the number is too large"
+            self.diagnostics.append(Diagnostic("PD0106", f"invalid number `{digits}`", span, help=(why,)))
         return Number(digits, suffix, span)
 
     def call(self, node: Tree) -> Call:

@@ -71,9 +71,12 @@ def _iter_indices(text: str, pos: int) -> Iterator[re.Match[str]]:
 def _parse_alt(body: str, suffix: str, span: Span, diagnostics: list[Diagnostic]) -> Alt:
     options = tuple(option.strip() for option in body.split(","))
     if any(not _ALT_OPTION.match(option) for option in options):
-        diagnostics.append(_bad(span, "empty alternative in `{...}`", "write alternatives as `{q_proj, k_proj}`"))
-    if len(set(options)) != len(options):
-        diagnostics.append(_bad(span, "an alternative is listed twice in `{...}`"))
+        diagnostics.append(_bad(span, "empty alternative in `{...}`", "write alternatives as `{q_proj, k_proj}`",
+                                label="empty alternative"))
+    twice = next((o for i, o in enumerate(options) if o and o in options[:i]), None)
+    if twice is not None:
+        diagnostics.append(_bad(span, f"`{twice}` is listed twice in `{{...}}`", "list each alternative once",
+                                label="listed twice"))
     return Alt(tuple(o for o in options if o), suffix)
 
 
@@ -82,18 +85,20 @@ def _parse_ranges(body: str, span: Span, diagnostics: list[Diagnostic]) -> list[
     for chunk in body.split(","):
         match = _RANGE.match(chunk)
         if match is None:
-            diagnostics.append(_bad(span, f"invalid index `[{body}]`", "write an index as `[18]`, `[18..23]` or `[0, 2..4]`"))
+            diagnostics.append(_bad(span, f"invalid index `[{body}]`", "write an index as `[18]`, `[18..23]` or `[0, 2..4]`",
+                                    label="invalid index"))
             return ranges
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:
-            diagnostics.append(_bad(span, f"empty range `{first}..{last}`", f"ranges are inclusive and ascending: `{last}..{first}`"))
+            diagnostics.append(_bad(span, f"empty range `{first}..{last}`", f"ranges are inclusive and ascending: `{last}..{first}`",
+                                    label="empty range"))
         ranges.append(IndexRange(first, last))
     return ranges
 
 
-def _bad(span: Span, summary: str, *help_lines: str) -> Diagnostic:
-    return Diagnostic("PD0105", summary, span, help=tuple(help_lines))
+def _bad(span: Span, summary: str, *help_lines: str, label: str = "") -> Diagnostic:
+    return Diagnostic("PD0105", summary, span, label, help=tuple(help_lines))
 
 
 # ---- rendering and matching -----------------------------------------------------------

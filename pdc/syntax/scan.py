@@ -52,6 +52,31 @@ def scan(text: str) -> ScanResult:
     return ScanResult(None, tuple(stack))
 
 
+def top_level_blocks(text: str) -> list[tuple[int, int]]:
+    """(opening, closing) offsets of each closed top-level bracket pair, outside strings and
+    comments: where an extra `}` ended `spec NAME { ... }` early."""
+    pairs: list[tuple[int, int]] = []
+    depth, opened, i, n = 0, 0, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "#":
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl
+            continue
+        if ch == '"':
+            i = _skip_string(text, i)
+            continue
+        if ch in _OPEN:
+            opened = i if depth == 0 else opened
+            depth += 1
+        elif ch in _CLOSE and depth:
+            depth -= 1
+            if depth == 0:
+                pairs.append((opened, i))
+        i += 1
+    return pairs
+
+
 def _skip_string(text: str, i: int) -> int:
     j = i + 1
     while j < len(text) and text[j] not in '"\n':
@@ -63,4 +88,7 @@ def header_before(text: str, offset: int) -> str:
     """The block header written before the `{` at `offset` (`target tms`), for messages."""
     line_start = text.rfind("\n", 0, offset) + 1
     header = text[line_start:offset].strip()
+    if not header and line_start > 0:  # `{` on a line of its own: the header is on the line above
+        above = text.rfind("\n", 0, line_start - 1) + 1
+        header = text[above:line_start - 1].split("#")[0].strip()
     return header.split("=")[-1].strip()[-60:] if header else ""

@@ -13,7 +13,10 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
     if name.lower() in folded:
         return folded[name.lower()]
     matches = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    if matches:
+        return matches[0]
+    longer = [c for c in options if c.startswith(name)] if len(name) >= 3 else []  # `sparse` → `sparse_features`
+    return longer[0] if len(longer) == 1 else None
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -8,6 +8,7 @@ before its closing `}`.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import replace
 from typing import Sequence
 
@@ -21,13 +22,16 @@ def attach_trivia(items: Sequence[Item], comments: list[Comment], text: str) -> 
 
 
 def _attach(items: list[Item], comments: list[Comment], lines: list[str]) -> tuple[list[Item], list[Comment]]:
+    """`comments` are sorted by offset and `items` are in source order, so each item takes
+    the next run of comments (bisected, not filtered: a file of 100k commented entries
+    must stay linear)."""
     out: list[Item] = []
-    pending = list(comments)
+    done = 0  # comments[:done] belong to earlier items
     prev_end_line = 0
     for item in items:
-        before = [c for c in pending if c.span.start < item.span.start]
-        inside = [c for c in pending if item.span.start <= c.span.start < item.span.end]
-        pending = [c for c in pending if c.span.start >= item.span.end]
+        split = bisect_left(comments, item.span.start, lo=done, key=_start)
+        end = bisect_left(comments, item.span.end, lo=split, key=_start)
+        before, inside, done = comments[done:split], comments[split:end], end
         if out and before and before[0].span.line == out[-1].span.end_line:
             out[-1] = _with_trailing(out[-1], before.pop(0))
         first_line = before[0].span.line if before else item.span.line
@@ -35,9 +39,14 @@ def _attach(items: list[Item], comments: list[Comment], lines: list[str]) -> tup
         item = _with_children(item, inside, lines)
         out.append(replace(item, trivia=Trivia(tuple(before), item.trivia.trailing, blank)))
         prev_end_line = item.span.end_line
+    pending = comments[done:]
     if out and pending and pending[0].span.line == out[-1].span.end_line:
         out[-1] = _with_trailing(out[-1], pending.pop(0))
     return out, pending
+
+
+def _start(comment: Comment) -> int:
+    return comment.span.start
 
 
 def _with_children(item: Item, inside: list[Comment], lines: list[str]) -> Item:

@@ -35,19 +35,21 @@ def validate(source: SpecFile) -> tuple[Spec | None, list[Diagnostic]]:
 
 def _single_spec_block(source: SpecFile, diagnostics: list[Diagnostic]) -> Block | None:
     specs = [i for i in source.items if isinstance(i, Block) and i.key.text == "spec"]
+    if not specs:  # one error, not one per block: the wrapper is what is missing
+        first = source.items[0].key.span if source.items else Span(source.path, 1, 1, 1, 2)
+        wrap = "; wrap the blocks in it" if source.items else ""
+        diagnostics.append(Diagnostic("PD0215", "no `spec NAME { ... }` block in this file", first,
+                                      "not inside `spec NAME { ... }`" if source.items else "",
+                                      help=(f"a spec file holds exactly one `spec NAME {{ ... }}` block{wrap}",)))
+        return None
     for item in source.items:
         if item not in specs:
             diagnostics.append(Diagnostic("PD0215", f"`{item.key.text}` outside the `spec` block", item.key.span,
                                           "not inside `spec NAME { ... }`",
                                           help=("everything in a spec file lives inside one `spec NAME { ... }`",)))
-    if not specs:
-        origin = Span(source.path, 1, 1, 1, 2)
-        diagnostics.append(Diagnostic("PD0215", "no `spec NAME { ... }` block in this file", origin,
-                                      help=("a spec file holds exactly one `spec NAME { ... }` block",)))
-        return None
     for extra in specs[1:]:
         diagnostics.append(Diagnostic("PD0215", "more than one `spec` block in this file", extra.key.span,
-                                      related=(Related(specs[0].key.span, "first `spec` block"),),
+                                      "a second `spec` block", related=(Related(specs[0].key.span, "first `spec` block"),),
                                       help=("write one spec per file",)))
     return specs[0]
 
@@ -70,7 +72,7 @@ class _Validator:
         governing = variant_of(schema, label)
         if governing.entries is not None:
             entries = self.entries(governing, block)
-            return Node(block.key.text, label, governing, None, {}, tuple(entries), block.span)
+            return Node(block.key.text, label, governing, None, {}, tuple(entries), block.span, header=_header(block))
         assigns, blocks = self.split_items(governing, block)
         keys, spans = self.keys(governing, assigns, block)
         children = {name: node for name, child in blocks.items()
@@ -78,7 +80,7 @@ class _Validator:
         self.required_children(governing, blocks, block)
         ok = keys is not INVALID and len(children) == len(blocks)
         return Node(block.key.text, label, governing, keys if ok else None, _ordered(governing, children),
-                    (), block.span, spans, frozenset(assigns)) if ok else None
+                    (), block.span, spans, frozenset(assigns), _header(block)) if ok else None
 
     def label(self, schema: BlockSchema, block: Block) -> Any:
         name = block.key.text
@@ -96,7 +98,7 @@ class _Validator:
         if schema.label is LabelKind.VARIANT and schema.variant(block.label.name) is None:
             choices = [v.name for v in schema.variants]
             self.error("PD0210", f"unknown {schema.noun} `{block.label.name}`{did_you_mean(block.label.name, choices)}",
-                       block.label.span, f"unknown {schema.noun}", help_=(f"{schema.noun}s: {one_of(choices)}",))
+                       block.label.span, f"unknown {schema.noun}", help_=(f"{_plural(schema.noun)}: {one_of(choices)}",))
             return INVALID
         return block.label.name
 
@@ -132,7 +134,7 @@ class _Validator:
         elif isinstance(item, Block):
             self.error("PD0201", f"unknown {schema.noun if schema.noun != 'block' else 'block'} `{name}` in `{where}`"
                        f"{did_you_mean(name, children)}", item.key.span, "unknown " + schema.noun,
-                       help_=(_allowed("blocks", children),))
+                       help_=(_allowed(_plural(schema.noun), children),))
         else:
             self.error("PD0202", f"unknown key `{name}` in `{where}`{did_you_mean(name, keys)}", item.key.span,
                        "unknown key", help_=(_allowed("keys", [k for k in keys if k != "fn"]),))
@@ -145,7 +147,10 @@ class _Validator:
         values = {name: self.values.convert(name, field_annotation(schema.keys, name), a.value)
                   for name, a in assigns.items()}
         missing = [n for n, f in schema.keys.model_fields.items() if f.is_required() and n not in assigns]
+        written = {item.key.text for item in block.items}  # a key written as a block is reported as that
         for name in missing:
+            if name in written:
+                continue
             self.error("PD0204", f"`{block.key.text}` is missing required key `{name}`", _header(block),
                        f"needs `{name}`", help_=(f"`{name}`: {schema.keys.model_fields[name].description}",))
         if missing or any(v is INVALID for v in values.values()):
@@ -153,12 +158,14 @@ class _Validator:
         return self.values.build(schema.keys, values, spans, block.span), spans
 
     def required_children(self, schema: BlockSchema, blocks: dict[str, Block], block: Block) -> None:
-        if schema.exactly_one_child and not blocks:
+        written = {item.key.text for item in block.items}  # misspelled or mis-written: reported as that
+        if schema.exactly_one_child and not blocks and not any(isinstance(i, Block) for i in block.items):
             names = one_of(c.name for c in schema.children)
-            self.error("PD0205", f"`{block.key.text}` needs a {schema.noun} block: {names}", _header(block),
-                       f"no {schema.noun}", help_=(f"e.g. `{schema.children[0].name} {{ lr = 1e-3 }}`",))
+            self.error("PD0205", f"`{block.key.text}` needs {_article(schema.noun)} {schema.noun} block: {names}",
+                       _header(block), f"no {schema.noun}",
+                       help_=(f"e.g. `{schema.children[0].name} {{ lr = 1e-3 }}`",))
         for child in schema.children:
-            if child.required and child.name not in blocks:
+            if child.required and child.name not in blocks and child.name not in written:
                 self.error("PD0205", f"`{block.key.text}` is missing required block `{child.name}`", _header(block),
                            f"needs `{child.name}`", help_=(f"`{child.name}`: {child.doc.split('.')[0]}",))
 
@@ -200,7 +207,8 @@ class _Validator:
 
     def site_entry(self, schema: BlockSchema, block: Block) -> Entry | None:
         if block.label is not None:
-            self.error("PD0212", "a site pattern takes no label", block.label.span, "unexpected label")
+            self.error("PD0212", "a site pattern takes no label", block.label.span, "unexpected label",
+                       help_=(f"write `{block.key.text} {{ ... }}`",))
             return None
         site_schema = BlockSchema(block.key.text, "", keys=schema.entry_keys)
         assigns, _ = self.split_items(site_schema, block)
@@ -209,11 +217,13 @@ class _Validator:
 
     def axis_size(self, item: Assign) -> Any:
         if not item.key.is_plain_name:
-            self.error("PD0216", "a mesh axis name is a plain name", item.key.span, help_=("e.g. `dp = 8`",))
+            self.error("PD0216", "a mesh axis name is a plain name", item.key.span, "not a plain name",
+                       help_=("e.g. `dp = 8`",))
             return INVALID
         size = self.values.convert(item.key.text, int, item.value)
         if size is not INVALID and size < 1:
-            self.error("PD0207", f"mesh axis `{item.key.text}` must have size ≥ 1, found {size}", item.value.span)
+            self.error("PD0207", f"mesh axis `{item.key.text}` must have size ≥ 1, found {size}", item.value.span,
+                       "out of range")
             return INVALID
         return size
 
@@ -229,7 +239,8 @@ class _Validator:
                        value.span, "unknown preset", help_=(f"presets: {one_of(SHARD_PRESETS)}; or a list like `[dp, _]`",))
             return INVALID
         if not isinstance(value, ListValue):
-            self.error("PD0206", "a shard rule is a list of mesh axes like `[dp, _]` or a preset name", value.span)
+            self.error("PD0206", "a shard rule is a list of mesh axes like `[dp, _]` or a preset name", value.span,
+                       "not a list or preset", help_=(f"presets: {one_of(SHARD_PRESETS)}",))
             return INVALID
         dims = [self.shard_dim(v) for v in value.items]
         return INVALID if any(d is INVALID for d in dims) else ShardDims(tuple(dims))
@@ -257,6 +268,14 @@ def _ordered(schema: BlockSchema, children: dict[str, Node]) -> dict[str, Node]:
 
 def _header(block: Block) -> Span:
     return block.key.span.to(block.label.span) if block.label is not None else block.key.span
+
+
+def _plural(noun: str) -> str:
+    return noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
 
 
 def _allowed(kind: str, names: list[str]) -> str:

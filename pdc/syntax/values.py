@@ -7,6 +7,8 @@ follows from its type (`Bytes` → sizes, `Fraction` → `%`, integers → `k`/`
 
 from __future__ import annotations
 
+import math
+import re
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -100,8 +102,13 @@ class Converter:
         return INVALID
 
     def mismatch(self, what: str, annotation: Any, value: Value) -> Any:
-        return self.error("PD0206", f"`{what}` expects {describe(annotation)}, found {found(value)}", value.span,
-                          f"expected {describe(annotation)}")
+        wanted = describe(annotation)
+        if get_origin(unwrap(annotation)[0]) in (list, tuple) and not isinstance(value, ListValue):
+            return self.error("PD0206", f"`{what}` expects {wanted}, found {found(value)}", value.span,
+                              "expected a list", f"write a list, even of one item: `{what} = [{_source(value)}]`")
+        unquoted = value.value if isinstance(value, String) and re.fullmatch(r"[A-Za-z0-9_.+-]+", value.value) else None
+        return self.error("PD0206", f"`{what}` expects {wanted}, found {found(value)}", value.span, f"expected {wanted}",
+                          *([f"write it without quotes: `{what} = {unquoted}`"] if unquoted else []))
 
     def convert(self, what: str, annotation: Any, value: Value) -> Any:
         base, unit = unwrap(annotation)
@@ -129,18 +136,23 @@ class Converter:
         candidates = [arm for arm in arms if arm is not type(None) and _accepts_kind(arm, value)]
         if isinstance(value, Number):
             candidates.sort(key=lambda arm: _number_fit(arm, value))
+        if candidates and get_origin(unwrap(candidates[0])[0]) is Literal:
+            calls = [describe(arm) for arm in arms if isinstance(arm, type) and issubclass(arm, CallValue)]
+            return self._literal(what, candidates[0], value, calls)
         if candidates:
             return self.convert(what, candidates[0], value)
         return self.mismatch(what, annotation, value)
 
-    def _literal(self, what: str, base: Any, value: Value) -> Any:
+    def _literal(self, what: str, base: Any, value: Value, calls: list[str] | None = None) -> Any:
         choices = get_args(base)
         if not isinstance(value, Ident):
             return self.mismatch(what, base, value)
         if value.name in choices:
             return value.name
+        options = [f"`{c}`" for c in choices] + list(calls or ())
+        wanted = f"one of {one_of(choices)}" if not calls else ", ".join(options[:-1]) + " or " + options[-1]
         return self.error("PD0208", f"unknown value `{value.name}` for `{what}`{did_you_mean(value.name, choices)}",
-                          value.span, "unknown value", f"`{what}` is one of {one_of(choices)}")
+                          value.span, "unknown value", f"`{what}` is {wanted}")
 
     def _sequence(self, what: str, base: Any, value: Value) -> Any:
         if not isinstance(value, ListValue):
@@ -162,6 +174,8 @@ class Converter:
         if scale is INVALID:
             return INVALID
         number = float(value.text) * scale
+        if not math.isfinite(number):  # `1e300 TB`: finite digits, infinite with the unit
+            return self.error("PD0207", f"`{what}` is out of range, found {found(value)}", value.span, "too large")
         if base is int:
             if not (value.is_integral_text or value.unit) or number != int(number):
                 return self.mismatch(what, annotation, value)
@@ -207,18 +221,24 @@ class Converter:
     def _call_fields(self, what: str, model: type[CallValue], call: Call) -> Any:
         if len(call.args) > len(model.positional):
             extra = call.args[len(model.positional)]
+            named_only = [f for f in model.model_fields if f != "fn" and f not in model.positional]
             return self.error("PD0214", f"`{call.name}` takes at most {len(model.positional)} positional "
-                              f"argument{'s' if len(model.positional) != 1 else ''}", extra.span, "extra argument")
+                              f"argument{'s' if len(model.positional) != 1 else ''}", extra.span, "extra argument",
+                              f"`{call.name}({', '.join(model.positional)})`; give the others by name: "
+                              f"{one_of(f'{n} = ...' for n in named_only)}")
         named: dict[str, tuple[Value, Span]] = {n: (a, a.span) for n, a in zip(model.positional, call.args)}
         allowed = [f for f in model.model_fields if f != "fn"]
         for kwarg in call.kwargs:
+            name_span = kwarg.span.shifted(0, len(kwarg.name))
             if kwarg.name not in allowed:
                 return self.error("PD0214", f"unknown argument `{kwarg.name}` of `{call.name}`"
-                                  f"{did_you_mean(kwarg.name, allowed)}", kwarg.span, "unknown argument",
+                                  f"{did_you_mean(kwarg.name, allowed)}", name_span, "unknown argument",
                                   f"arguments: {one_of(allowed)}")
             if kwarg.name in named:
-                return self.error("PD0214", f"argument `{kwarg.name}` of `{call.name}` given twice", kwarg.span)
-            named[kwarg.name] = (kwarg.value, kwarg.span)
+                positional = kwarg.name in model.positional[:len(call.args)]
+                return self.error("PD0214", f"argument `{kwarg.name}` of `{call.name}` given twice", name_span,
+                                  "given again", *([f"`{kwarg.name}` is already set by position"] if positional else []))
+            named[kwarg.name] = (kwarg.value, kwarg.value.span)
         missing = [f for f, info in model.model_fields.items() if f != "fn" and info.is_required() and f not in named]
         if missing:
             return self.error("PD0214", f"`{call.name}` needs `{missing[0]}`", call.span, f"missing `{missing[0]}`")
@@ -239,6 +259,15 @@ class Converter:
                 name = str(detail["loc"][0]) if detail["loc"] else ""
                 self.error("PD0207", f"`{name}` {_constraint_text(detail)}", spans.get(name, span), "out of range")
             return INVALID
+
+
+def _source(value: Value) -> str:
+    """A short value as it would be written (for `write ...` help)."""
+    if isinstance(value, Number):
+        return value.text + (" " + value.unit if value.unit in SIZE_UNITS else value.unit)
+    if isinstance(value, String):
+        return '"' + value.value + '"'
+    return value.name if isinstance(value, Ident) else "..."
 
 
 def unit_annotation(kind: str | None) -> Any:

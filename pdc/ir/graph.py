@@ -1,0 +1,100 @@
+"""The IR: a networkx DiGraph of typed payloads plus the checked spec it came from.
+
+Node ids are `kind:name` strings, so `lexicographical_topological_sort` gives one
+deterministic order and the printed IR is a golden-file format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, TypeVar
+
+import networkx as nx
+
+from pdc.ir.nodes import PAYLOADS
+from pdc.syntax.checked import Spec
+from pdc.syntax.diagnostics import Diagnostic
+
+P = TypeVar("P")
+
+
+@dataclass
+class IR:
+    spec: Spec
+    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)  # pass results that are not nodes (hashes, shape)
+    consumed: set[str] = field(default_factory=set)  # registry key paths some pass read
+
+    def add(self, node_id: str, payload: object, *deps: str) -> str:
+        assert isinstance(payload, PAYLOADS), f"unknown payload {type(payload).__name__}"
+        self.graph.add_node(node_id, payload=payload)
+        for dep in deps:
+            self.graph.add_edge(dep, node_id)
+        return node_id
+
+    def payload(self, node_id: str) -> Any:
+        return self.graph.nodes[node_id]["payload"]
+
+    def nodes(self, kind: type[P]) -> list[tuple[str, P]]:
+        """All nodes with payloads of `kind`, in deterministic order."""
+        return [(n, p) for n, p in self.ordered() if isinstance(p, kind)]
+
+    def ordered(self) -> Iterator[tuple[str, Any]]:
+        for node_id in nx.lexicographical_topological_sort(self.graph, key=self.sort_key):
+            yield node_id, self.graph.nodes[node_id]["payload"]
+
+    def sort_key(self, node_id: str) -> str:
+        """Kind first, then canonical order: sites in site order, CI chunks by index,
+        loss terms in registry order; everything else by name."""
+        payload = self.graph.nodes[node_id]["payload"]
+        rank = getattr(payload, "order", None)
+        if rank is None:
+            rank = getattr(payload, "index", None) if not node_id.startswith("rule:") else None
+        if rank is None and node_id.startswith("term:"):
+            rank = _TERM_ORDER.get(node_id[5:])
+        return _sort_key(node_id) if rank is None else f"{_KIND_ORDER[node_id.partition(':')[0]]:02d}:{rank:06d}"
+
+    def error(self, diagnostic: Diagnostic) -> None:
+        self.diagnostics.append(diagnostic)
+
+    @property
+    def failed(self) -> bool:
+        return any(d.severity.value == "error" for d in self.diagnostics)
+
+
+def _sort_key(node_id: str) -> str:
+    kind, _, name = node_id.partition(":")
+    return f"{_KIND_ORDER.get(kind, 99):02d}:{_natural(name)}"
+
+
+_KIND_ORDER = {"target": 0, "mesh": 1, "site": 2, "tensor": 3, "ci": 4, "schedule": 5, "term": 6, "group": 7,
+               "rule": 8, "sharding": 9, "budget": 10}
+
+
+def _term_order() -> dict[str, int]:
+    from pdc.registry.loss import TERMS
+
+    return {term.name: i for i, term in enumerate(TERMS)}
+
+
+_TERM_ORDER = _term_order()
+
+
+def _natural(name: str) -> str:
+    """`layers.10` after `layers.9`: pad integer segments."""
+    return ".".join(p.zfill(6) if p.isdigit() else p for p in name.split("."))
+
+
+def verify(ir: IR) -> list[str]:
+    """Structural invariants that must hold between passes (run under the tests)."""
+    problems = []
+    if not nx.is_directed_acyclic_graph(ir.graph):
+        problems.append("IR graph has a cycle")
+    for node_id, data in ir.graph.nodes(data=True):
+        payload = data.get("payload")
+        if not isinstance(payload, PAYLOADS):
+            problems.append(f"{node_id}: payload {type(payload).__name__} is not an IR node type")
+        elif node_id.partition(":")[0] not in _KIND_ORDER:
+            problems.append(f"{node_id}: unknown node kind prefix")
+    return problems

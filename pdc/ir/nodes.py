@@ -1,0 +1,129 @@
+"""Typed, frozen payloads of IR nodes (DESIGN.md §5). One dataclass per node kind;
+the graph's edges are data dependencies between them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pdc.syntax.span import Span
+
+
+@dataclass(frozen=True)
+class TargetNode:
+    family: str
+    n_layers: int
+    has_positions: bool
+    output: str  # "logits" → KL recon, "features" → MSE recon
+    dims: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class SiteNode:
+    path: str
+    kind: str
+    layer: int | None
+    order: int  # canonical site order
+    d_in: int
+    d_out: int
+    C: int
+    reads: str
+    span: Span = field(compare=False)  # the decompose entry that claimed it
+    c_span: Span | None = field(default=None, compare=False)  # where its C is set
+
+
+@dataclass(frozen=True)
+class TensorNode:
+    """A sharded array of the train state or of the step's inputs."""
+
+    path: str  # "components.gate_proj.V", "ci.blocks.q", "target.embed", "batch"
+    group: str  # "target" | "components" | "ci" | "sources" | "batch"
+    shape: tuple[int, ...]
+    dtype: str
+    role: str  # how presets shard it: "column", "row", "vector", "stack", "batch", ...
+    dims_from: tuple[str, ...]  # per dimension, where its size came from (for messages)
+    trainable: bool  # has optimizer moments
+    moments: int = 0  # optimizer/adversary state arrays of the same shape (Adam: 2)
+    stack_dims: int = 0  # leading axes that stack layers / chunks / blocks for a scan
+    dim_spans: tuple[Span | None, ...] = field(default=(), compare=False)  # spec places that set a dim
+
+
+@dataclass(frozen=True)
+class CiChunkNode:
+    index: int
+    sites: tuple[str, ...]
+    input_width: int
+    c_total: int
+
+
+@dataclass(frozen=True)
+class TermNode:
+    name: str  # registry name, also its RNG stream
+    weight: float
+    divergence: str  # "kl" | "mse" | "" (not a recon term)
+    options: tuple[tuple[str, Any], ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class ScheduleNode:
+    owner: str  # "optimize.components.lr", "loss.importance_minimality.p"
+    fn: str
+    start: float
+    end: float
+    warmup_steps: int
+    start_step: int
+    end_step: int
+
+
+@dataclass(frozen=True)
+class OptGroupNode:
+    name: str  # "components" | "ci"
+    clip: float | None
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class MeshNode:
+    axes: tuple[tuple[str, int], ...]
+
+    @property
+    def devices(self) -> int:
+        size = 1
+        for _, n in self.axes:
+            size *= n
+        return size
+
+    def size(self, axis: str) -> int:
+        return dict(self.axes)[axis]
+
+
+@dataclass(frozen=True)
+class ShardRuleNode:
+    index: int
+    pattern: str
+    spec: tuple[tuple[str, ...], ...] | str  # per-dim axes, or a preset name
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class ShardingNode:
+    """The resolved sharding of one tensor (edge: rule → sharding ← tensor)."""
+
+    tensor: str
+    rule: int  # index of the rule that matched; -1 = the default
+    dims: tuple[tuple[str, ...], ...]  # per tensor dim, its mesh axes
+    per_device_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BudgetNode:
+    device: str | None
+    device_memory: int | None
+    headroom: float
+
+
+PAYLOADS = (TargetNode, SiteNode, TensorNode, CiChunkNode, TermNode, ScheduleNode, OptGroupNode, MeshNode,
+            ShardRuleNode, ShardingNode, BudgetNode)

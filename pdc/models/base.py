@@ -1,0 +1,61 @@
+"""The interface every JAX target implements (SPD_ALGORITHM.md §2).
+
+Components and masks are keyed by site *kind* and stacked over the decomposed layers
+of that kind (`Factors.V [L_k, d_in, C]`, `SiteMask.mask [L_k, *lead, C]`), the layout
+a `lax.scan` over layers consumes and the IR's tensors describe. `decomposed[kind]`
+lists, in order, the layer index of each stacked entry (toys: `(0,)` for a single
+matrix such as `linear1`).
+
+A kind absent from `masks` runs its frozen path everywhere (non-live). Within a live
+kind, `SiteMask.route` (per layer and position) selects between the decomposed and the
+frozen path, which is how layerwise terms make a single site live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol
+
+import jax
+
+from pdc.decomp.components import Factors, SiteMask
+
+Array = jax.Array
+Params = Any  # a pytree of frozen target weights
+
+
+@dataclass(frozen=True)
+class CleanPass:
+    """What one all-frozen forward yields: the recon target and the CI network's inputs."""
+
+    output: Array  # logits [B, T, vocab] (LMs) or features [B, F] (toys)
+    site_inputs: dict[str, Array]  # kind → [L_k, *lead, d_in], the activation entering each site
+    block_inputs: Array | None = None  # LMs: the residual entering every block [n_layers, B, T, hidden]
+
+
+@dataclass(frozen=True)
+class Site:
+    path: str  # "layers.18.mlp.gate_proj"
+    kind: str  # "gate_proj"
+    layer: int  # block index (0 for single-layer toys)
+    d_in: int
+    d_out: int
+
+
+class Target(Protocol):
+    family: str
+    sites: tuple[Site, ...]  # canonical order
+    decomposed: Mapping[str, tuple[int, ...]]  # kind → layers, the stacking order
+
+    def init_params(self, key: Array) -> Params:
+        """Random frozen weights of the right shapes (tests, pretraining)."""
+
+    def weights(self, params: Params) -> dict[str, Array]:
+        """The frozen W of every decomposed kind, stacked: kind → [L_k, d_in, d_out]."""
+
+    def clean(self, params: Params, batch: Array) -> CleanPass:
+        """The all-frozen forward with the site inputs (and, for LMs, block inputs)."""
+
+    def forward(self, params: Params, batch: Array, components: Mapping[str, Factors],
+                masks: Mapping[str, SiteMask]) -> Array:
+        """The masked forward: live kinds run `site_out`, the rest their frozen path."""

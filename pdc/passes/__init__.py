@@ -1,0 +1,42 @@
+"""The pass pipeline: one readable list, each pass one module with `run(ir) -> ir`.
+
+A pass that finds errors records diagnostics; later passes that need its result are
+skipped (they would only report consequences of the same mistake)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from pdc.ir.graph import IR, verify
+from pdc.passes import (
+    build_ci, check_losses, collect_budget, expand_sites, hashes, infer_shapes, resolve_sharding, resolve_target,
+)
+from pdc.syntax.checked import Spec
+
+Pass = Callable[[IR], IR]
+
+PIPELINE: tuple[tuple[str, Pass], ...] = (
+    ("resolve_target", resolve_target.run),
+    ("expand_sites", expand_sites.run),
+    ("infer_shapes", infer_shapes.run),
+    ("build_ci", build_ci.run),
+    ("check_losses", check_losses.run),
+    ("resolve_sharding", resolve_sharding.run),
+    ("collect_budget", collect_budget.run),
+    ("hashes", hashes.run),
+)
+
+
+class VerifierError(AssertionError):
+    """The IR broke an invariant between passes: a compiler bug, never a spec error."""
+
+
+def run_passes(spec: Spec, check_invariants: bool = False) -> IR:
+    ir = IR(spec)
+    for name, run in PIPELINE:
+        ir = run(ir)
+        if check_invariants and (problems := verify(ir)):
+            raise VerifierError(f"after {name}: " + "; ".join(problems))
+        if ir.failed:
+            break
+    return ir

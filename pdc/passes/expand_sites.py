@@ -1,0 +1,59 @@
+"""Pass 2 — expand site patterns against the target's module tree.
+
+A pattern that matches no matrix, or a matrix claimed by two entries, is an error.
+Sites come out in the target's canonical order, whatever the order of the entries."""
+
+from __future__ import annotations
+
+import difflib
+
+from pdc.ir.graph import IR
+from pdc.ir.nodes import SiteNode
+from pdc.syntax.checked import Entry
+from pdc.syntax.diagnostics import Diagnostic, Related
+from pdc.syntax.patterns import matches
+from pdc.targets import TargetShape
+
+
+def run(ir: IR) -> IR:
+    shape: TargetShape = ir.facts["target"]
+    decompose = ir.spec.block("decompose")
+    assert decompose is not None
+    claimed: dict[str, Entry] = {}
+    for entry in decompose.entries:
+        hits = [m.path for m in shape.matrices if matches(entry.pattern, m.path)]
+        if not hits:
+            ir.error(_no_match(entry, shape))
+        for path in hits:
+            if path in claimed:
+                ir.error(Diagnostic("PD0304", f"`{path}` is claimed by two site patterns", entry.pattern.span,
+                                    "claims it again", (Related(claimed[path].pattern.span, "first claimed"),),
+                                    ("each matrix may be decomposed once; narrow one of the patterns",)))
+            else:
+                claimed[path] = entry
+    for order, matrix in enumerate(m for m in shape.matrices if m.path in claimed):
+        entry = claimed[matrix.path]
+        ir.add(f"site:{matrix.path}", SiteNode(matrix.path, matrix.kind, matrix.layer, order, matrix.d_in,
+                                               matrix.d_out, entry.value.C, matrix.reads, entry.pattern.span,
+                                               entry.key_spans.get("C")), "target")
+    return ir
+
+
+def _no_match(entry: Entry, shape: TargetShape) -> Diagnostic:
+    paths = [m.path for m in shape.matrices]
+    close = difflib.get_close_matches(entry.pattern.text, paths, n=1, cutoff=0.5)
+    help_ = [f"did you mean `{close[0]}`?"] if close else []
+    examples = ", ".join(f"`{p}`" for p in _examples(paths))
+    if any(segment.indices for segment in entry.pattern.segments) and shape.n_layers > 1:
+        help_.insert(0, f"this target has {shape.n_layers} layers, numbered 0..{shape.n_layers - 1}")
+    help_.append(f"sites of this {shape.family} target look like {examples}")
+    return Diagnostic("PD0303", f"site pattern `{entry.pattern.text}` matches no matrix of the target",
+                      entry.pattern.span, "matches nothing", help=tuple(help_))
+
+
+def _examples(paths: list[str]) -> list[str]:
+    """A few distinct kinds of path, for orientation."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        seen.setdefault(path.rsplit(".", 1)[-1], path)
+    return list(seen.values())[:4]

@@ -1,0 +1,58 @@
+"""Pass 8 — determinism hashes (DESIGN.md §3).
+
+The decomposition hash covers what determines the trained weights (target, data,
+decompose, ci, loss, optimize, train, plus the resolved target shape); the runtime
+hash covers mesh, shard, remat and precision. Observation blocks feed neither. Both
+hash checked *values*, so reformatting, comments, or `10k` vs `10000` change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pdc.ir.graph import IR
+from pdc.registry.schema import Determinism
+from pdc.syntax.checked import Node
+
+
+def run(ir: IR) -> IR:
+    shape = ir.facts.get("target")
+    decomposition = _normalised(ir, Determinism.DECOMPOSITION)
+    decomposition["__target__"] = [(m.path, m.d_in, m.d_out) for m in shape.matrices] if shape else None
+    ir.facts["decomposition_hash"] = _digest(decomposition)
+    ir.facts["runtime_hash"] = _digest(_normalised(ir, Determinism.RUNTIME))
+    return ir
+
+
+def _normalised(ir: IR, determinism: Determinism) -> dict[str, Any]:
+    return {node.name: _node(node) for node in ir.spec.blocks_of(determinism)}
+
+
+def _node(node: Node) -> dict[str, Any]:
+    return {
+        "label": node.label,
+        "keys": node.keys.model_dump(mode="json") if node.keys is not None else None,
+        "entries": [[_pattern_key(e.pattern), _value(e.value)] for e in node.entries],
+        "children": {name: _node(child) for name, child in node.children.items()},
+    }
+
+
+def _pattern_key(pattern: Any) -> str:
+    return pattern.text
+
+
+def _value(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _value(getattr(value, k)) for k in value.__dataclass_fields__}
+    if isinstance(value, tuple):
+        return [_value(v) for v in value]
+    return value
+
+
+def _digest(data: dict[str, Any]) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

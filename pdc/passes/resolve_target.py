@@ -1,0 +1,27 @@
+"""Pass 1 — resolve the target: the `target` block (and an HF config.json, if named)
+→ the module tree and every matrix's shape. No weight file is opened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pdc.ir.graph import IR
+from pdc.ir.nodes import TargetNode
+from pdc.syntax.diagnostics import Diagnostic
+from pdc.targets import TargetConfigError, target_shape
+
+
+def run(ir: IR) -> IR:
+    node = ir.spec.block("target")
+    assert node is not None and node.label is not None and node.keys is not None
+    spec_dir = Path(ir.spec.path).resolve().parent if ir.spec.path != "<string>" else Path.cwd()
+    try:
+        shape = target_shape(node.label, node.keys, spec_dir)
+    except TargetConfigError as error:
+        span = node.span_of(error.key) if error.key else (node.header or node.span)
+        ir.error(Diagnostic("PD0301", str(error), span, "here", help=(error.help,) if error.help else ()))
+        return ir
+    ir.facts["target"] = shape
+    ir.add("target", TargetNode(shape.family, shape.n_layers, shape.has_positions, shape.output,
+                                tuple(sorted(shape.dims.items()))))
+    return ir

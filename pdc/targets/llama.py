@@ -1,0 +1,140 @@
+"""Llama-family shapes (Llama and LlamaSimpleMLP), from an HF `config.json` or from
+dimensions written in the spec. SPD_ALGORITHM.md §8.3."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pdc.registry.target import LlamaKeys
+from pdc.targets.base import FrozenTensor, Matrix, TargetConfigError, TargetShape
+
+# spec key → HF config.json field
+_HF_FIELDS = {
+    "vocab": "vocab_size", "hidden": "hidden_size", "intermediate": "intermediate_size",
+    "layers": "num_hidden_layers", "heads": "num_attention_heads", "kv_heads": "num_key_value_heads",
+    "head_dim": "head_dim",
+}
+_REQUIRED = ("vocab", "hidden", "intermediate", "layers", "heads")
+
+
+@dataclass(frozen=True)
+class LlamaDims:
+    vocab: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    tied: bool
+    origin: dict[str, str]  # dim → "hidden_size in config.json" / "`hidden` in the spec"
+
+
+def dims(keys: LlamaKeys, spec_dir: Path) -> LlamaDims:
+    """Resolve the model's dimensions: `config` if given, else the inline keys."""
+    if keys.config is not None:
+        if any(getattr(keys, k) is not None for k in _HF_FIELDS):
+            raise TargetConfigError("give either `config` or the dimensions inline, not both", "config")
+        values, origin, tied = _from_config(spec_dir / keys.config, keys.config)
+    else:
+        missing = [k for k in _REQUIRED if getattr(keys, k) is None]
+        if missing:
+            raise TargetConfigError(f"no `config` and no `{missing[0]}`: the model's dimensions are unknown",
+                                    "", "give `config = \"path/config.json\"` or all of " +
+                                    ", ".join(f"`{k}`" for k in _REQUIRED))
+        values = {k: getattr(keys, k) for k in _HF_FIELDS if getattr(keys, k) is not None}
+        origin = {k: f"`{k}` in the spec" for k in values}
+        tied = keys.tied_embeddings
+    return _complete(values, origin, tied)
+
+
+def _from_config(path: Path, shown: str) -> tuple[dict[str, int], dict[str, str], bool]:
+    try:
+        config = json.loads(path.read_text())
+    except OSError as error:
+        raise TargetConfigError(f"cannot read `{shown}`: {error.strerror or error}", "config") from None
+    except ValueError as error:
+        raise TargetConfigError(f"`{shown}` is not valid JSON: {error}", "config") from None
+    if not isinstance(config, dict):
+        raise TargetConfigError(f"`{shown}` is not a JSON object", "config")
+    values, origin = {}, {}
+    for key, field in _HF_FIELDS.items():
+        value = config.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, int) or value < 1:
+            raise TargetConfigError(f"`{field}` in `{shown}` must be a positive integer, found {value!r}", "config")
+        values[key], origin[key] = value, f"{field} in {shown}"
+    missing = [_HF_FIELDS[k] for k in _REQUIRED if k not in values]
+    if missing:
+        raise TargetConfigError(f"`{shown}` has no `{missing[0]}`", "config")
+    return values, origin, bool(config.get("tie_word_embeddings", False))
+
+
+def _complete(values: dict[str, int], origin: dict[str, str], tied: bool) -> LlamaDims:
+    heads = values["heads"]
+    kv = values.get("kv_heads", heads)
+    origin.setdefault("kv_heads", origin["heads"])
+    if "head_dim" not in values:
+        if values["hidden"] % heads:
+            raise TargetConfigError(f"hidden size {values['hidden']} is not divisible by {heads} heads; "
+                                    "give `head_dim`", "heads")
+        origin["head_dim"] = f"{origin['hidden']} / heads"
+    head_dim = values.get("head_dim", values["hidden"] // heads)
+    if heads % kv:
+        raise TargetConfigError(f"{heads} attention heads are not a multiple of {kv} key/value heads", "kv_heads")
+    return LlamaDims(values["vocab"], values["hidden"], values["intermediate"], values["layers"], heads, kv,
+                     head_dim, tied, origin)
+
+
+def _layer_matrices(d: LlamaDims, i: int, simple_mlp: bool) -> list[Matrix]:
+    o = d.origin
+    q_out, kv_out = d.heads * d.head_dim, d.kv_heads * d.head_dim
+    block, attn = ("h", "attn") if simple_mlp else ("layers", "self_attn")
+    prefix = f"{block}.{i}"
+    norm1 = "post-RMSNorm-1 residual"
+    out = [
+        Matrix(f"{prefix}.{attn}.q_proj", "q_proj", i, d.hidden, q_out, norm1, o["hidden"], f"heads × head_dim"),
+        Matrix(f"{prefix}.{attn}.k_proj", "k_proj", i, d.hidden, kv_out, norm1, o["hidden"], "kv_heads × head_dim"),
+        Matrix(f"{prefix}.{attn}.v_proj", "v_proj", i, d.hidden, kv_out, norm1, o["hidden"], "kv_heads × head_dim"),
+        Matrix(f"{prefix}.{attn}.o_proj", "o_proj", i, q_out, d.hidden, "concatenated head outputs",
+               "heads × head_dim", o["hidden"]),
+    ]
+    norm2 = "post-RMSNorm-2 residual"
+    if simple_mlp:
+        out += [Matrix(f"{prefix}.mlp.c_fc", "c_fc", i, d.hidden, d.intermediate, norm2, o["hidden"], o["intermediate"]),
+                Matrix(f"{prefix}.mlp.down_proj", "down_proj", i, d.intermediate, d.hidden, "gelu_tanh(c_fc out)",
+                       o["intermediate"], o["hidden"])]
+    else:
+        out += [Matrix(f"{prefix}.mlp.gate_proj", "gate_proj", i, d.hidden, d.intermediate, norm2, o["hidden"],
+                       o["intermediate"]),
+                Matrix(f"{prefix}.mlp.up_proj", "up_proj", i, d.hidden, d.intermediate, norm2, o["hidden"],
+                       o["intermediate"]),
+                Matrix(f"{prefix}.mlp.down_proj", "down_proj", i, d.intermediate, d.hidden, "silu(gate) ⊙ up",
+                       o["intermediate"], o["hidden"])]
+    return out
+
+
+def _tensors(d: LlamaDims, kinds: list[Matrix]) -> list[FrozenTensor]:
+    o = d.origin
+    tensors = [FrozenTensor("target.embed", (d.vocab, d.hidden), (o["vocab"], o["hidden"]))]
+    tensors += [FrozenTensor(f"target.layers.{m.kind}", (d.layers, m.d_in, m.d_out), (o["layers"], m.d_in_from,
+                                                                                       m.d_out_from)) for m in kinds]
+    tensors += [FrozenTensor(f"target.norms.{n}", (d.layers, d.hidden), (o["layers"], o["hidden"]))
+                for n in ("attn", "mlp")]
+    tensors.append(FrozenTensor("target.final_norm", (d.hidden,), (o["hidden"],)))
+    if not d.tied:
+        tensors.append(FrozenTensor("target.lm_head", (d.hidden, d.vocab), (o["hidden"], o["vocab"])))
+    return tensors
+
+
+def shape(keys: LlamaKeys, spec_dir: Path, family: str = "llama") -> TargetShape:
+    d = dims(keys, spec_dir)
+    simple = family == "simple_mlp"
+    matrices = [m for i in range(d.layers) for m in _layer_matrices(d, i, simple)]
+    facts = {"vocab": d.vocab, "hidden": d.hidden, "intermediate": d.intermediate, "layers": d.layers,
+             "heads": d.heads, "kv_heads": d.kv_heads, "head_dim": d.head_dim}
+    return TargetShape(family, tuple(matrices), tuple(_tensors(d, _layer_matrices(d, 0, simple))), d.layers, True,
+                       "logits", facts, dict(d.origin))
