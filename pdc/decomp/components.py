@@ -25,9 +25,11 @@ class Factors(NamedTuple):
     U: Array  # [..., C, d_out]
 
 
+@jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class SiteMask:
-    """How a live site runs in one masked forward.
+    """How a live site runs in one masked forward. A pytree (None fields are empty), so
+    masks can be arguments of jitted and checkpointed functions.
 
     mask  [*lead, C] or None (all ones); delta [*lead] or None (no delta path, as for
     constant-source terms); route [*lead] bool or None (decomposed path everywhere)."""

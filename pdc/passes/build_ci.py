@@ -35,7 +35,8 @@ def run(ir: IR) -> IR:
 
 def _tensor(ir: IR, path: str, shape: tuple[int, ...], role: str, dims_from: Iterable[str], deps: list[str],
             trainable: bool = True, stack_dims: int = 0) -> None:
-    ir.add(f"tensor:ci.{path}", TensorNode(f"ci.{path}", "ci", shape, params_dtype(ir), role, tuple(dims_from),
+    dtype = params_dtype(ir) if trainable else "f32"  # buffers (RoPE inv_freq) stay fp32
+    ir.add(f"tensor:ci.{path}", TensorNode(f"ci.{path}", "ci", shape, dtype, role, tuple(dims_from),
                                            trainable, ADAM_MOMENTS if trainable else 0, stack_dims=stack_dims), *deps)
 
 
@@ -117,7 +118,8 @@ def _transformer(ir: IR, ci: Node, sites: list[tuple[str, SiteNode]]) -> None:
     chunks = _chunks(ir, ci, sites)
     if chunks is None:
         return
-    per = ci.get("blocks_per_chunk") if ci.label == "chunkwise_transformer" else 1
+    layers = len({s.layer for _, s in sites})
+    per = ci.get("blocks_per_chunk") if ci.label == "chunkwise_transformer" else layers  # global: one chunk of all
     for i, chunk in enumerate(chunks):
         ir.add(f"ci:{i}", CiChunkNode(i, tuple(s.path for _, s in chunk), _input_width(ci, chunk, shape, per),
                                       sum(s.C for _, s in chunk)), *[n for n, _ in chunk])

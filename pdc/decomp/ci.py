@@ -1,0 +1,606 @@
+"""The causal-importance (CI) networks of SPD_ALGORITHM.md §3.2–3.5 as flax nnx modules.
+
+Each network maps clean activations to CI pre-activations per site kind, stacked over
+that kind's decomposed layers: `{kind: [L_k, *lead, C]}` (squash them with
+`pdc.decomp.squash.ci_bundle`). The modules only hold parameters and call pure
+functions; the train step sees them through `init_ci` / `apply_ci`, which split a
+module into a static `GraphDef` and a `State` pytree, so parameters can be
+differentiated, optimised and sharded as an ordinary pytree.
+
+Parameter names and shapes follow the compiler's IR (`pdc/passes/build_ci.py`): the
+flat state path `kind.w0` is the IR tensor `ci.kind.w0`, `blocks.q` is `ci.blocks.q`
+(see `ci_param_shapes`).
+
+Variants (the `ci` label):
+- `mlp`: per component a scalar MLP `1 → hidden → 1` on `(x@V)_c` (torch/paper; it
+  couples CI to V, gradient flows into V through the component activations).
+- `vector_mlp`: per component `d_in → hidden → 1` on the site input.
+- `shared_mlp`: per site `d_in → hidden → C` on the site input (JAX LayerwiseMLPCIFn).
+- `global_mlp`: one MLP over all site inputs concatenated in canonical order.
+- `global_transformer` / `chunkwise_transformer`: the bidirectional RoPE transformer of
+  §3.4, once over all sites, or once per chunk of `blocks_per_chunk` consecutive
+  decomposed layers with the chunks stacked and iterated by `lax.scan` (§3.5), so only
+  one chunk's weights are live at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from pdc.registry.ci import (ChunkwiseTransformerKeys, GlobalMlpKeys, GlobalTransformerKeys, ScalarMlpKeys,
+                             SharedMlpKeys, VectorMlpKeys)
+from pdc.registry.types import Keys
+
+Array = jax.Array
+Params = dict[str, Any]
+
+RMS_EPS = float(jnp.finfo(jnp.float32).eps)  # §3.4: weightless RMSNorm, eps = float32 eps
+HIDDEN_GAIN = math.sqrt(2.0)  # Kaiming "relu" gain for layers followed by a GELU
+OUT_GAIN = 1.0  # Kaiming "linear" gain for the last layer
+
+VARIANT_KEYS: dict[str, type[Keys]] = {
+    "mlp": ScalarMlpKeys,
+    "vector_mlp": VectorMlpKeys,
+    "shared_mlp": SharedMlpKeys,
+    "global_mlp": GlobalMlpKeys,
+    "global_transformer": GlobalTransformerKeys,
+    "chunkwise_transformer": ChunkwiseTransformerKeys,
+}
+
+
+# ---- what the network reads ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CiSite:
+    """One decomposed site as the CI network sees it; a layout lists them in canonical
+    order (layer ascending, then computation order), the order concatenations use."""
+
+    path: str
+    kind: str
+    layer: int  # target block (0 for single-layer toys)
+    d_in: int
+    C: int
+
+
+def ci_layout(sites: Iterable[Any]) -> tuple[CiSite, ...]:
+    """A layout from any site records with `path, kind, layer, d_in, C` (e.g. the IR's
+    `SiteNode`s in canonical order). A missing layer (toys) counts as block 0."""
+    layout = tuple(CiSite(s.path, s.kind, 0 if s.layer is None else int(s.layer), int(s.d_in), int(s.C))
+                   for s in sites)
+    _check_layout(layout)
+    return layout
+
+
+class CiInputs(NamedTuple):
+    """The activations of one clean forward the CI network may read (a pytree).
+
+    site_inputs:    kind → [L_k, *lead, d_in], the clean input of every site.
+    component_acts: kind → [L_k, *lead, C], `x @ V` (only the scalar `mlp` reads it;
+                    leave it attached to V so CI gradients reach V).
+    block_inputs:   LMs: [n_layers, *lead, hidden], the residual entering every block
+                    (read by transformers with `input = first_block_resid | all_block_resids`).
+    """
+
+    site_inputs: Mapping[str, Array]
+    component_acts: Mapping[str, Array] | None = None
+    block_inputs: Array | None = None
+
+
+def _kinds(layout: Sequence[CiSite]) -> tuple[str, ...]:
+    """Kinds in order of first appearance: the order of the output dict."""
+    return tuple(dict.fromkeys(s.kind for s in layout))
+
+
+def _stack_index(layout: Sequence[CiSite]) -> tuple[int, ...]:
+    """Per site, its index in its kind's stack (the n-th site of a kind in canonical order)."""
+    seen: dict[str, int] = {}
+    index = []
+    for site in layout:
+        index.append(seen.get(site.kind, 0))
+        seen[site.kind] = index[-1] + 1
+    return tuple(index)
+
+
+def _check_layout(layout: Sequence[CiSite]) -> None:
+    """Stacking a kind over layers needs one d_in and one C per kind, layers ascending."""
+    if not layout:
+        raise ValueError("the CI layout has no sites")
+    for kind in _kinds(layout):
+        members = [s for s in layout if s.kind == kind]
+        if len({(s.d_in, s.C) for s in members}) != 1:
+            raise ValueError(f"sites of kind {kind!r} differ in d_in or C "
+                             f"({sorted({(s.d_in, s.C) for s in members})}); a kind is stacked over layers")
+        layers = [s.layer for s in members]
+        if layers != sorted(set(layers)):
+            raise ValueError(f"sites of kind {kind!r} are not in ascending layer order: {layers}")
+
+
+def _site_input(inputs: CiInputs, site: CiSite, index: int) -> Array:
+    return inputs.site_inputs[site.kind][index]
+
+
+def _stack_per_kind(layout: Sequence[CiSite], per_site: Sequence[Array]) -> dict[str, Array]:
+    """Per-site outputs `[*lead, C]` (canonical order) → kind → `[L_k, *lead, C]` in fp32."""
+    out: dict[str, list[Array]] = {kind: [] for kind in _kinds(layout)}
+    for site, value in zip(layout, per_site):
+        out[site.kind].append(value)
+    return {kind: jnp.stack(values).astype(jnp.float32) for kind, values in out.items()}
+
+
+# ---- shared numerics ----------------------------------------------------------------------
+
+
+class Buffer(nnx.Variable):
+    """A non-trained array (RoPE `inv_freq`): no optimizer moments, and the forward
+    reads it through `stop_gradient` so an optimizer given the whole state cannot drift it."""
+
+
+def gelu(x: Array) -> Array:
+    """GELU with the exact erf (torch's default), not the tanh approximation."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+def rms_norm(x: Array) -> Array:
+    """Weightless RMSNorm over the last axis, computed in fp32 (§3.4), returned in x's dtype."""
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + RMS_EPS)
+    return normed.astype(x.dtype)
+
+
+def _kaiming_normal(key: Array, shape: tuple[int, ...], fan_in: int, gain: float, dtype: Any) -> Array:
+    """Normal with std `gain / √fan_in` (torch `kaiming_normal_`, fan_in mode)."""
+    return (jax.random.normal(key, shape, jnp.float32) * (gain / math.sqrt(fan_in))).astype(dtype)
+
+
+def _uniform_fan_in(key: Array, shape: tuple[int, ...], fan_in: int, dtype: Any) -> Array:
+    """`U(−1/√fan_in, 1/√fan_in)`, PyTorch's default Linear init (attention projections)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound).astype(dtype)
+
+
+def _cast(tree: Any, dtype: Any | None) -> Any:
+    return tree if dtype is None else jax.tree_util.tree_map(lambda a: a.astype(dtype), tree)
+
+
+def _values(module: nnx.Module, names: Iterable[str]) -> Params:
+    return {name: getattr(module, name)[...] for name in names}
+
+
+# ---- MLPs ---------------------------------------------------------------------------------
+
+
+def _init_mlp(key: Array, widths: Sequence[int], lead: tuple[int, ...], dtype: Any) -> list[tuple[Array, Array]]:
+    """(w, b) per layer of an MLP with the given widths, each with extra leading axes
+    `lead` (the per-component C axis). Kaiming normal, relu gain on layers followed by
+    GELU, linear gain on the last; zero biases.
+
+    All of a site's weights come from one normal draw, sliced per layer: every random
+    op is a separate threefry expansion that XLA compiles slowly (about half a second
+    each on a CPU), and a site's MLP has no documented per-layer key structure to keep."""
+    shapes = [lead + (d_in, d_out) for d_in, d_out in zip(widths, widths[1:])]
+    sizes = [math.prod(shape) for shape in shapes]
+    flat = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    layers, offset = [], 0
+    for j, (shape, size) in enumerate(zip(shapes, sizes)):
+        gain = OUT_GAIN if j == len(shapes) - 1 else HIDDEN_GAIN
+        w = flat[offset:offset + size].reshape(shape) * (gain / math.sqrt(shape[-2]))
+        layers.append((w.astype(dtype), jnp.zeros(lead + (shape[-1],), dtype)))
+        offset += size
+    return layers
+
+
+def _set_layers(module: nnx.Module, layers: Sequence[tuple[Array, Array]]) -> None:
+    """Store layer j as `w{j}` / `b{j}`, the IR's names."""
+    for j, (w, b) in enumerate(layers):
+        setattr(module, f"w{j}", nnx.Param(w))
+        setattr(module, f"b{j}", nnx.Param(b))
+
+
+def _layer_params(module: nnx.Module, n_layers: int) -> list[tuple[Array, Array]]:
+    return [(getattr(module, f"w{j}")[...], getattr(module, f"b{j}")[...]) for j in range(n_layers)]
+
+
+def _mlp_stack(layers: Sequence[tuple[Array, Array]], h: Array, first: str, rest: str) -> Array:
+    """Apply dense layers (einsum specs for the first and the later layers), GELU between.
+    Biases carry the stack axes only, so they broadcast over the flattened positions."""
+    for j, (w, b) in enumerate(layers):
+        h = jnp.einsum(first if j == 0 else rest, h, w) + jnp.expand_dims(b, 1)
+        if j < len(layers) - 1:
+            h = gelu(h)
+    return h
+
+
+def per_component_mlp(layers: Sequence[tuple[Array, Array]], x: Array, scalar: bool) -> Array:
+    """C independent MLPs per stacked site: weights `[L, C, w_j, w_{j+1}]`.
+
+    `scalar`: x is `[L, N, C]`, component c's MLP reads `x[..., c]` (`1 → … → 1`);
+    otherwise x is `[L, N, d_in]` and every component's MLP reads the whole vector.
+    Returns `[L, N, C]`."""
+    per_c = "lnci,lcio->lnco"
+    h = x[..., None] if scalar else x
+    return _mlp_stack(layers, h, per_c if scalar else "lni,lcio->lnco", per_c)[..., 0]
+
+
+def shared_site_mlp(layers: Sequence[tuple[Array, Array]], x: Array) -> Array:
+    """One MLP per stacked site, `[L, N, d_in] → [L, N, C]`."""
+    return _mlp_stack(layers, x, "lni,lio->lno", "lni,lio->lno")
+
+
+class KindMlp(nnx.Module):
+    """One kind's CI MLPs, stacked over its decomposed layers (and components)."""
+
+    def __init__(self, layers: Sequence[tuple[Array, Array]]) -> None:
+        self.n_layers = len(layers)
+        _set_layers(self, layers)
+
+    def layers(self, dtype: Any | None) -> list[tuple[Array, Array]]:
+        return _cast(_layer_params(self, self.n_layers), dtype)
+
+
+class PerSiteMlpCi(nnx.Module):
+    """`mlp`, `vector_mlp` or `shared_mlp`: an independent network per site, stored per
+    kind as attribute `<kind>` (IR tensors `ci.<kind>.w0`, …)."""
+
+    def __init__(self, key: Array, variant: str, hidden: Sequence[int], layout: tuple[CiSite, ...],
+                 dtype: Any, compute_dtype: Any | None) -> None:
+        self._variant = variant
+        self._layout = layout
+        self._compute_dtype = compute_dtype
+        for kind in _kinds(layout):
+            if not kind.isidentifier() or kind.startswith("_") or hasattr(self, kind):
+                raise ValueError(f"site kind {kind!r} cannot name a CI parameter group")
+            members = [i for i, s in enumerate(layout) if s.kind == kind]
+            setattr(self, kind, KindMlp(self._init_kind(key, members, hidden, dtype)))
+
+    def _init_kind(self, key: Array, members: Sequence[int], hidden: Sequence[int],
+                   dtype: Any) -> list[tuple[Array, Array]]:
+        """Each site from `fold_in(key, canonical site index)`, stacked over the kind's layers
+        (vmapped: one random op per kind, values identical to a per-site loop)."""
+        site = self._layout[members[0]]
+        if self._variant == "shared_mlp":
+            widths, lead = [site.d_in, *hidden, site.C], ()
+        else:
+            widths, lead = [1 if self._variant == "mlp" else site.d_in, *hidden, 1], (site.C,)
+        return jax.vmap(lambda i: _init_mlp(jax.random.fold_in(key, i), widths, lead, dtype))(jnp.asarray(members))
+
+    def __call__(self, inputs: CiInputs) -> dict[str, Array]:
+        out = {}
+        for kind in _kinds(self._layout):
+            x = self._input(inputs, kind)
+            layers = getattr(self, kind).layers(self._compute_dtype)
+            L, lead = x.shape[0], x.shape[1:-1]
+            flat = _cast(x.reshape(L, -1, x.shape[-1]), self._compute_dtype)
+            if self._variant == "shared_mlp":
+                y = shared_site_mlp(layers, flat)
+            else:
+                y = per_component_mlp(layers, flat, scalar=self._variant == "mlp")
+            out[kind] = y.reshape(L, *lead, y.shape[-1]).astype(jnp.float32)
+        return out
+
+    def _input(self, inputs: CiInputs, kind: str) -> Array:
+        if self._variant != "mlp":
+            return inputs.site_inputs[kind]
+        if inputs.component_acts is None:
+            raise ValueError("`ci mlp` reads the component activations x @ V; pass CiInputs.component_acts")
+        return inputs.component_acts[kind]
+
+
+class GlobalMlpCi(nnx.Module):
+    """`global_mlp`: one MLP `Σ d_in → hidden → Σ C` over all site inputs concatenated in
+    canonical order, the output split back per site (IR tensors `ci.w0`, `ci.b0`, …).
+    Its weights come from `key` itself (there is a single network, no per-site fold)."""
+
+    def __init__(self, key: Array, hidden: Sequence[int], layout: tuple[CiSite, ...], dtype: Any,
+                 compute_dtype: Any | None) -> None:
+        self._layout = layout
+        self._compute_dtype = compute_dtype
+        widths = [sum(s.d_in for s in layout), *hidden, sum(s.C for s in layout)]
+        self._n_layers = len(widths) - 1
+        _set_layers(self, _init_mlp(key, widths, (), dtype))
+
+    def __call__(self, inputs: CiInputs) -> dict[str, Array]:
+        xs = [_site_input(inputs, s, i) for s, i in zip(self._layout, _stack_index(self._layout))]
+        x = _cast(jnp.concatenate(xs, axis=-1), self._compute_dtype)
+        layers = _cast(_layer_params(self, self._n_layers), self._compute_dtype)
+        h = x
+        for j, (w, b) in enumerate(layers):
+            h = h @ w + b
+            if j < len(layers) - 1:
+                h = gelu(h)
+        return _stack_per_kind(self._layout, _split_last(h, [s.C for s in self._layout]))
+
+
+def _split_last(x: Array, sizes: Sequence[int]) -> list[Array]:
+    offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    return [x[..., a:b] for a, b in zip(offsets, offsets[1:])]
+
+
+# ---- transformers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The sites one CI transformer serves (layout indices, canonical order) and the
+    target blocks they sit in (ascending)."""
+
+    sites: tuple[int, ...]
+    layers: tuple[int, ...]
+
+
+def chunk_plan(layout: Sequence[CiSite], blocks_per_chunk: int | None) -> tuple[Chunk, ...]:
+    """Partition the sites into chunks of `blocks_per_chunk` consecutive decomposed layers
+    (None: one chunk over everything, the global transformer)."""
+    layers = sorted({s.layer for s in layout})
+    per = len(layers) if blocks_per_chunk is None else blocks_per_chunk
+    if len(layers) % per:
+        raise ValueError(f"{len(layers)} decomposed layers do not split into chunks of "
+                         f"blocks_per_chunk = {per}")
+    groups = [tuple(layers[i:i + per]) for i in range(0, len(layers), per)]
+    return tuple(Chunk(tuple(i for i, s in enumerate(layout) if s.layer in group), group) for group in groups)
+
+
+def _chunk_width(chunk: Chunk, layout: Sequence[CiSite], mode: str, resid_width: int | None) -> int:
+    if mode == "site_inputs":
+        return sum(layout[i].d_in for i in chunk.sites)
+    if resid_width is None:
+        raise ValueError(f"`input = {mode}` reads the residual stream; pass resid_width (the target's hidden size)")
+    return resid_width if mode == "first_block_resid" else resid_width * len(chunk.layers)
+
+
+def _homogeneous(chunks: Sequence[Chunk], layout: Sequence[CiSite], mode: str,
+                 resid_width: int | None) -> tuple[int, int]:
+    """(input width, Σ C), equal for every chunk: the stacked parameters need it."""
+    dims = [(_chunk_width(c, layout, mode, resid_width), sum(layout[i].C for i in c.sites)) for c in chunks]
+    for index, d in enumerate(dims):
+        if d != dims[0]:
+            raise ValueError(f"CI chunk {index} (input width {d[0]}, Σ C {d[1]}) differs from chunk 0 "
+                             f"(input width {dims[0][0]}, Σ C {dims[0][1]}); stacked chunks must be homogeneous: "
+                             "decompose the same sites with the same C in every chunk")
+    return dims[0]
+
+
+def rope_inv_freq(head_dim: int, base: float) -> Array:
+    """`1 / base^{(0, 2, …, hd−2)/hd}` for rotate-half RoPE."""
+    if head_dim % 2:
+        raise ValueError(f"RoPE rotates pairs: the head width {head_dim} must be even")
+    return 1.0 / (base ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+
+
+def apply_rope(x: Array, inv_freq: Array) -> Array:
+    """Rotate-half RoPE over the sequence axis of `x [..., T, heads, hd]` (positions 0..T−1)."""
+    T = x.shape[-3]
+    freqs = jnp.arange(T, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+    emb = jnp.concatenate([freqs, freqs], axis=-1)[:, None, :]  # [T, 1, hd]
+    cos, sin = jnp.cos(emb).astype(x.dtype), jnp.sin(emb).astype(x.dtype)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos + rotated * sin
+
+
+def attention(x: Array, block: Params, inv_freq: Array, heads: int) -> Array:
+    """Bidirectional multi-head attention with RoPE on q and k; bias-free projections.
+    Scores and softmax in fp32."""
+    *lead, T, d = x.shape
+    hd = d // heads
+
+    def project(name: str) -> Array:
+        return (x @ block[name]).reshape(*lead, T, heads, hd)
+
+    q, k, v = apply_rope(project("q"), inv_freq), apply_rope(project("k"), inv_freq), project("v")
+    scores = jnp.einsum("...thd,...shd->...hts", q, k, preferred_element_type=jnp.float32) / math.sqrt(hd)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("...hts,...shd->...thd", probs, v).reshape(*lead, T, d)
+    return out @ block["o"]
+
+
+def feed_forward(x: Array, block: Params) -> Array:
+    return gelu(x @ block["mlp_in"] + block["mlp_in_b"]) @ block["mlp_out"] + block["mlp_out_b"]
+
+
+def transformer_chunk(params: Params, inv_freq: Array, x: Array, heads: int) -> Array:
+    """One chunk's transformer: in_proj, pre-norm blocks (scanned over the block axis of
+    `params["blocks"]`), head. `x [*lead, T, W]` is already RMS-normed per tap and
+    concatenated; returns `[*lead, T, Σ C]`."""
+    h = x @ params["in_proj"] + params["in_proj_b"]
+
+    def block(h: Array, bp: Params) -> tuple[Array, None]:
+        h = h + attention(rms_norm(h), bp, inv_freq, heads)
+        return h + feed_forward(rms_norm(h), bp), None
+
+    h, _ = jax.lax.scan(block, h, params["blocks"])
+    return h @ params["head"] + params["head_b"]
+
+
+BLOCK_PARAMS = ("q", "k", "v", "o", "mlp_in", "mlp_in_b", "mlp_out", "mlp_out_b")
+CHUNK_PARAMS = ("in_proj", "in_proj_b", "head", "head_b")
+
+
+def _init_block(key: Array, d: int, mlp: int, dtype: Any) -> Params:
+    kq, kk, kv, ko, k1, k2 = jax.random.split(key, 6)
+    return {
+        "q": _uniform_fan_in(kq, (d, d), d, dtype), "k": _uniform_fan_in(kk, (d, d), d, dtype),
+        "v": _uniform_fan_in(kv, (d, d), d, dtype), "o": _uniform_fan_in(ko, (d, d), d, dtype),
+        "mlp_in": _kaiming_normal(k1, (d, mlp), d, HIDDEN_GAIN, dtype), "mlp_in_b": jnp.zeros((mlp,), dtype),
+        "mlp_out": _kaiming_normal(k2, (mlp, d), mlp, OUT_GAIN, dtype), "mlp_out_b": jnp.zeros((d,), dtype),
+    }
+
+
+def _init_chunk(key: Array, width: int, c_total: int, d: int, blocks: int, mlp: int, dtype: Any) -> Params:
+    """§3.5: split into `blocks + 2` keys (in_proj, head, one per block)."""
+    keys = jax.random.split(key, blocks + 2)
+    return {
+        "in_proj": _kaiming_normal(keys[0], (width, d), width, HIDDEN_GAIN, dtype),
+        "in_proj_b": jnp.zeros((d,), dtype),
+        "head": _kaiming_normal(keys[1], (d, c_total), d, OUT_GAIN, dtype),
+        "head_b": jnp.zeros((c_total,), dtype),
+        "blocks": jax.vmap(lambda k: _init_block(k, d, mlp, dtype))(keys[2:]),
+    }
+
+
+class TransformerBlocks(nnx.Module):
+    """The blocks' parameters, stacked `[(n_chunks,) blocks, …]` (IR tensors `ci.blocks.*`)."""
+
+    def __init__(self, params: Params) -> None:
+        for name in BLOCK_PARAMS:
+            setattr(self, name, nnx.Param(params[name]))
+
+
+class TransformerCi(nnx.Module):
+    """`global_transformer` (one chunk, no chunk axis) or `chunkwise_transformer` (chunk
+    parameters stacked on a leading axis, `lax.scan` over it)."""
+
+    def __init__(self, key: Array, options: GlobalTransformerKeys | ChunkwiseTransformerKeys,
+                 layout: tuple[CiSite, ...], resid_width: int | None, dtype: Any, compute_dtype: Any | None) -> None:
+        chunked = isinstance(options, ChunkwiseTransformerKeys)
+        d, heads = options.d_model, options.heads
+        if d % heads:
+            raise ValueError(f"d_model = {d} does not split over {heads} heads")
+        self._layout = layout
+        self._chunks = chunk_plan(layout, options.blocks_per_chunk if chunked else None)
+        self._stacked = chunked
+        self._mode = options.input
+        self._heads = heads
+        self._resid_width = resid_width
+        self._compute_dtype = compute_dtype
+        width, c_total = _homogeneous(self._chunks, layout, options.input, resid_width)
+        params = jax.vmap(lambda i: _init_chunk(jax.random.fold_in(key, i), width, c_total, d, options.blocks,
+                                                options.mlp, dtype))(jnp.arange(len(self._chunks)))
+        if not chunked:
+            params = jax.tree_util.tree_map(lambda a: a[0], params)
+        for name in CHUNK_PARAMS:
+            setattr(self, name, nnx.Param(params[name]))
+        self.blocks = TransformerBlocks(params["blocks"])
+        self.inv_freq = Buffer(rope_inv_freq(d // heads, options.rope_base))
+
+    def chunk_params(self) -> Params:
+        """The (stacked) parameters as a plain pytree, cast to the compute dtype."""
+        params = _values(self, CHUNK_PARAMS) | {"blocks": _values(self.blocks, BLOCK_PARAMS)}
+        if not self._stacked:
+            params = jax.tree_util.tree_map(lambda a: a[None], params)
+        return _cast(params, self._compute_dtype)
+
+    def chunk_inputs(self, inputs: CiInputs) -> Array:
+        """`[n_chunks, *lead, T, W]`: each chunk's taps RMS-normed (fp32) and concatenated."""
+        stack_index = _stack_index(self._layout)
+        per_chunk = []
+        for chunk in self._chunks:
+            taps = self._taps(inputs, chunk, stack_index)
+            per_chunk.append(jnp.concatenate([rms_norm(t.astype(jnp.float32)) for t in taps], axis=-1))
+        return _cast(jnp.stack(per_chunk), self._compute_dtype)
+
+    def _taps(self, inputs: CiInputs, chunk: Chunk, stack_index: Sequence[int]) -> list[Array]:
+        if self._mode == "site_inputs":
+            return [_site_input(inputs, self._layout[i], stack_index[i]) for i in chunk.sites]
+        if inputs.block_inputs is None:
+            raise ValueError(f"`input = {self._mode}` reads the residual entering each block; "
+                             "pass CiInputs.block_inputs")
+        layers = chunk.layers[:1] if self._mode == "first_block_resid" else chunk.layers
+        return [inputs.block_inputs[layer] for layer in layers]
+
+    def split_outputs(self, out: Array) -> dict[str, Array]:
+        """`[n_chunks, *lead, T, Σ C]` → kind → `[L_k, *lead, T, C]` (fp32)."""
+        per_site: list[Array | None] = [None] * len(self._layout)
+        for c, chunk in enumerate(self._chunks):
+            pieces = _split_last(out[c], [self._layout[i].C for i in chunk.sites])
+            for i, piece in zip(chunk.sites, pieces):
+                per_site[i] = piece
+        return _stack_per_kind(self._layout, per_site)  # type: ignore[arg-type]
+
+    def __call__(self, inputs: CiInputs) -> dict[str, Array]:
+        xs, params = self.chunk_inputs(inputs), self.chunk_params()
+        inv_freq = jax.lax.stop_gradient(self.inv_freq[...])
+        if not self._stacked:
+            one = jax.tree_util.tree_map(lambda a: a[0], params)
+            return self.split_outputs(transformer_chunk(one, inv_freq, xs[0], self._heads)[None])
+
+        def step(carry: None, chunk: tuple[Params, Array]) -> tuple[None, Array]:
+            return carry, transformer_chunk(chunk[0], inv_freq, chunk[1], self._heads)
+
+        _, out = jax.lax.scan(step, None, (params, xs))
+        return self.split_outputs(out)
+
+
+# ---- the functional interface -------------------------------------------------------------
+
+
+CiNetwork = PerSiteMlpCi | GlobalMlpCi | TransformerCi
+
+
+def build_ci(key: Array, variant: str, options: Keys, layout: Sequence[CiSite], *,
+             resid_width: int | None = None, param_dtype: Any = jnp.float32,
+             compute_dtype: Any | None = None) -> CiNetwork:
+    """The CI network `variant` (the spec's `ci` label) as an nnx module, initialised
+    deterministically from `key`. `resid_width` is the target's hidden size, needed only
+    by transformers reading residual taps. `compute_dtype` casts parameters and inputs
+    for the forward; outputs are always fp32."""
+    expected = VARIANT_KEYS.get(variant)
+    if expected is None:
+        raise ValueError(f"unknown CI network {variant!r}; expected one of {sorted(VARIANT_KEYS)}")
+    if not isinstance(options, expected):
+        raise TypeError(f"`ci {variant}` takes {expected.__name__} options, got {type(options).__name__}")
+    layout = tuple(layout)
+    _check_layout(layout)
+    if variant in ("mlp", "vector_mlp", "shared_mlp", "global_mlp"):
+        hidden = list(options.hidden)  # type: ignore[attr-defined]
+        if variant == "global_mlp":
+            return GlobalMlpCi(key, hidden, layout, param_dtype, compute_dtype)
+        return PerSiteMlpCi(key, variant, hidden, layout, param_dtype, compute_dtype)
+    return TransformerCi(key, options, layout, resid_width, param_dtype, compute_dtype)  # type: ignore[arg-type]
+
+
+def abstract_ci(kind: str, options: Keys, layout: Sequence[CiSite], *, resid_width: int | None = None,
+                param_dtype: Any = jnp.float32, compute_dtype: Any | None = None) -> tuple[nnx.GraphDef, nnx.State]:
+    """The graph and a state of `ShapeDtypeStruct`s, allocating nothing: what sharding
+    plans (`out_shardings` of a jitted init) and shape checks against the IR need."""
+    return nnx.split(nnx.eval_shape(lambda k: build_ci(k, kind, options, layout, resid_width=resid_width,
+                                                       param_dtype=param_dtype, compute_dtype=compute_dtype),
+                                    jax.random.key(0)))
+
+
+def init_ci(key: Array, kind: str, options: Keys, layout: Sequence[CiSite], *, resid_width: int | None = None,
+            param_dtype: Any = jnp.float32, compute_dtype: Any | None = None) -> tuple[nnx.GraphDef, nnx.State]:
+    """`build_ci`, split into the static graph and the parameter state (a pytree of
+    `nnx.Param`s, plus the `Buffer` `inv_freq` for transformers; separate them with
+    `nnx.split_state(state, nnx.Param, Buffer)` to give the optimizer only the Params).
+    `kind` is the CI network variant (the spec's `ci` label).
+
+    The initialiser runs as one jitted program (many small eager random ops would each
+    dispatch and compile on their own); the graph comes from an abstract build."""
+    graphdef, _ = abstract_ci(kind, options, layout, resid_width=resid_width, param_dtype=param_dtype,
+                              compute_dtype=compute_dtype)  # also validates the arguments
+    program = _init_program(kind, options.model_dump_json(), tuple(layout), resid_width, param_dtype, compute_dtype)
+    return graphdef, program(key)
+
+
+@functools.lru_cache(maxsize=16)
+def _init_program(kind: str, options_json: str, layout: tuple[CiSite, ...], resid_width: int | None,
+                  param_dtype: Any, compute_dtype: Any | None) -> Callable[[Array], nnx.State]:
+    """The jitted initialiser of one configuration, cached so re-initialising the same
+    network with another key does not compile again (options travel as JSON: pydantic
+    models with list fields are not hashable)."""
+    options = VARIANT_KEYS[kind].model_validate_json(options_json)
+    return jax.jit(lambda k: nnx.state(build_ci(k, kind, options, layout, resid_width=resid_width,
+                                                param_dtype=param_dtype, compute_dtype=compute_dtype)))
+
+
+def apply_ci(graphdef: nnx.GraphDef, state: nnx.State, inputs: CiInputs) -> dict[str, Array]:
+    """CI pre-activations, kind → `[L_k, *lead, C]` fp32. Pure in `state`: differentiate,
+    jit (`graphdef` is static) or shard it like any pytree."""
+    return nnx.merge(graphdef, state)(inputs)
+
+
+def ci_param_shapes(kind: str, options: Keys, layout: Sequence[CiSite], *, resid_width: int | None = None,
+                    param_dtype: Any = jnp.float32) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """IR tensor name (`ci.…`) → (shape, trainable), without allocating anything: what
+    the compiler's build_ci pass must agree with."""
+    _, state = abstract_ci(kind, options, layout, resid_width=resid_width, param_dtype=param_dtype)
+    return {"ci." + ".".join(str(p) for p in path): (tuple(v.shape), isinstance(v, nnx.Param))
+            for path, v in nnx.to_flat_state(state)}
