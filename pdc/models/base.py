@@ -24,9 +24,11 @@ Array = jax.Array
 Params = Any  # a pytree of frozen target weights
 
 
+@jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class CleanPass:
-    """What one all-frozen forward yields: the recon target and the CI network's inputs."""
+    """What one all-frozen forward yields: the recon target and the CI network's inputs.
+    A pytree, so a jitted `clean` can return it."""
 
     output: Array  # logits [B, T, vocab] (LMs) or features [B, F] (toys)
     site_inputs: dict[str, Array]  # kind → [L_k, *lead, d_in], the activation entering each site

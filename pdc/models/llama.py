@@ -1,0 +1,328 @@
+"""Llama-family targets (SPD_ALGORITHM.md §8.3): Llama (SwiGLU MLP, optional Llama-3 RoPE
+scaling) and LlamaSimpleMLP (GPT-2 module tree `h.{i}`, `c_fc → GELU(tanh) → down_proj`,
+plain RoPE, tied embeddings).
+
+Layers run under `lax.scan` so compile time stays flat in depth. The layers are split
+into maximal contiguous segments with the same set of decomposed kinds; each segment is
+one scan whose `xs` carry the component and mask slices of its live kinds (decomposed
+kinds with masks in this forward). Segments without a live kind scan the plain frozen
+block. The segmentation does not depend on which kinds are live, so every forward has
+the clean pass's loop structure and (jitted) a frozen forward reproduces it bit for bit.
+
+Frozen weights stay whole and each scan step reads its layer by dynamic index: slicing
+them per segment would copy them (a slice feeding a while loop is materialised),
+doubling frozen-weight memory on an 8B target.
+
+Params (right-multiplication, layers stacked):
+    embed [vocab, hidden]; layers.<kind> [n_layers, d_in, d_out];
+    norms.attn / norms.mlp [n_layers, hidden]; final_norm [hidden]; lm_head [hidden, vocab] (untied only)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdc.decomp.components import Factors, SiteMask, site_out
+from pdc.models.base import CleanPass, Params, Site
+from pdc.models.sites import MaskFields, live_kinds, mask_fields, site_mask_of, slice_fields
+
+Array = jax.Array
+Remat = Literal["off", "whole", "per_layer"]
+SiteFn = Callable[[str, Array, Array], Array]  # (kind, x, W) → y, W already in compute dtype
+Segment = tuple[int, int, tuple[str, ...]]  # [start, stop) layers and their live kinds
+
+LLAMA_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+SIMPLE_MLP_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "c_fc", "down_proj")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """Llama-3 frequency rescaling (HF `rope_scaling` with `rope_type = "llama3"`)."""
+
+    factor: float
+    low_freq_factor: float
+    high_freq_factor: float
+    original_max_positions: int
+
+    @classmethod
+    def from_hf(cls, config: Mapping[str, Any] | None) -> RopeScaling | None:
+        """Parse HF `rope_scaling`; `None` or type "default" means plain RoPE. Other
+        scaling types (linear, dynamic, yarn) are refused rather than silently ignored."""
+        if config is None:
+            return None
+        kind = config.get("rope_type", config.get("type", "default"))
+        if kind == "default":
+            return None
+        if kind != "llama3":
+            raise ValueError(f"rope_scaling type `{kind}` is not supported (only `llama3`)")
+        return cls(float(config["factor"]), float(config["low_freq_factor"]), float(config["high_freq_factor"]),
+                   int(config["original_max_position_embeddings"]))
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    vocab: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    tied: bool
+    simple_mlp: bool
+    rope_theta: float
+    rms_norm_eps: float
+    rope_scaling: RopeScaling | None = None
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The block's matrices in computation (canonical) order."""
+        return SIMPLE_MLP_KINDS if self.simple_mlp else LLAMA_KINDS
+
+    def kind_shape(self, kind: str) -> tuple[int, int]:
+        """(d_in, d_out) of one layer's matrix of `kind`."""
+        q, kv, h, i = self.heads * self.head_dim, self.kv_heads * self.head_dim, self.hidden, self.intermediate
+        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h), "gate_proj": (h, i),
+                "up_proj": (h, i), "c_fc": (h, i), "down_proj": (i, h)}[kind]
+
+
+def param_shapes(cfg: LlamaConfig) -> dict[str, Any]:
+    """The params pytree's shapes (the layout loaders and `init_params` produce)."""
+    n = cfg.layers
+    shapes: dict[str, Any] = {
+        "embed": (cfg.vocab, cfg.hidden),
+        "layers": {k: (n, *cfg.kind_shape(k)) for k in cfg.kinds},
+        "norms": {"attn": (n, cfg.hidden), "mlp": (n, cfg.hidden)},
+        "final_norm": (cfg.hidden,),
+    }
+    if not cfg.tied:
+        shapes["lm_head"] = (cfg.hidden, cfg.vocab)
+    return shapes
+
+
+# ---- RoPE -------------------------------------------------------------------------------
+
+def inv_freq(cfg: LlamaConfig) -> np.ndarray:
+    """RoPE inverse frequencies in float64, with Llama-3 scaling when configured:
+    wavelengths above `original / low_freq_factor` are divided by `factor`, those below
+    `original / high_freq_factor` kept, and the band between interpolated smoothly."""
+    d = cfg.head_dim
+    base = 1.0 / cfg.rope_theta ** (np.arange(0, d, 2, dtype=np.float64) / d)
+    s = cfg.rope_scaling
+    if s is None:
+        return base
+    wavelen = 2 * math.pi / base
+    low_wavelen = s.original_max_positions / s.low_freq_factor
+    high_wavelen = s.original_max_positions / s.high_freq_factor
+    scaled = np.where(wavelen > low_wavelen, base / s.factor, base)
+    smooth = (s.original_max_positions / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor)
+    smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return np.where(medium, smoothed, scaled)
+
+
+@functools.lru_cache(maxsize=32)
+def rope_tables(cfg: LlamaConfig, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin [T, head_dim] (halves repeated, rotate-half layout), computed in float64
+    on the host: they are constants of the graph (the `inv_freq` buffer gets no gradient)."""
+    angles = np.arange(length, dtype=np.float64)[:, None] * inv_freq(cfg)[None, :]
+    angles = np.concatenate([angles, angles], axis=-1)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
+    """x [B, T, heads, head_dim] rotated per position: x cos + rotate_half(x) sin."""
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos[:, None, :].astype(x.dtype) + rotated * sin[:, None, :].astype(x.dtype)
+
+
+# ---- the block ----------------------------------------------------------------------------
+
+def rms_norm(x: Array, weight: Array, eps: float) -> Array:
+    """Normalised in fp32 (as HF does), then cast back before the weight multiplies."""
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return normed.astype(x.dtype) * weight.astype(x.dtype)
+
+
+def attention(cfg: LlamaConfig, q: Array, k: Array, v: Array, cos: Array, sin: Array) -> Array:
+    """Causal GQA attention on projected q/k/v [B, T, heads·head_dim]; query head h reads
+    key/value head h // (heads / kv_heads). Scores and softmax in fp32."""
+    B, T, _ = q.shape
+    group = cfg.heads // cfg.kv_heads
+    q = apply_rope(q.reshape(B, T, cfg.heads, cfg.head_dim), cos, sin)
+    k = apply_rope(k.reshape(B, T, cfg.kv_heads, cfg.head_dim), cos, sin)
+    v = v.reshape(B, T, cfg.kv_heads, cfg.head_dim)
+    q = q.reshape(B, T, cfg.kv_heads, group, cfg.head_dim)
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) / math.sqrt(cfg.head_dim)
+    causal = jnp.tril(jnp.ones((T, T), dtype=bool))
+    scores = jnp.where(causal, scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
+    return out.reshape(B, T, cfg.heads * cfg.head_dim)
+
+
+def block(cfg: LlamaConfig, x: Array, weights: Mapping[str, Array], norms: Mapping[str, Array], site: SiteFn,
+          cos: Array, sin: Array) -> Array:
+    """One pre-norm block. Every matrix goes through `site`, so q/k/v are decomposed
+    before RoPE, o_proj on the concatenated heads, down_proj on its MLP activation."""
+    h = rms_norm(x, norms["attn"], cfg.rms_norm_eps)
+    q, k, v = (site(kind, h, weights[kind]) for kind in ("q_proj", "k_proj", "v_proj"))
+    x = x + site("o_proj", attention(cfg, q, k, v, cos, sin), weights["o_proj"])
+    h = rms_norm(x, norms["mlp"], cfg.rms_norm_eps)
+    if cfg.simple_mlp:
+        act = jax.nn.gelu(site("c_fc", h, weights["c_fc"]), approximate=True)
+    else:
+        act = jax.nn.silu(site("gate_proj", h, weights["gate_proj"])) * site("up_proj", h, weights["up_proj"])
+    return x + site("down_proj", act, weights["down_proj"])
+
+
+def segments(n_layers: int, layers_of: Mapping[str, tuple[int, ...]]) -> list[Segment]:
+    """Maximal runs of consecutive layers with the same set of kinds from `layers_of`."""
+    per_layer = [tuple(k for k, ls in layers_of.items() if i in ls) for i in range(n_layers)]
+    out: list[Segment] = []
+    for i, kinds in enumerate(per_layer):
+        if out and out[-1][2] == kinds:
+            out[-1] = (out[-1][0], i + 1, kinds)
+        else:
+            out.append((i, i + 1, kinds))
+    return out
+
+
+# ---- the target -----------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Llama:
+    """A Llama-family `Target`. `remat`: "per_layer" checkpoints the scan body, "whole"
+    the full masked forward. `compute_dtype`: weights, V/U and activations are cast to it
+    for the forward; logits come back in fp32."""
+
+    sites: tuple[Site, ...]
+    decomposed: Mapping[str, tuple[int, ...]]
+    config: LlamaConfig
+    remat: Remat = "off"
+    compute_dtype: Any = jnp.float32
+    family: str = "llama"
+
+    def init_params(self, key: Array) -> Params:
+        """Random weights: embeddings N(0, 0.02²); matrices N(0, 1/d_in), o_proj and
+        down_proj further scaled by 1/√(2·layers) (residual-branch scaling); norms 1."""
+        cfg, shapes = self.config, param_shapes(self.config)
+        keys = jax.random.split(key, len(cfg.kinds) + 2)
+        residual = {"o_proj", "down_proj"}
+
+        def matrix(k: Array, kind: str) -> Array:
+            shape = shapes["layers"][kind]
+            std = shape[1] ** -0.5 / (math.sqrt(2 * cfg.layers) if kind in residual else 1.0)
+            return jax.random.normal(k, shape) * std
+
+        params: dict[str, Any] = {
+            "embed": jax.random.normal(keys[0], shapes["embed"]) * 0.02,
+            "layers": {kind: matrix(k, kind) for k, kind in zip(keys[2:], cfg.kinds)},
+            "norms": {n: jnp.ones(s) for n, s in shapes["norms"].items()},
+            "final_norm": jnp.ones(shapes["final_norm"]),
+        }
+        if not cfg.tied:
+            params["lm_head"] = jax.random.normal(keys[1], shapes["lm_head"]) * cfg.hidden ** -0.5
+        return params
+
+    def weights(self, params: Params) -> dict[str, Array]:
+        return {kind: jnp.take(params["layers"][kind], np.asarray(layers), axis=0)
+                for kind, layers in self.decomposed.items()}
+
+    def clean(self, params: Params, batch: Array) -> CleanPass:
+        """All-frozen forward, segmented by the decomposed kinds so each segment emits the
+        inputs of exactly the sites it holds (no [n_layers, B, T, intermediate] stack)."""
+        x = self._embed(params, batch)
+        cos, sin = rope_tables(self.config, batch.shape[-1])
+        blocks, taps = [], {kind: [] for kind in self.decomposed}
+        for start, stop, kinds in segments(self.config.layers, self.decomposed):
+            x, (seg_blocks, seg_taps) = jax.lax.scan(self._clean_body(params, kinds, cos, sin), x,
+                                                     jnp.arange(start, stop))
+            blocks.append(seg_blocks)
+            for kind in kinds:
+                taps[kind].append(seg_taps[kind])
+        site_inputs = {kind: jnp.concatenate(parts) for kind, parts in taps.items()}
+        return CleanPass(self._logits(params, x), site_inputs, jnp.concatenate(blocks))
+
+    def forward(self, params: Params, batch: Array, components: Mapping[str, Factors],
+                masks: Mapping[str, SiteMask]) -> Array:
+        live = live_kinds(self.decomposed, components, masks)
+        factors = {kind: Factors(*components[kind]) for kind in live}
+        fields = {kind: mask_fields(masks[kind]) for kind in live}
+        run = self._masked
+        if self.remat == "whole":
+            run = jax.checkpoint(run)
+        return run(params, batch, factors, fields)
+
+    # -- internals --
+
+    def _embed(self, params: Params, tokens: Array) -> Array:
+        return jnp.take(params["embed"], tokens, axis=0).astype(self.compute_dtype)
+
+    def _logits(self, params: Params, x: Array) -> Array:
+        h = rms_norm(x, params["final_norm"], self.config.rms_norm_eps)
+        head = params["embed"].T if self.config.tied else params["lm_head"]
+        return jnp.dot(h, head.astype(self.compute_dtype), preferred_element_type=jnp.float32)
+
+    def _layer(self, params: Params, layer: Array) -> tuple[dict[str, Array], dict[str, Array]]:
+        """One layer's frozen matrices (in compute dtype) and norm weights."""
+        take = lambda a: jax.lax.dynamic_index_in_dim(a, layer, keepdims=False)  # noqa: E731
+        weights = {k: take(w).astype(self.compute_dtype) for k, w in params["layers"].items()}
+        return weights, {k: take(n) for k, n in params["norms"].items()}
+
+    def _masked(self, params: Params, batch: Array, factors: Mapping[str, Factors],
+                fields: Mapping[str, MaskFields]) -> Array:
+        x = self._embed(params, batch)
+        cos, sin = rope_tables(self.config, batch.shape[-1])
+        for start, stop, decomposed in segments(self.config.layers, self.decomposed):
+            kinds = tuple(k for k in decomposed if k in factors)
+            first = {kind: self.decomposed[kind].index(start) for kind in kinds}
+            xs = (jnp.arange(start, stop),
+                  {k: Factors(*(a[first[k]:first[k] + stop - start] for a in factors[k])) for k in kinds},
+                  {k: slice_fields(fields[k], first[k], first[k] + stop - start) for k in kinds})
+            body = self._masked_body(params, cos, sin)
+            if self.remat == "per_layer":
+                body = jax.checkpoint(body, prevent_cse=False)
+            x, _ = jax.lax.scan(body, x, xs)
+        return self._logits(params, x)
+
+    def _masked_body(self, params: Params, cos: np.ndarray, sin: np.ndarray) -> Callable:
+        cfg, dtype = self.config, self.compute_dtype
+
+        def body(x: Array, xs: tuple[Array, dict[str, Factors], dict[str, MaskFields]]) -> tuple[Array, None]:
+            layer, factors, fields = xs
+            weights, norms = self._layer(params, layer)
+
+            def site(kind: str, h: Array, W: Array) -> Array:
+                if kind not in factors:
+                    return h @ W
+                return site_out(h, W, factors[kind], site_mask_of(fields[kind]), dtype)
+
+            return block(cfg, x, weights, norms, site, cos, sin), None
+
+        return body
+
+    def _clean_body(self, params: Params, record: tuple[str, ...], cos: np.ndarray, sin: np.ndarray) -> Callable:
+        cfg = self.config
+
+        def body(x: Array, layer: Array) -> tuple[Array, tuple[Array, dict[str, Array]]]:
+            weights, norms = self._layer(params, layer)
+            taps: dict[str, Array] = {}
+
+            def site(kind: str, h: Array, W: Array) -> Array:
+                if kind in record:
+                    taps[kind] = h
+                return h @ W
+
+            return block(cfg, x, weights, norms, site, cos, sin), (x, taps)
+
+        return body
