@@ -1,0 +1,1 @@
+"""Lowering: the validated IR → one jitted train step with explicit shardings."""

@@ -1,0 +1,105 @@
+"""The train state (SPD_ALGORITHM.md §12.1) and its initialisation.
+
+Everything that defines the trajectory lives here — V/U, the CI network, both optimizer
+states, the persistent adversaries and their moments, the step — so a checkpoint of
+this pytree resumes a run exactly. RNG keys are not stored: they are derived from
+(seed, step) (`pdc.decomp.rng`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from pdc.decomp import losses, rng
+from pdc.decomp.ci import Buffer, abstract_ci, init_ci
+from pdc.decomp.components import Factors, init_factors
+from pdc.lower.program import Program, optimizer
+
+Array = jax.Array
+
+
+class TrainState(NamedTuple):
+    step: Array  # int32 scalar: the next step to run
+    components: dict[str, Factors]  # kind → Factors(V [L, d_in, C], U [L, C, d_out])
+    ci: nnx.State  # the CI network's trained parameters
+    ci_buffers: nnx.State  # its non-trained buffers (RoPE inv_freq)
+    opt_components: Any
+    opt_ci: Any
+    adversaries: dict[str, losses.PpgdState]  # persistent term name → sources and moments
+
+
+@functools.cache
+def ci_graph(program: Program) -> nnx.GraphDef:
+    graphdef, _ = abstract_ci(program.ci_variant, program.ci_options, program.ci_sites,
+                              resid_width=_resid_width(program), param_dtype=program.params_dtype,
+                              compute_dtype=program.compute_dtype)
+    return graphdef
+
+
+def _resid_width(program: Program) -> int | None:
+    return program.shape.dims.get("hidden") if program.shape.has_positions else None
+
+
+def lead_shape(program: Program) -> tuple[int, ...]:
+    """Leading dims of one batch: (B,) for toys, (B, T) for LMs."""
+    data = program.ir.spec.block("data")
+    assert data is not None
+    batch = int(data.get("batch"))
+    return (batch, int(data.get("seq_len"))) if program.shape.has_positions else (batch,)
+
+
+def _components(program: Program, init: Array) -> dict[str, Factors]:
+    out = {}
+    for index, (kind, sites) in enumerate(program.layout.items()):
+        site = next(s for s in program.ci_sites if s.kind == kind)
+        d_out = next(s.d_out for s in program.target.sites if s.kind == kind)
+        keys = jax.random.split(rng.component_key(init, index), len(sites))
+        factors = jax.vmap(lambda k, d_in=site.d_in, C=site.C, d_out=d_out: init_factors(k, d_in, d_out, C))(keys)
+        out[kind] = Factors(factors.V.astype(program.params_dtype), factors.U.astype(program.params_dtype))
+    return out
+
+
+def _adversaries(program: Program, sources_key: Array) -> dict[str, losses.PpgdState]:
+    plan = program.term("persistent_pgd")
+    if plan is None:
+        return {}
+    lead = lead_shape(program)
+    shapes = {kind: (len(sites),) + lead + (next(s.C for s in program.ci_sites if s.kind == kind),)
+              for kind, sites in program.layout.items()}
+    dtype = jnp.bfloat16 if plan.options.source_dtype == "bf16" else jnp.float32  # type: ignore[attr-defined]
+    return {"persistent_pgd": losses.ppgd_init(rng.source_key(sources_key, "persistent_pgd"), shapes,
+                                               plan.options.scope, dtype)}  # type: ignore[attr-defined]
+
+
+def init_state(program: Program) -> TrainState:
+    """The state at step 0 (before the faithfulness warmup), a pure function of the seed:
+    run it under `jax.jit` (with `out_shardings`) so no host ever holds a full tensor."""
+    init, sources, _, _ = rng.root_keys(program.seed)
+    components = _components(program, init)
+    _, ci_state = init_ci(rng.ci_key(init), program.ci_variant, program.ci_options, program.ci_sites,
+                          resid_width=_resid_width(program), param_dtype=program.params_dtype,
+                          compute_dtype=program.compute_dtype)
+    ci, buffers = nnx.split_state(ci_state, nnx.Param, Buffer)
+    return TrainState(jnp.zeros((), jnp.int32), components, ci, buffers,
+                      optimizer(program.ir, "components", program.total_steps).init(components),
+                      optimizer(program.ir, "ci", program.total_steps).init(ci),
+                      _adversaries(program, sources))
+
+
+def abstract_state(program: Program) -> TrainState:
+    """The state as `ShapeDtypeStruct`s, allocating nothing (for shardings and the dry-run)."""
+    return jax.eval_shape(lambda: init_state(program))
+
+
+def merged_ci(state: TrainState, ci: nnx.State | None = None) -> nnx.State:
+    """Trained parameters and buffers as one state for `apply_ci`."""
+    return nnx.merge_state(state.ci if ci is None else ci, state.ci_buffers)
+
+
+__all__ = ["TrainState", "abstract_state", "ci_graph", "init_state", "lead_shape", "merged_ci", "optax"]

@@ -1,0 +1,176 @@
+"""The train step: one pure function of (state, frozen params, batch), jitted whole
+(SPD_ALGORITHM.md §5.12): clean forward, CI, persistent-adversary warmup ascents, every
+loss term, one backward for components / CI / sources, the final source ascent, and the
+optimizer updates. Toy batches are drawn inside it from (seed, step).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from pdc.decomp import losses, rng
+from pdc.decomp.ci import CiInputs, apply_ci
+from pdc.decomp.components import Factors
+from pdc.decomp.squash import CiBundle, ci_bundle
+from pdc.lower.program import Program, faithfulness_warmup, lr_of, optimizer
+from pdc.lower.state import TrainState, ci_graph, merged_ci
+from pdc.lower.terms import TermContext, term_losses
+from pdc.models.base import CleanPass
+from pdc.run.data import sparse_features
+
+Array = jax.Array
+Metrics = dict[str, Array]
+StepFn = Callable[[TrainState, Any, Array | None], tuple[TrainState, Metrics]]
+
+
+def toy_batch(program: Program, step: Array) -> Array:
+    """The batch of `step` for toy targets, drawn on device: a pure function of (seed, step)."""
+    data = program.ir.spec.block("data")
+    assert data is not None
+    _, _, _, data_key = rng.root_keys(program.seed)
+    return sparse_features(rng.batch_key(data_key, step), int(data.get("batch")), program.shape.dims["features"],
+                           float(data.get("probability")), tuple(data.get("values")), data.get("distribution"))
+
+
+def _ci(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
+        components: dict[str, Factors]) -> CiBundle:
+    """The CI bundle from the clean activations; the scalar `mlp` reads x @ V (live V)."""
+    acts = None
+    if program.ci_variant == "mlp":
+        acts = {kind: jnp.einsum("l...i,lic->l...c", clean.site_inputs[kind], f.V.astype(program.compute_dtype))
+                for kind, f in components.items()}
+    run = functools.partial(apply_ci, ci_graph(program))
+    if program.remat_ci:
+        run = jax.checkpoint(run, policy=jax.checkpoint_policies.nothing_saveable)
+    with jax.named_scope("ci"):
+        preacts = run(merged_ci(state, ci), CiInputs(clean.site_inputs, acts, clean.block_inputs))
+        return ci_bundle(preacts, float(program.ci_options.leak))  # type: ignore[attr-defined]
+
+
+def _warm_adversaries(program: Program, state: TrainState, ctx: TermContext) -> dict[str, losses.PpgdState]:
+    warmed = dict(state.adversaries)
+    plan = program.term("persistent_pgd")
+    if plan is None:
+        return warmed
+    o = plan.options
+    with jax.named_scope("loss.persistent_pgd.warmup"):
+        warmed["persistent_pgd"] = losses.ppgd_warmup(
+            state.adversaries["persistent_pgd"], ctx.ascent_forward, ctx.clean, jax.lax.stop_gradient(ctx.ci.lower),
+            ctx.divergence, ctx.schedule(o.lr), o.warmup_ascents, _source_opt(o),
+            losses.ppgd_active(ctx.step, program.total_steps, o.start_frac))
+    return warmed
+
+
+def _source_opt(o: Any) -> losses.SourceOptimizer:
+    return losses.SourceOptimizer(o.step, o.beta1, o.beta2, o.eps)
+
+
+def _final_ascent(program: Program, adversaries: dict[str, losses.PpgdState], grads: dict[str, Any],
+                  step: Array) -> dict[str, losses.PpgdState]:
+    plan = program.term("persistent_pgd")
+    if plan is None:
+        return adversaries
+    o = plan.options
+    lr = losses.schedule_value(o.lr, step, program.total_steps)
+    active = losses.ppgd_active(step, program.total_steps, o.start_frac)
+    out = dict(adversaries)
+    out["persistent_pgd"] = losses.ppgd_final_ascent(adversaries["persistent_pgd"], grads["persistent_pgd"],
+                                                     plan.weight, lr, _source_opt(o), active)
+    return out
+
+
+_TREE_NORM = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm  # optax ≥ 0.2.5 renamed it
+
+
+def _norm(tree: Any) -> Array:
+    return _TREE_NORM(tree)
+
+
+def make_train_step(program: Program) -> StepFn:
+    """The step function (not yet jitted: the caller adds shardings and donation)."""
+    target = program.target
+    opt_components = optimizer(program.ir, "components", program.total_steps)
+    opt_ci = optimizer(program.ir, "ci", program.total_steps)
+    _, _, run_key, _ = rng.root_keys(program.seed)
+
+    def step_fn(state: TrainState, params: Any, batch: Array | None) -> tuple[TrainState, Metrics]:
+        step = state.step
+        batch = toy_batch(program, step) if batch is None else batch
+        with jax.named_scope("clean"):
+            clean = jax.lax.stop_gradient(target.clean(params, batch))
+        detached = jax.lax.stop_gradient(state.components)
+        ascent_forward = functools.partial(target.forward, params, batch, detached)
+        weights = target.weights(params)
+
+        def context(components: dict[str, Factors], ci: CiBundle) -> TermContext:
+            return TermContext(program, step, rng.step_key(run_key, step), clean.output, ci,
+                               functools.partial(target.forward, params, batch, components), ascent_forward,
+                               weights, components)
+
+        warm_ctx = context(detached, _ci(program, jax.lax.stop_gradient(state.ci), state, clean, detached))
+        adversaries = _warm_adversaries(program, state, warm_ctx)
+        sources = {name: a.sources for name, a in adversaries.items()}
+
+        def loss_fn(components: dict[str, Factors], ci: nnx.State, sources: dict[str, Any]) -> tuple[Array, Metrics]:
+            return term_losses(context(components, _ci(program, ci, state, clean, components)), sources)
+
+        (total, values), (g_components, g_ci, g_sources) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1, 2), has_aux=True)(state.components, state.ci, sources)
+        adversaries = _final_ascent(program, adversaries, g_sources, step)
+        with jax.named_scope("optimize.components"):
+            updates, opt_c = opt_components.update(g_components, state.opt_components, state.components)
+            components = optax.apply_updates(state.components, updates)
+        with jax.named_scope("optimize.ci"):
+            updates, opt_i = opt_ci.update(g_ci, state.opt_ci, state.ci)
+            ci = optax.apply_updates(state.ci, updates)
+        metrics = {"loss/total": total, **{f"loss/{k}": v for k, v in values.items()},
+                   "grad_norm/components": _norm(g_components), "grad_norm/ci": _norm(g_ci),
+                   **{f"grad_norm/components/{k}": _norm(g) for k, g in g_components.items()},
+                   **_schedules(program, step)}
+        new = TrainState(step + 1, components, ci, state.ci_buffers, opt_c, opt_i, adversaries)
+        return new, metrics
+
+    return step_fn
+
+
+def _schedules(program: Program, step: Array) -> Metrics:
+    """The learning rates and annealed values at this step, from the same schedules the
+    optimizers and terms use."""
+    out = {f"lr/{g}": losses.schedule_value(lr_of(program.ir, g), step, program.total_steps)
+           for g in ("components", "ci")}
+    for plan in program.terms:
+        for key in ("p", "gamma"):
+            if hasattr(plan.options, key):
+                out[f"schedule/{key}"] = losses.schedule_value(getattr(plan.options, key), step, program.total_steps)
+        if plan.name == "persistent_pgd":
+            out["lr/sources"] = losses.schedule_value(plan.options.lr, step, program.total_steps)  # type: ignore
+    return out
+
+
+def make_faithfulness_warmup(program: Program) -> Callable[[dict[str, Factors], Any], dict[str, Factors]]:
+    """`steps` AdamW steps on the faithfulness loss alone (V/U only), with its own
+    optimizer that is then discarded (SPD_ALGORITHM.md §5.2)."""
+    steps, opt = faithfulness_warmup(program.ir)
+
+    def warmup(components: dict[str, Factors], params: Any) -> dict[str, Factors]:
+        weights = program.target.weights(params)
+        form = program.term("faithfulness").options.form if program.term("faithfulness") else "absolute"
+
+        def body(carry: tuple[Any, Any], _: None) -> tuple[tuple[Any, Any], None]:
+            comps, opt_state = carry
+            grads = jax.grad(lambda c: losses.faithfulness(weights, c, form))(comps)
+            updates, opt_state = opt.update(grads, opt_state, comps)
+            return (optax.apply_updates(comps, updates), opt_state), None
+
+        if steps == 0:
+            return components
+        (components, _), _ = jax.lax.scan(body, (components, opt.init(components)), None, length=steps)
+        return components
+
+    return warmup

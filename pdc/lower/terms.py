@@ -1,0 +1,103 @@
+"""Each loss term's value inside the step: the registry's options → `pdc.decomp.losses`.
+
+Every term runs under `jax.named_scope("loss.<name>")` so compiled buffers and
+collectives map back to the spec block that asked for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from pdc.decomp import losses
+from pdc.decomp.components import Factors, SiteMask
+from pdc.decomp.squash import CiBundle
+from pdc.lower.program import Program, TermPlan
+
+Array = jax.Array
+Forward = Callable[[Mapping[str, SiteMask]], Array]
+
+
+@dataclass(frozen=True)
+class TermContext:
+    """What every term of one step may read."""
+
+    program: Program
+    step: Array
+    step_key: Array
+    clean: Array  # the stop-gradient recon target
+    ci: CiBundle
+    forward: Forward  # live components
+    ascent_forward: Forward  # detached components, for adversary ascents
+    weights: Mapping[str, Array]
+    components: Mapping[str, Factors]
+
+    @property
+    def divergence(self) -> losses.Divergence:
+        return losses.kl_divergence if self.program.divergence == "kl" else losses.mse
+
+    def key(self, name: str) -> Array:
+        return losses.term_key(self.step_key, name)
+
+    def schedule(self, schedule: Any) -> Array:
+        return losses.schedule_value(schedule, self.step, self.program.total_steps)
+
+
+def _recon(plan: TermPlan, ctx: TermContext, sources: Mapping[str, Mapping[str, Array]]) -> Array:
+    o, key, layout, lower = plan.options, ctx.key(plan.name), ctx.program.layout, ctx.ci.lower
+    args = (ctx.forward, ctx.clean, lower, ctx.divergence, layout)
+    name = plan.name
+    if name == "stochastic_recon":
+        return losses.stochastic_recon(key, *args, routing=o.routing, sampling=o.sampling, samples=o.samples,
+                                       sites_per_chunk=o.sites_per_chunk)
+    if name == "stochastic_recon_layerwise":
+        return losses.layerwise_recon(key, *args, sampling=o.sampling, samples=o.samples)
+    if name == "ci_masked_recon":
+        return losses.ci_masked_recon(key, *args, routing=o.routing)
+    if name == "ci_masked_recon_layerwise":
+        return losses.ci_masked_recon_layerwise(*args)
+    if name == "unmasked_recon":
+        return losses.unmasked_recon(ctx.forward, ctx.clean, lower, ctx.divergence)
+    if name in ("pgd_recon", "pgd_recon_layerwise"):
+        extra = {"routing": o.routing} if name == "pgd_recon" else {}
+        fn = losses.pgd_recon if name == "pgd_recon" else losses.pgd_recon_layerwise
+        return fn(key, *args, init=o.init, step_size=o.step_size, steps=o.steps, scope=o.scope,
+                  ascent_forward=ctx.ascent_forward, **extra)
+    assert name == "persistent_pgd", name
+    active = losses.ppgd_active(ctx.step, ctx.program.total_steps, o.start_frac)
+    return losses.ppgd_recon(key, ctx.forward, ctx.clean, lower, sources[name], ctx.divergence, layout,
+                             routing=o.routing, active=active)
+
+
+def _importance(plan: TermPlan, ctx: TermContext) -> tuple[Array, Array]:
+    """(c_imp · value, c_freq · frequency) and the unweighted parts for the metrics."""
+    o = plan.options
+    reference = plan.frequency.reference_tokens if plan.frequency is not None else None  # type: ignore[attr-defined]
+    if plan.name == "importance_minimality":
+        penalty = losses.importance_minimality(ctx.ci.upper, ctx.schedule(o.p), o.eps, reference)
+    else:
+        penalty = losses.smooth_l0(ctx.ci.upper, ctx.schedule(o.gamma), o.normalize_at_one, reference)
+    return penalty.value, penalty.frequency
+
+
+def term_losses(ctx: TermContext, sources: Mapping[str, Mapping[str, Array]]) -> tuple[Array, dict[str, Array]]:
+    """(Σ weight · term, per-term values) over the program's terms."""
+    total = jnp.zeros((), jnp.float32)
+    values: dict[str, Array] = {}
+    for plan in ctx.program.terms:
+        with jax.named_scope(f"loss.{plan.name}"):
+            if plan.name == "faithfulness":
+                value = losses.faithfulness(ctx.weights, ctx.components, plan.options.form)  # type: ignore[attr-defined]
+            elif plan.name in ("importance_minimality", "smooth_l0"):
+                value, frequency = _importance(plan, ctx)
+                values[f"{plan.name}.frequency"] = frequency
+                if plan.frequency is not None:
+                    total = total + plan.frequency.weight * frequency  # type: ignore[attr-defined]
+            else:
+                value = _recon(plan, ctx, sources)
+        values[plan.name] = value
+        total = total + plan.weight * value
+    return total, values

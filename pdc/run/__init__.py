@@ -1,0 +1,1 @@
+"""Running a compiled program: data, the train loop, checkpoints, export."""
