@@ -110,6 +110,85 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Lower and compile the step on abstract values; exit 2 when it does not fit."""
+    result = check_file(args.path, passes=True)
+    if has_errors(result.diagnostics) or result.spec is None:
+        _report(result.diagnostics, {args.path: result.text or ""}, args.format, [])
+        return EXIT_SPEC
+    from pdc.passes import run_passes
+
+    problem = _devices_problem(result.ir, args.devices)
+    if problem:
+        print(f"pdc compile: {problem}", file=sys.stderr)
+        return EXIT_SPEC
+    ir = run_passes(result.spec, devices=args.devices)
+    if ir.failed:
+        _report(ir.diagnostics, {args.path: result.text or ""}, args.format, [])
+        return EXIT_SPEC
+    from pdc.ir.nodes import MeshNode
+
+    needed = next(p for _, p in ir.nodes(MeshNode)).devices
+    if not _host_devices_ready(needed):
+        return _compile_in_subprocess(args, needed)
+    from pdc.inspect.dryrun import dry_run
+    from pdc.inspect.report import render, to_json
+
+    report = dry_run(ir, target=args.target, level="lint" if args.lint else "cpu", remat=args.remat)
+    if args.dump:
+        _dump(report, Path(args.dump))
+    print(json.dumps(to_json(report), indent=2) if args.format == "json" else render(report), end="" if
+          args.format == "text" else "\n")
+    return EXIT_SPEC if report.fits is False else EXIT_OK
+
+
+def _devices_problem(ir: object, devices: int | None) -> str:
+    """`--devices N` resizes the mesh's first axis; N must be a multiple of the others."""
+    from pdc.ir.nodes import MeshNode
+
+    if devices is None:
+        return ""
+    axes = next(p for _, p in ir.nodes(MeshNode)).axes  # type: ignore[attr-defined]
+    rest = 1
+    for _, n in axes[1:]:
+        rest *= n
+    if devices < 1 or devices % rest:
+        return f"--devices {devices} is not a positive multiple of the mesh's other axes ({rest})"
+    return ""
+
+
+def _host_devices_ready(needed: int) -> bool:
+    """Make `needed` fake CPU devices available: set XLA_FLAGS before JAX starts, or
+    report that this process (JAX already initialised) has too few."""
+    import os
+
+    if "jax" not in sys.modules:
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={needed}".strip()
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        return True
+    import jax
+
+    return len(jax.devices()) >= needed
+
+
+def _compile_in_subprocess(args: argparse.Namespace, needed: int) -> int:
+    import os
+    import subprocess
+
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={needed}", JAX_PLATFORMS="cpu")
+    argv = [sys.executable, "-m", "pdc.cli", *sys.argv[1:]] if sys.argv[1:2] == ["compile"] else \
+        [sys.executable, "-m", "pdc.cli", "compile", args.path, "--format", args.format]
+    return subprocess.run(argv, env=env).returncode
+
+
+def _dump(report: object, directory: Path) -> None:
+    from pdc.inspect.report import to_json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "dryrun.json").write_text(json.dumps(to_json(report), indent=2))  # type: ignore[arg-type]
+
+
 def cmd_fmt(args: argparse.Namespace) -> int:
     if args.paths == ["-"]:
         return _fmt_stdin()
@@ -162,6 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--plan", action="store_true", help="print the resolved plan: sites, CI chunks, terms, sharding")
     check.add_argument("--print-ir", action="store_true", help="print the IR graph (a golden-file format)")
     check.set_defaults(run=cmd_check)
+    comp = commands.add_parser("compile", help="lower and compile the step on abstract values: the memory plan")
+    comp.add_argument("path", help="a spec file")
+    comp.add_argument("--dry-run", action="store_true", help="compile only (the default; nothing is allocated)")
+    comp.add_argument("--lint", action="store_true", help="trace only: shapes and shardings, no compile")
+    comp.add_argument("--devices", type=int, help="resize the mesh's first axis to this many devices")
+    comp.add_argument("--target", default="cpu", choices=("cpu", "h100_sxm", "h100_pcie", "h200", "b200", "a100"),
+                      help="device model to compile for (GPU targets need the JAX CUDA plugin)")
+    comp.add_argument("--remat", choices=("off", "whole", "per_layer"), help="override remat.recon_forwards")
+    comp.add_argument("--format", choices=("text", "json"), default="text")
+    comp.add_argument("--dump", help="directory to write the report (and later the HLO) into")
+    comp.set_defaults(run=cmd_compile)
     graph = commands.add_parser("graph", help="render the IR graph (.dot, or .svg/.png with Graphviz)")
     graph.add_argument("path", help="a spec file")
     graph.add_argument("-o", "--output", required=True, help="out.dot, out.svg or out.png")

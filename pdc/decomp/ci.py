@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from pdc.decomp.pins import pin_batch
 from pdc.registry.ci import (ChunkwiseTransformerKeys, GlobalMlpKeys, GlobalTransformerKeys, ScalarMlpKeys,
                              SharedMlpKeys, VectorMlpKeys)
 from pdc.registry.types import Keys
@@ -409,14 +410,14 @@ def transformer_chunk(params: Params, inv_freq: Array, x: Array, heads: int) -> 
     """One chunk's transformer: in_proj, pre-norm blocks (scanned over the block axis of
     `params["blocks"]`), head. `x [*lead, T, W]` is already RMS-normed per tap and
     concatenated; returns `[*lead, T, Σ C]`."""
-    h = x @ params["in_proj"] + params["in_proj_b"]
+    h = pin_batch(x @ params["in_proj"] + params["in_proj_b"])  # batch-sharded residual (no-op without a mesh)
 
     def block(h: Array, bp: Params) -> tuple[Array, None]:
         h = h + attention(rms_norm(h), bp, inv_freq, heads)
-        return h + feed_forward(rms_norm(h), bp), None
+        return pin_batch(h + feed_forward(rms_norm(h), bp)), None
 
     h, _ = jax.lax.scan(block, h, params["blocks"])
-    return h @ params["head"] + params["head_b"]
+    return pin_batch(h @ params["head"] + params["head_b"])
 
 
 BLOCK_PARAMS = ("q", "k", "v", "o", "mlp_in", "mlp_in_b", "mlp_out", "mlp_out_b")
@@ -488,13 +489,14 @@ class TransformerCi(nnx.Module):
         return _cast(params, self._compute_dtype)
 
     def chunk_inputs(self, inputs: CiInputs) -> Array:
-        """`[n_chunks, *lead, T, W]`: each chunk's taps RMS-normed (fp32) and concatenated."""
+        """`[n_chunks, *lead, T, W]`: each chunk's taps RMS-normed (fp32) and concatenated,
+        pinned batch-sharded."""
         stack_index = _stack_index(self._layout)
         per_chunk = []
         for chunk in self._chunks:
             taps = self._taps(inputs, chunk, stack_index)
             per_chunk.append(jnp.concatenate([rms_norm(t.astype(jnp.float32)) for t in taps], axis=-1))
-        return _cast(jnp.stack(per_chunk), self._compute_dtype)
+        return pin_batch(_cast(jnp.stack(per_chunk), self._compute_dtype), lead=1)
 
     def _taps(self, inputs: CiInputs, chunk: Chunk, stack_index: Sequence[int]) -> list[Array]:
         if self._mode == "site_inputs":

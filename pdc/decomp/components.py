@@ -15,6 +15,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from pdc.decomp.pins import pin_batch, pin_components
+
 Array = jax.Array
 
 
@@ -58,7 +60,8 @@ def site_out(x: Array, W: Array, factors: Factors, site_mask: SiteMask | None,
     V, U = factors
     if compute_dtype is not None:
         V, U = V.astype(compute_dtype), U.astype(compute_dtype)
-    h = x @ V
+    x = pin_batch(x)
+    h = pin_components(x @ V)
     masked = h if site_mask.mask is None else h * site_mask.mask.astype(h.dtype)
     y = masked @ U
     frozen = None

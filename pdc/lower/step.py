@@ -17,6 +17,7 @@ from flax import nnx
 from pdc.decomp import losses, rng
 from pdc.decomp.ci import CiInputs, apply_ci
 from pdc.decomp.components import Factors
+from pdc.decomp.pins import Pins, pin_batch, pinned
 from pdc.decomp.squash import CiBundle, ci_bundle
 from pdc.lower.program import Program, faithfulness_warmup, lr_of, optimizer
 from pdc.lower.state import TrainState, ci_graph, merged_ci
@@ -50,7 +51,14 @@ def _ci(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
         run = jax.checkpoint(run, policy=jax.checkpoint_policies.nothing_saveable)
     with jax.named_scope("ci"):
         preacts = run(merged_ci(state, ci), CiInputs(clean.site_inputs, acts, clean.block_inputs))
+        preacts = {kind: pin_batch(p, lead=1) for kind, p in preacts.items()}  # reshard once, at the producer
         return ci_bundle(preacts, float(program.ci_options.leak))  # type: ignore[attr-defined]
+
+
+def _pinned_clean(clean: CleanPass) -> CleanPass:
+    """The clean pass with its batch dimension pinned, so every consumer sees batch shards."""
+    blocks = None if clean.block_inputs is None else pin_batch(clean.block_inputs, lead=1)
+    return CleanPass(pin_batch(clean.output), {k: pin_batch(x, lead=1) for k, x in clean.site_inputs.items()}, blocks)
 
 
 def _warm_adversaries(program: Program, state: TrainState, ctx: TermContext) -> dict[str, losses.PpgdState]:
@@ -92,18 +100,23 @@ def _norm(tree: Any) -> Array:
     return _TREE_NORM(tree)
 
 
-def make_train_step(program: Program) -> StepFn:
-    """The step function (not yet jitted: the caller adds shardings and donation)."""
+def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
+    """The step function (not yet jitted: the caller adds shardings and donation).
+    `pins` pins activations to the mesh while the step is traced (`pdc.decomp.pins`)."""
     target = program.target
     opt_components = optimizer(program.ir, "components", program.total_steps)
     opt_ci = optimizer(program.ir, "ci", program.total_steps)
     _, _, run_key, _ = rng.root_keys(program.seed)
 
     def step_fn(state: TrainState, params: Any, batch: Array | None) -> tuple[TrainState, Metrics]:
+        with pinned(pins):
+            return traced_step(state, params, batch)
+
+    def traced_step(state: TrainState, params: Any, batch: Array | None) -> tuple[TrainState, Metrics]:
         step = state.step
-        batch = toy_batch(program, step) if batch is None else batch
+        batch = toy_batch(program, step) if batch is None else pin_batch(batch)
         with jax.named_scope("clean"):
-            clean = jax.lax.stop_gradient(target.clean(params, batch))
+            clean = _pinned_clean(jax.lax.stop_gradient(target.clean(params, batch)))
         detached = jax.lax.stop_gradient(state.components)
         ascent_forward = functools.partial(target.forward, params, batch, detached)
         weights = target.weights(params)

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdc.decomp.components import Factors, SiteMask, site_out
+from pdc.decomp.pins import pin_batch
 from pdc.models.base import CleanPass, Params, Site
 from pdc.models.sites import MaskFields, live_kinds, mask_fields, site_mask_of, slice_fields
 
@@ -173,7 +174,9 @@ def attention(cfg: LlamaConfig, q: Array, k: Array, v: Array, cos: Array, sin: A
 def block(cfg: LlamaConfig, x: Array, weights: Mapping[str, Array], norms: Mapping[str, Array], site: SiteFn,
           cos: Array, sin: Array) -> Array:
     """One pre-norm block. Every matrix goes through `site`, so q/k/v are decomposed
-    before RoPE, o_proj on the concatenated heads, down_proj on its MLP activation."""
+    before RoPE, o_proj on the concatenated heads, down_proj on its MLP activation.
+    The residual is pinned batch-sharded at the block boundary (no-op without a mesh)."""
+    x = pin_batch(x)
     h = rms_norm(x, norms["attn"], cfg.rms_norm_eps)
     q, k, v = (site(kind, h, weights[kind]) for kind in ("q_proj", "k_proj", "v_proj"))
     x = x + site("o_proj", attention(cfg, q, k, v, cos, sin), weights["o_proj"])
@@ -182,7 +185,7 @@ def block(cfg: LlamaConfig, x: Array, weights: Mapping[str, Array], norms: Mappi
         act = jax.nn.gelu(site("c_fc", h, weights["c_fc"]), approximate=True)
     else:
         act = jax.nn.silu(site("gate_proj", h, weights["gate_proj"])) * site("up_proj", h, weights["up_proj"])
-    return x + site("down_proj", act, weights["down_proj"])
+    return pin_batch(x + site("down_proj", act, weights["down_proj"]))
 
 
 def segments(n_layers: int, layers_of: Mapping[str, tuple[int, ...]]) -> list[Segment]:

@@ -31,8 +31,11 @@ class VerifierError(AssertionError):
     """The IR broke an invariant between passes: a compiler bug, never a spec error."""
 
 
-def run_passes(spec: Spec, check_invariants: bool = False) -> IR:
+def run_passes(spec: Spec, check_invariants: bool = False, devices: int | None = None) -> IR:
+    """Run the pipeline; `devices` resizes the mesh's first axis to use that many devices."""
     ir = IR(spec)
+    if devices is not None:
+        ir.facts["devices"] = devices
     for name, run in PIPELINE:
         ir = run(ir)
         if check_invariants and (problems := verify(ir)):

@@ -79,6 +79,9 @@ def _mesh(ir: IR) -> MeshNode:
     block = ir.spec.block("mesh")
     axes = tuple((e.pattern.text, int(e.value)) for e in block.entries) if block is not None and block.entries \
         else (("dp", 1),)
+    devices = ir.facts.get("devices")
+    if devices is not None:  # `pdc compile --devices N`: the first axis takes what the others leave
+        axes = ((axes[0][0], devices // math.prod(n for _, n in axes[1:])),) + axes[1:]
     mesh = MeshNode(axes)
     ir.add("mesh", mesh)
     return mesh

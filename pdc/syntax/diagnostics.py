@@ -46,11 +46,11 @@ class Diagnostic:
         return {
             "severity": self.severity.value,
             "code": self.code,
-            "summary": self.summary,
+            "summary": clip(self.summary),
             "span": self.span.to_json(),
-            "label": self.label,
-            "related": [{"span": r.span.to_json(), "note": r.note} for r in self.related],
-            "help": list(self.help),
+            "label": clip(self.label),
+            "related": [{"span": r.span.to_json(), "note": clip(r.note)} for r in self.related],
+            "help": [clip(h) for h in self.help],
         }
 
 
@@ -74,6 +74,21 @@ def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
 
 
 # ---- human rendering ----------------------------------------------------------------
+
+_MAX_MESSAGE = 500  # messages quote names and values: a 2 MB identifier is cut in the middle
+
+
+def clip(message: str) -> str:
+    """`message`, cut in the middle when a quoted name or value makes it too long to print."""
+    if len(message) <= _MAX_MESSAGE:
+        return message
+    return f"{message[:320]}...{message[-160:]}"
+
+
+def _text(message: str) -> str:
+    """A message for the terminal: clipped, and a control character it quotes from the
+    source (`\\r`, `\\x85`, `\\u2028`) escaped so it cannot break or overwrite the line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in clip(message))
 
 
 @functools.lru_cache(maxsize=4)
@@ -123,16 +138,16 @@ def render_snippet(span: Span, text: str, label: str) -> list[str]:
 def render(diagnostic: Diagnostic, sources: dict[str, str]) -> str:
     """One diagnostic in the human form of DESIGN.md §4."""
     d = diagnostic
-    lines = [f"{d.span}: {d.severity.value}[{d.code}]: {d.summary}"]
+    lines = [f"{d.span}: {d.severity.value}[{d.code}]: {_text(d.summary)}"]
     text = sources.get(d.span.file)
     if text:  # an empty or unreadable file has no line to show
-        lines += ["   " + row for row in render_snippet(d.span, text, d.label)]
+        lines += ["   " + row for row in render_snippet(d.span, text, _text(d.label))]
     for rel in d.related:
-        lines.append(f"   note: {rel.note} at {rel.span}")
+        lines.append(f"   note: {_text(rel.note)} at {rel.span}")
         rel_text = sources.get(rel.span.file)
         if rel_text is not None:
             lines += ["   " + row for row in render_snippet(rel.span, rel_text, "")]
-    lines += [f"   help: {h}" for h in d.help]
+    lines += [f"   help: {_text(h)}" for h in d.help]
     return "\n".join(lines)
 
 

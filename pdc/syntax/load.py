@@ -54,15 +54,22 @@ def _shown_text(path: str) -> str | None:
     """A file that is not UTF-8, decoded leniently so its PD0001 shows the offending line."""
     try:
         data = Path(path).read_bytes() if Path(path).stat().st_size <= MAX_FILE_BYTES else None
-    except OSError:
+    except (OSError, ValueError):
         return None
     return data.decode("utf-8", errors="replace") if data is not None else None
 
 
 def load_spec(path_or_text: str | Path) -> Spec:
     """The checked spec of a file path or of spec text; raises `SpecError` on problems."""
-    is_path = isinstance(path_or_text, Path) or ("{" not in path_or_text and Path(path_or_text).exists())
+    is_path = isinstance(path_or_text, Path) or ("{" not in path_or_text and _is_file_name(path_or_text))
     result = check_file(path_or_text) if is_path else check_text(str(path_or_text))
     if not result.ok or result.spec is None:
         raise SpecError(result.diagnostics, {result.path: result.text or ""})
     return result.spec
+
+
+def _is_file_name(text: str) -> bool:
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):  # spec text too long to be a file name, or holding a NUL byte
+        return False

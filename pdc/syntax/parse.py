@@ -78,8 +78,9 @@ def read_source(path: str) -> tuple[str | None, list[Diagnostic]]:
     origin = Span(path, 1, 1, 1, 2)
     try:
         data = Path(path).read_bytes()
-    except OSError as error:
-        return None, [Diagnostic("PD0001", f"cannot read spec file: {error.strerror or error}", origin)]
+    except (OSError, ValueError) as error:  # ValueError: a path holding a NUL byte
+        return None, [Diagnostic("PD0001", f"cannot read spec file: {getattr(error, 'strerror', None) or error}",
+                                 origin)]
     if len(data) > MAX_FILE_BYTES:
         return None, [Diagnostic("PD0001", f"spec file is {len(data) / 2**20:.1f} MiB; the limit is "
                                  f"{MAX_FILE_BYTES // 2**20} MiB", origin)]

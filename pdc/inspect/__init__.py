@@ -1,0 +1,1 @@
+"""Inspection: compile the step on abstract values and report memory and collectives."""
