@@ -26,11 +26,14 @@ class IR:
     facts: dict[str, Any] = field(default_factory=dict)  # pass results that are not nodes (hashes, shape)
     consumed: set[str] = field(default_factory=set)  # registry key paths some pass read
 
+    _order: list[tuple[str, Any]] | None = field(default=None, repr=False)  # cached `ordered()`
+
     def add(self, node_id: str, payload: object, *deps: str) -> str:
         assert isinstance(payload, PAYLOADS), f"unknown payload {type(payload).__name__}"
         self.graph.add_node(node_id, payload=payload)
         for dep in deps:
             self.graph.add_edge(dep, node_id)
+        self._order = None
         return node_id
 
     def payload(self, node_id: str) -> Any:
@@ -41,8 +44,10 @@ class IR:
         return [(n, p) for n, p in self.ordered() if isinstance(p, kind)]
 
     def ordered(self) -> Iterator[tuple[str, Any]]:
-        for node_id in nx.lexicographical_topological_sort(self.graph, key=self.sort_key):
-            yield node_id, self.graph.nodes[node_id]["payload"]
+        if self._order is None:
+            self._order = [(n, self.graph.nodes[n]["payload"])
+                           for n in nx.lexicographical_topological_sort(self.graph, key=self.sort_key)]
+        return iter(self._order)
 
     def sort_key(self, node_id: str) -> str:
         """Kind first, then canonical order: sites in site order, CI chunks by index,

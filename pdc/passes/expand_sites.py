@@ -11,7 +11,7 @@ from pdc.ir.graph import IR
 from pdc.ir.nodes import SiteNode
 from pdc.syntax.checked import Entry
 from pdc.syntax.diagnostics import Diagnostic, Related
-from pdc.syntax.patterns import matches
+from pdc.syntax.patterns import literal_path, matches
 from pdc.targets import TargetShape
 
 
@@ -20,8 +20,13 @@ def run(ir: IR) -> IR:
     decompose = ir.spec.block("decompose")
     assert decompose is not None
     claimed: dict[str, Entry] = {}
+    paths = {m.path for m in shape.matrices}
     for entry in decompose.entries:
-        hits = [m.path for m in shape.matrices if matches(entry.pattern, m.path)]
+        literal = literal_path(entry.pattern)
+        if literal is not None:
+            hits = [literal] if literal in paths else []
+        else:
+            hits = [m.path for m in shape.matrices if matches(entry.pattern, m.path)]
         if not hits:
             ir.error(_no_match(entry, shape))
         for path in hits:

@@ -47,8 +47,31 @@ def _grammar_text() -> str:
 @functools.cache
 def parser() -> Lark:
     """The one lark parser (built once; strict mode fails on any grammar conflict)."""
-    return Lark(_grammar_text(), parser="lalr", strict=True, propagate_positions=True,
-                maybe_placeholders=False, lexer_callbacks={"COMMENT": _on_comment})
+    return build_parser(cache=True)
+
+
+def build_parser(cache: bool = False) -> Lark:
+    """A fresh parser; `cache=False` always rebuilds the tables and re-runs the strict
+    checks (and keeps `.grammar`, which hypothesis's `from_lark` reads)."""
+    return Lark(_grammar_text(), parser="lalr", strict=True, propagate_positions=True, maybe_placeholders=False,
+                lexer_callbacks={"COMMENT": _on_comment}, cache=_cache_path() if cache else False)
+
+
+def _cache_path() -> str | bool:
+    """lark's pickled parser, keyed by the grammar's hash: a fresh `pdc check` then skips
+    building the LALR tables and the strict collision checks (~0.15 s). The tables are
+    built — and strictly checked — whenever the grammar changes; `tests/test_grammar.py`
+    also builds them uncached. A read-only home falls back to building every time."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256(_grammar_text().encode()).hexdigest()[:16]
+    directory = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pdc"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return str(directory / f"grammar-{digest}.lark")
 
 
 def parse_text(text: str, path: str = "<string>") -> tuple[SpecFile | None, list[Diagnostic]]:

@@ -11,6 +11,7 @@ structural mistakes with spans pointing inside the token.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Iterator
 
@@ -148,7 +149,7 @@ def _atom_matches(atom: Atom, part: str) -> bool:
     return part.isdigit() and any(r.first <= int(part) <= r.last for r in data)
 
 
-def _match_atoms(atoms: list[Atom], parts: list[str]) -> bool:
+def _match_atoms(atoms: tuple[Atom, ...] | list[Atom], parts: list[str]) -> bool:
     if not atoms:
         return not parts
     if not parts:
@@ -161,4 +162,23 @@ def _match_atoms(atoms: list[Atom], parts: list[str]) -> bool:
 def matches(pattern: Pattern, path: str) -> bool:
     """Whether the dotted `path` is named by `pattern`. `layers[1, 3..4]` names
     `layers.1`, `layers.3` and `layers.4`; `*` is one segment, `**` one or more."""
-    return _match_atoms(_atoms(pattern), path.split("."))
+    return _match_atoms(_compiled(pattern), path.split("."))
+
+
+def literal_path(pattern: Pattern) -> str | None:
+    """The one path a pattern without wildcards, alternatives or ranges names, else None
+    (lets a caller look such patterns up instead of matching every path)."""
+    parts: list[str] = []
+    for kind, data in _compiled(pattern):
+        if kind == "name":
+            parts.append(str(data))
+        elif kind == "index" and len(data) == 1 and data[0].first == data[0].last:  # type: ignore[index]
+            parts.append(str(data[0].first))  # type: ignore[index]
+        else:
+            return None
+    return ".".join(parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: Pattern) -> tuple[Atom, ...]:
+    return tuple(_atoms(pattern))
