@@ -17,7 +17,7 @@ from flax import nnx
 from pdc.decomp import losses, rng
 from pdc.decomp.ci import CiInputs, apply_ci
 from pdc.decomp.components import Factors
-from pdc.decomp.pins import Pins, pin_batch, pinned
+from pdc.decomp.pins import Pins, pin_batch, pin_components, pinned
 from pdc.decomp.squash import CiBundle, ci_bundle
 from pdc.lower.program import Program, faithfulness_warmup, lr_of, optimizer
 from pdc.lower.state import TrainState, ci_graph, merged_ci
@@ -51,7 +51,7 @@ def _ci(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
         run = jax.checkpoint(run, policy=jax.checkpoint_policies.nothing_saveable)
     with jax.named_scope("ci"):
         preacts = run(merged_ci(state, ci), CiInputs(clean.site_inputs, acts, clean.block_inputs))
-        preacts = {kind: pin_batch(p, lead=1) for kind, p in preacts.items()}  # reshard once, at the producer
+        preacts = {kind: pin_components(p, lead=1) for kind, p in preacts.items()}  # reshard once, at the producer
         return ci_bundle(preacts, float(program.ci_options.leak))  # type: ignore[attr-defined]
 
 
