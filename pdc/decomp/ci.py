@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from pdc.decomp.pins import pin_batch
@@ -490,31 +491,43 @@ class TransformerCi(nnx.Module):
 
     def chunk_inputs(self, inputs: CiInputs) -> Array:
         """`[n_chunks, *lead, T, W]`: each chunk's taps RMS-normed (fp32) and concatenated,
-        pinned batch-sharded."""
-        stack_index = _stack_index(self._layout)
-        per_chunk = []
-        for chunk in self._chunks:
-            taps = self._taps(inputs, chunk, stack_index)
-            per_chunk.append(jnp.concatenate([rms_norm(t.astype(jnp.float32)) for t in taps], axis=-1))
-        return pin_batch(_cast(jnp.stack(per_chunk), self._compute_dtype), lead=1)
+        pinned batch-sharded. Taps are gathered for all chunks at once (one gather per
+        position in a chunk), so the program does not grow with the number of chunks."""
+        taps = [rms_norm(t.astype(jnp.float32)) for t in self._gathered_taps(inputs)]
+        return pin_batch(_cast(jnp.concatenate(taps, axis=-1), self._compute_dtype), lead=1)
 
-    def _taps(self, inputs: CiInputs, chunk: Chunk, stack_index: Sequence[int]) -> list[Array]:
+    def _positions(self) -> list[tuple[str, np.ndarray]]:
+        """Per position in a chunk: the site kind there and each chunk's stack index of
+        that site (chunks are homogeneous, so every chunk has the same kinds in order)."""
+        stack_index = _stack_index(self._layout)
+        kinds = [tuple(self._layout[i].kind for i in c.sites) for c in self._chunks]
+        if len(set(kinds)) != 1:
+            raise ValueError("CI chunks hold different site kinds in different orders; they cannot be stacked")
+        return [(kind, np.asarray([stack_index[c.sites[j]] for c in self._chunks]))
+                for j, kind in enumerate(kinds[0])]
+
+    def _gathered_taps(self, inputs: CiInputs) -> list[Array]:
         if self._mode == "site_inputs":
-            return [_site_input(inputs, self._layout[i], stack_index[i]) for i in chunk.sites]
+            return [inputs.site_inputs[kind][index] for kind, index in self._positions()]
         if inputs.block_inputs is None:
             raise ValueError(f"`input = {self._mode}` reads the residual entering each block; "
                              "pass CiInputs.block_inputs")
-        layers = chunk.layers[:1] if self._mode == "first_block_resid" else chunk.layers
-        return [inputs.block_inputs[layer] for layer in layers]
+        layers = np.asarray([c.layers for c in self._chunks])  # [n_chunks, blocks per chunk]
+        taps = layers[:, :1] if self._mode == "first_block_resid" else layers
+        return [inputs.block_inputs[taps[:, p]] for p in range(taps.shape[1])]
 
     def split_outputs(self, out: Array) -> dict[str, Array]:
-        """`[n_chunks, *lead, T, Σ C]` → kind → `[L_k, *lead, T, C]` (fp32)."""
-        per_site: list[Array | None] = [None] * len(self._layout)
-        for c, chunk in enumerate(self._chunks):
-            pieces = _split_last(out[c], [self._layout[i].C for i in chunk.sites])
-            for i, piece in zip(chunk.sites, pieces):
-                per_site[i] = piece
-        return _stack_per_kind(self._layout, per_site)  # type: ignore[arg-type]
+        """`[n_chunks, *lead, T, Σ C]` → kind → `[L_k, *lead, T, C]` (fp32), one slice and one
+        scatter per position in a chunk."""
+        positions = self._positions()
+        sizes = [self._layout[i].C for i in self._chunks[0].sites]
+        counts = {kind: sum(1 for s in self._layout if s.kind == kind) for kind in _kinds(self._layout)}
+        stacks: dict[str, Array] = {}
+        for (kind, index), piece in zip(positions, _split_last(out.astype(jnp.float32), sizes)):
+            if kind not in stacks:
+                stacks[kind] = jnp.zeros((counts[kind],) + piece.shape[1:], jnp.float32)
+            stacks[kind] = stacks[kind].at[index].set(piece)
+        return {kind: stacks[kind] for kind in _kinds(self._layout)}
 
     def __call__(self, inputs: CiInputs) -> dict[str, Array]:
         xs, params = self.chunk_inputs(inputs), self.chunk_params()

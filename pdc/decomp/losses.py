@@ -154,18 +154,38 @@ def stochastic_recon(key: Array, forward: Forward, clean: Array, ci_lower: Mappi
     return jnp.mean(jnp.stack(losses))
 
 
+def _one_site(masks: Masks, layout: Layout, lead: tuple[int, ...], site: Array) -> dict[str, SiteMask]:
+    """Only canonical site `site` (a traced index) decomposed: every kind stays in the
+    forward with a route that is True at that one site, so a single traced forward
+    serves every site. Routed-off sites give exactly `x @ W` and no V/U gradient."""
+    out = {}
+    for kind, indices in layout.items():
+        on = (jnp.asarray(indices) == site).reshape((len(indices),) + (1,) * len(lead))
+        out[kind] = SiteMask(masks[kind].mask, masks[kind].delta, jnp.broadcast_to(on, (len(indices),) + lead))
+    return out
+
+
+def _mean_over_sites(fn: Callable[[Array], Array], layout: Layout) -> Array:
+    """mean over canonical sites of fn(site), traced once (`lax.map`): compile time stays
+    flat in the number of sites instead of growing with every unrolled forward."""
+    return jnp.mean(jax.lax.map(fn, jnp.arange(_n_sites(layout))))
+
+
 def layerwise_recon(key: Array, forward: Forward, clean: Array, ci_lower: Mapping[str, Array],
                     divergence: Divergence, layout: Layout, *,
                     sampling: Literal["continuous", "binomial"] = "continuous", samples: int = 1) -> Array:
     """§5.4: one forward per site (per kind and layer) and draw, only that site live
     (its kind routed to that layer, every other site frozen); mean over all forwards."""
-    lead, losses = _lead(ci_lower), []
-    for site in range(_n_sites(layout)):
+    lead = _lead(ci_lower)
+
+    def per_site(site: Array) -> Array:
+        losses = []
         for draw in range(samples):
-            mask_key, _ = draw_keys(key, site, draw)
-            masks = stochastic_masks(mask_key, ci_lower, sampling)
-            losses.append(_recon(forward, clean, _place(masks, layout, lead, (site,), None), divergence))
-    return jnp.mean(jnp.stack(losses))
+            masks = stochastic_masks(draw_keys(key, site, draw)[0], ci_lower, sampling)
+            losses.append(_recon(forward, clean, _one_site(masks, layout, lead, site), divergence))
+        return jnp.mean(jnp.stack(losses))
+
+    return _mean_over_sites(per_site, layout)
 
 
 def ci_masked_recon(key: Array | None, forward: Forward, clean: Array, ci_lower: Mapping[str, Array],
@@ -183,9 +203,8 @@ def ci_masked_recon_layerwise(forward: Forward, clean: Array, ci_lower: Mapping[
     """Mask = ci_lower, no delta, one forward per site with only that site live; mean."""
     masks = {kind: SiteMask(ci) for kind, ci in ci_lower.items()}
     lead = _lead(ci_lower)
-    losses = [_recon(forward, clean, _place(masks, layout, lead, (site,), None), divergence)
-              for site in range(_n_sites(layout))]
-    return jnp.mean(jnp.stack(losses))
+    return _mean_over_sites(lambda site: _recon(forward, clean, _one_site(masks, layout, lead, site), divergence),
+                            layout)
 
 
 def unmasked_recon(forward: Forward, clean: Array, ci_lower: Mapping[str, Array], divergence: Divergence) -> Array:
@@ -215,21 +234,17 @@ def _sign_ascent(forward: Forward, clean: Array, ci_lower: Mapping[str, Array], 
     return jax.lax.stop_gradient(final)
 
 
-def _pgd_entry(key: Array, entry: int, forward: Forward, ascent_forward: Forward, clean: Array,
-               ci_lower: Mapping[str, Array], divergence: Divergence, layout: Layout, live: tuple[int, ...],
-               routing: Routing, init: Init, step_size: float, steps: int, scope: str) -> Array:
+def _pgd_entry(key: Array, entry: Array | int, forward: Forward, ascent_forward: Forward, clean: Array,
+               ci_lower: Mapping[str, Array], divergence: Divergence, place: Callable[[Masks, Array | None], Masks],
+               routing: Routing, n_routed: int, init: Init, step_size: float, steps: int, scope: str) -> Array:
     """One PGD entry: routing drawn once, sources initialised, ascended, then the loss
     with live parameters and live CI at the adversarial sources."""
     entry_key, routing_key = entry_keys(key, entry)
-    lead = _lead(ci_lower)
-    routes = draw_routing(routing_key, routing, lead, len(live))
+    routes = draw_routing(routing_key, routing, _lead(ci_lower), n_routed)
     src = init_sources(entry_key, {k: ci.shape for k, ci in ci_lower.items()}, canonical_scope(scope), init)
-
-    def place(masks: Masks) -> Masks:
-        return _place(masks, layout, lead, live, routes)
-
-    src = _sign_ascent(ascent_forward, clean, ci_lower, src, divergence, place, steps, step_size)
-    return _recon(forward, clean, place(adversarial_masks(ci_lower, src)), divergence)
+    src = _sign_ascent(ascent_forward, clean, ci_lower, src, divergence, lambda m: place(m, routes), steps,
+                       step_size)
+    return _recon(forward, clean, place(adversarial_masks(ci_lower, src), routes), divergence)
 
 
 def pgd_recon(key: Array, forward: Forward, clean: Array, ci_lower: Mapping[str, Array], divergence: Divergence,
@@ -239,9 +254,14 @@ def pgd_recon(key: Array, forward: Forward, clean: Array, ci_lower: Mapping[str,
     (the step binds stop-gradient'd components to it, §5.12 step 4); it defaults to
     `forward`, which gives the same value and gradient (the sources are stop-gradient'd
     after the ascents) but lets the outer backward trace through the ascents."""
-    live = tuple(range(_n_sites(layout)))
-    return _pgd_entry(key, 0, forward, ascent_forward or forward, clean, ci_lower, divergence, layout, live,
-                      routing, init, step_size, steps, scope)
+    n, lead = _n_sites(layout), _lead(ci_lower)
+    live = tuple(range(n))
+
+    def place(masks: Masks, routes: Array | None) -> Masks:
+        return _place(masks, layout, lead, live, routes)
+
+    return _pgd_entry(key, 0, forward, ascent_forward or forward, clean, ci_lower, divergence, place, routing, n,
+                      init, step_size, steps, scope)
 
 
 def pgd_recon_layerwise(key: Array, forward: Forward, clean: Array, ci_lower: Mapping[str, Array],
@@ -249,9 +269,14 @@ def pgd_recon_layerwise(key: Array, forward: Forward, clean: Array, ci_lower: Ma
                         steps: int = 1, scope: str = "c", ascent_forward: Forward | None = None) -> Array:
     """An independent fresh PGD per site (entry = canonical site index), only that site
     live; mean over sites."""
-    losses = [_pgd_entry(key, site, forward, ascent_forward or forward, clean, ci_lower, divergence, layout,
-                         (site,), "all", init, step_size, steps, scope) for site in range(_n_sites(layout))]
-    return jnp.mean(jnp.stack(losses))
+    lead = _lead(ci_lower)
+
+    def per_site(site: Array) -> Array:
+        return _pgd_entry(key, site, forward, ascent_forward or forward, clean, ci_lower, divergence,
+                          lambda masks, _: _one_site(masks, layout, lead, site), "all", 1, init, step_size, steps,
+                          scope)
+
+    return _mean_over_sites(per_site, layout)
 
 
 # ---- persistent PGD ----------------------------------------------------------------------
