@@ -103,3 +103,8 @@ def lowered_text(text: str) -> str:
 def test_each_remat_knob_changes_the_program(old: str, new: str) -> None:
     assert old in TINY
     assert lowered_text(TINY) != lowered_text(TINY.replace(old, new))
+
+
+def test_whole_forward_remat_changes_a_toy_program() -> None:
+    base = TMS.replace("train { steps = 10k seed = 0 }", "train { steps = 10k seed = 0 }\n  remat { recon_forwards = off }")
+    assert lowered_text(base) != lowered_text(base.replace("recon_forwards = off", "recon_forwards = whole"))

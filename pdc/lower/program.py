@@ -24,6 +24,25 @@ from pdc.registry.types import Keys, Schedule
 from pdc.syntax.checked import Node
 from pdc.targets import TargetShape
 
+CONSUMES = (
+    "target:tms.tied", "target:resid_mlp.activation", "target:llama.rope_theta", "target:llama.rms_norm_eps",
+    "target:simple_mlp.rope_theta", "target:simple_mlp.rms_norm_eps", "remat.recon_forwards", "remat.ci",
+    "precision.compute", "train.steps", "train.seed",
+    "optimize.components.clip",
+    "optimize.components.adamw.lr",
+    "optimize.components.adamw.betas",
+    "optimize.components.adamw.eps",
+    "optimize.components.adamw.weight_decay",
+    "optimize.ci.clip",
+    "optimize.ci.adamw.lr",
+    "optimize.ci.adamw.betas",
+    "optimize.ci.adamw.eps",
+    "optimize.ci.adamw.weight_decay",
+    "optimize.faithfulness_warmup.steps",
+    "optimize.faithfulness_warmup.lr",
+    "optimize.faithfulness_warmup.weight_decay",
+)
+
 
 @dataclass(frozen=True)
 class TermPlan:
@@ -50,6 +69,7 @@ class Program:
     compute_dtype: Any
     remat_ci: bool
     divergence: str  # "kl" | "mse"
+    remat_forward: bool = False  # toys: checkpoint each masked forward (LMs remat inside their scan)
 
     @property
     def shape(self) -> TargetShape:
@@ -102,7 +122,8 @@ def lower_program(ir: IR, remat_recon: str | None = None, compute_dtype: str | N
     train = _block(ir, "train")
     return Program(ir, target, _layout(sites), ci_layout(sites), ci.label, ci.keys, _terms(ir),
                    int(train.get("steps")), int(train.get("seed")), dtype_of(params), dtype_of(compute),
-                   remat is not None and remat.get("ci") == "on", "kl" if shape.output == "logits" else "mse")
+                   remat is not None and remat.get("ci") == "on", "kl" if shape.output == "logits" else "mse",
+                   remat_forward=recon == "whole" and not shape.has_positions)
 
 
 def _target_options(ir: IR, shape: TargetShape, remat: str, compute: str) -> dict[str, Any]:

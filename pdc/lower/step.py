@@ -29,6 +29,8 @@ Array = jax.Array
 Metrics = dict[str, Array]
 StepFn = Callable[[TrainState, Any, Array | None], tuple[TrainState, Metrics]]
 
+CONSUMES = ("data:sparse_features.probability", "data:sparse_features.values", "data:sparse_features.distribution")
+
 
 def toy_batch(program: Program, step: Array) -> Array:
     """The batch of `step` for toy targets, drawn on device: a pure function of (seed, step)."""
@@ -104,6 +106,7 @@ def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
     """The step function (not yet jitted: the caller adds shardings and donation).
     `pins` pins activations to the mesh while the step is traced (`pdc.decomp.pins`)."""
     target = program.target
+    forward = jax.checkpoint(target.forward) if program.remat_forward else target.forward
     opt_components = optimizer(program.ir, "components", program.total_steps)
     opt_ci = optimizer(program.ir, "ci", program.total_steps)
     _, _, run_key, _ = rng.root_keys(program.seed)
@@ -118,12 +121,12 @@ def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
         with jax.named_scope("clean"):
             clean = _pinned_clean(jax.lax.stop_gradient(target.clean(params, batch)))
         detached = jax.lax.stop_gradient(state.components)
-        ascent_forward = functools.partial(target.forward, params, batch, detached)
+        ascent_forward = functools.partial(forward, params, batch, detached)
         weights = target.weights(params)
 
         def context(components: dict[str, Factors], ci: CiBundle) -> TermContext:
             return TermContext(program, step, rng.step_key(run_key, step), clean.output, ci,
-                               functools.partial(target.forward, params, batch, components), ascent_forward,
+                               functools.partial(forward, params, batch, components), ascent_forward,
                                weights, components)
 
         warm_ctx = context(detached, _ci(program, jax.lax.stop_gradient(state.ci), state, clean, detached))

@@ -17,6 +17,7 @@ from pdc.syntax.patterns import matches
 from pdc.syntax.span import Span
 from pdc.targets import TargetShape
 
+CONSUMES = ("remat.recon_forwards",)  # validated here against the target; loss options: pdc/lower/terms.py
 RECON_TERMS = ("stochastic_recon", "stochastic_recon_layerwise", "ci_masked_recon", "ci_masked_recon_layerwise",
                "unmasked_recon", "pgd_recon", "pgd_recon_layerwise", "persistent_pgd")
 POSITION_SCOPES = ("sc", "bsc")
@@ -31,7 +32,18 @@ def run(ir: IR) -> IR:
         _term(ir, name, term)
     _optimizer_groups(ir)
     _eval(ir)
+    _remat(ir)
     return ir
+
+
+def _remat(ir: IR) -> None:
+    """Per-layer remat checkpoints the scan over an LM's layers; toys have no such scan."""
+    remat = ir.spec.block("remat")
+    shape: TargetShape = ir.facts["target"]
+    if remat is not None and remat.get("recon_forwards") == "per_layer" and not shape.has_positions:
+        ir.error(Diagnostic("PD0315", f"`recon_forwards = per_layer` needs a layered LM target; a {shape.family} "
+                            "target has no layer scan", remat.span_of("recon_forwards"), "not for toys",
+                            help=("use `whole` (checkpoint each masked forward) or `off`",)))
 
 
 def total_steps(ir: IR) -> int:

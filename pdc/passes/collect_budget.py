@@ -11,6 +11,8 @@ DEVICE_MEMORY = {
     "b200": 191_529_648_128, "a100": 85_899_345_920, "cpu": None,
 }
 
+CONSUMES = ("budget.device", "budget.device_memory", "budget.headroom")
+
 
 def run(ir: IR) -> IR:
     block = ir.spec.block("budget")

@@ -14,6 +14,8 @@ from pdc.syntax.diagnostics import Diagnostic, Related
 from pdc.syntax.patterns import literal_path, matches
 from pdc.targets import TargetShape
 
+CONSUMES = ("decompose.<entry>.C",)
+
 
 def run(ir: IR) -> IR:
     shape: TargetShape = ir.facts["target"]

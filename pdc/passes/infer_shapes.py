@@ -13,6 +13,12 @@ from pdc.targets import TargetShape
 
 ADAM_MOMENTS = 2
 
+CONSUMES = (
+    "target:llama.dtype", "target:simple_mlp.dtype", "precision.params",
+    "data:sparse_features.batch", "data:tokens.batch", "data:tokens.seq_len", "data:corpus.batch", "data:corpus.seq_len",
+    "target:llama.max_positions", "target:simple_mlp.max_positions",
+)
+
 
 def run(ir: IR) -> IR:
     shape: TargetShape = ir.facts["target"]
@@ -77,12 +83,25 @@ def _d_from(ir: IR, site: SiteNode, side: str) -> str:
     return matrix.d_in_from if side == "in" else matrix.d_out_from
 
 
+def _check_positions(ir: IR, seq_len: int) -> None:
+    """Sequences must fit the RoPE tables the target was built for (`max_positions`)."""
+    target, data = ir.spec.block("target"), ir.spec.block("data")
+    assert target is not None and data is not None
+    if "max_positions" not in target.schema.key_names() or target.get("config") is not None:
+        return  # an HF config's max_position_embeddings is the model's business
+    if seq_len > target.get("max_positions"):
+        ir.error(Diagnostic("PD0315", f"seq_len = {seq_len} exceeds the target's max_positions = "
+                            f"{target.get('max_positions')}", data.span_of("seq_len"), "too long",
+                            (Related(target.span_of("max_positions"), "max_positions"),)))
+
+
 def _batch(ir: IR, shape: TargetShape) -> None:
     data = ir.spec.block("data")
     assert data is not None
     batch = data.get("batch")
     if shape.has_positions:
         seq = data.get("seq_len")
+        _check_positions(ir, seq)
         node = TensorNode("batch", "batch", (batch, seq), "int32", "batch",
                           (f"batch at {data.span_of('batch')}", f"seq_len at {data.span_of('seq_len')}"), False)
     else:

@@ -27,6 +27,8 @@ from pdc.syntax.suggest import did_you_mean
 Dims = tuple[tuple[str, ...], ...]
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 
+CONSUMES = ("mesh.<axes>", "shard.<rules>")
+
 
 class _Reports:
     """One diagnostic per (code, rule, cause), naming every tensor it affects: a rule
