@@ -187,6 +187,7 @@ def _dump(report: object, directory: Path) -> None:
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "dryrun.json").write_text(json.dumps(to_json(report), indent=2))  # type: ignore[arg-type]
+    (directory / "step.hlo.txt").write_text(report.hlo_text)  # type: ignore[attr-defined]
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
@@ -250,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="device model to compile for (GPU targets need the JAX CUDA plugin)")
     comp.add_argument("--remat", choices=("off", "whole", "per_layer"), help="override remat.recon_forwards")
     comp.add_argument("--format", choices=("text", "json"), default="text")
-    comp.add_argument("--dump", help="directory to write the report (and later the HLO) into")
+    comp.add_argument("--dump", help="directory to write the JSON report and the compiled HLO into")
     comp.set_defaults(run=cmd_compile)
     graph = commands.add_parser("graph", help="render the IR graph (.dot, or .svg/.png with Graphviz)")
     graph.add_argument("path", help="a spec file")

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from pdc.decomp.pins import pin_batch
+from pdc.decomp.pins import pin_batch, pin_components
 from pdc.registry.ci import (ChunkwiseTransformerKeys, GlobalMlpKeys, GlobalTransformerKeys, ScalarMlpKeys,
                              SharedMlpKeys, VectorMlpKeys)
 from pdc.registry.types import Keys
@@ -320,9 +320,20 @@ class GlobalMlpCi(nnx.Module):
         return _stack_per_kind(self._layout, _split_last(h, [s.C for s in self._layout]))
 
 
+def _take(x: Array, index: np.ndarray) -> Array:
+    """`x[index]` along axis 0; a static slice when the indices are evenly spaced (the
+    usual case), so neither the forward nor its transpose builds a gather/scatter."""
+    if len(index) == 1 or (len(set(np.diff(index))) == 1 and index[1] > index[0]):
+        step = int(index[1] - index[0]) if len(index) > 1 else 1
+        return x[int(index[0]):int(index[-1]) + 1:step]
+    return jnp.take(x, jnp.asarray(index), axis=0)
+
+
 def _split_last(x: Array, sizes: Sequence[int]) -> list[Array]:
-    offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-    return [x[..., a:b] for a, b in zip(offsets, offsets[1:])]
+    """Split the last axis; `jnp.split`'s transpose is one concatenate, where slicing would
+    pad every piece's cotangent back to full width (a full-size buffer per piece)."""
+    offsets = [sum(sizes[:i]) for i in range(1, len(sizes))]
+    return jnp.split(x, offsets, axis=-1)
 
 
 # ---- transformers -------------------------------------------------------------------------
@@ -418,7 +429,7 @@ def transformer_chunk(params: Params, inv_freq: Array, x: Array, heads: int) -> 
         return pin_batch(h + feed_forward(rms_norm(h), bp)), None
 
     h, _ = jax.lax.scan(block, h, params["blocks"])
-    return pin_batch(h @ params["head"] + params["head_b"])
+    return pin_components(h @ params["head"] + params["head_b"])  # C sharded like the masks that read it
 
 
 BLOCK_PARAMS = ("q", "k", "v", "o", "mlp_in", "mlp_in_b", "mlp_out", "mlp_out_b")
@@ -508,13 +519,13 @@ class TransformerCi(nnx.Module):
 
     def _gathered_taps(self, inputs: CiInputs) -> list[Array]:
         if self._mode == "site_inputs":
-            return [inputs.site_inputs[kind][index] for kind, index in self._positions()]
+            return [_take(inputs.site_inputs[kind], index) for kind, index in self._positions()]
         if inputs.block_inputs is None:
             raise ValueError(f"`input = {self._mode}` reads the residual entering each block; "
                              "pass CiInputs.block_inputs")
         layers = np.asarray([c.layers for c in self._chunks])  # [n_chunks, blocks per chunk]
         taps = layers[:, :1] if self._mode == "first_block_resid" else layers
-        return [inputs.block_inputs[taps[:, p]] for p in range(taps.shape[1])]
+        return [_take(inputs.block_inputs, taps[:, p]) for p in range(taps.shape[1])]
 
     def split_outputs(self, out: Array) -> dict[str, Array]:
         """`[n_chunks, *lead, T, Σ C]` → kind → `[L_k, *lead, T, C]` (fp32), one slice and one
@@ -524,6 +535,9 @@ class TransformerCi(nnx.Module):
         counts = {kind: sum(1 for s in self._layout if s.kind == kind) for kind in _kinds(self._layout)}
         stacks: dict[str, Array] = {}
         for (kind, index), piece in zip(positions, _split_last(out.astype(jnp.float32), sizes)):
+            if counts[kind] == len(index) and np.array_equal(index, np.arange(len(index))):
+                stacks[kind] = piece  # one site of the kind per chunk, in order: no scatter needed
+                continue
             if kind not in stacks:
                 stacks[kind] = jnp.zeros((counts[kind],) + piece.shape[1:], jnp.float32)
             stacks[kind] = stacks[kind].at[index].set(piece)

@@ -46,6 +46,7 @@ class DryRun:
     c_total: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    hlo_text: str = field(default="", repr=False)  # the compiled module, for --dump
 
     @property
     def fits(self) -> bool | None:
@@ -130,7 +131,10 @@ def dry_run(ir: IR, target: str = "cpu", level: str = "cpu", remat: str | None =
     if level != "gpu":
         notes.append("argument, output and alias bytes are exact; temp bytes come from the CPU compiler and "
                      "approximate a GPU's")
-    return _report(ir, level, n, kind, compiled, hlo.parse(compiled.as_text()), start, notes)
+    text = compiled.as_text()
+    report = _report(ir, level, n, kind, compiled, hlo.parse(text), start, notes)
+    report.hlo_text = text
+    return report
 
 
 def _mesh_devices(ir: IR) -> int:

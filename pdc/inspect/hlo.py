@@ -10,7 +10,7 @@ _ARRAY = re.compile(r"\b(pred|s8|s16|s32|s64|u8|u16|u32|u64|f16|bf16|f32|f64|c64
 _BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4, "f32": 4,
           "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
-_SCOPE = re.compile(r"^(clean|ci|loss\.[\w.]+|optimize\.\w+)$")
+_SCOPE = re.compile(r"^(clean|ci|loss\.[\w.]+|optimize\.\w+|decompose\.\w+)$")
 COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
 _SKIP = {"parameter", "tuple", "get-tuple-element", "bitcast", "constant", "copy-start", "copy-done", "while",
          "conditional", "call"}
@@ -35,13 +35,13 @@ class Instruction:
 
     @property
     def scope(self) -> str:
-        """The innermost pdc scope (`loss.stochastic_recon`, `ci`, ...), or `-`."""
-        found = "-"
+        """The pdc scopes it ran under, outermost first (`loss.stochastic_recon/decompose.up_proj`), or `-`."""
+        found: list[str] = []
         for part in self.op_name.split("/"):
             inner = re.sub(r"^(?:\w+\()+|\)+$", "", part)
-            if _SCOPE.match(inner):
-                found = inner
-        return found
+            if _SCOPE.match(inner) and inner not in found:
+                found.append(inner)
+        return "/".join(found) or "-"
 
     @property
     def phase(self) -> str:

@@ -14,6 +14,7 @@ SCHEMA = "pdc.dryrun/1"
 
 def to_json(report: DryRun) -> dict[str, Any]:
     data = asdict(report)
+    data.pop("hlo_text")
     data["schema"] = SCHEMA
     data["fits"] = report.fits
     return data
@@ -47,7 +48,7 @@ def render(report: DryRun) -> str:
                   f"  total      {gib(m['total']):>11}"
                   + (f"  of a {gib(report.budget)} budget" if report.budget is not None else "  (no budget given)")]
         lines += ["", "largest buffers:"] + [
-            f"  {b['shape']:<38} {gib(b['bytes']):>11}  {b['scope']:<28} {b['phase']:<9} {b['op']}"
+            f"  {b['shape']:<38} {gib(b['bytes']):>11}  {b['scope']:<40} {b['phase']:<9} {b['op']}"
             for b in report.largest]
         lines += ["", "collectives:"] + _collective_summary(report)
     lines += [f"note: {n}" for n in report.notes]

@@ -308,7 +308,8 @@ class Llama:
             def site(kind: str, h: Array, W: Array) -> Array:
                 if kind not in factors:
                     return h @ W
-                return site_out(h, W, factors[kind], site_mask_of(fields[kind]), dtype)
+                with jax.named_scope(f"decompose.{kind}"):  # buffers and collectives map back to the site
+                    return site_out(h, W, factors[kind], site_mask_of(fields[kind]), dtype)
 
             return block(cfg, x, weights, norms, site, cos, sin), None
 

@@ -94,8 +94,9 @@ def toy_masked_site(decomposed: Mapping[str, tuple[int, ...]], components: Mappi
             return x @ W
         j = decomposed[kind].index(layer)
         V, U = components[kind]
-        return site_out(x, W, Factors(V[j], U[j]), site_mask_of(index_fields(mask_fields(masks[kind]), j)),
-                        compute_dtype)
+        with jax.named_scope(f"decompose.{kind}"):  # buffers and collectives map back to the site
+            return site_out(x, W, Factors(V[j], U[j]), site_mask_of(index_fields(mask_fields(masks[kind]), j)),
+                            compute_dtype)
 
     return site
 
