@@ -190,6 +190,29 @@ def _dump(report: object, directory: Path) -> None:
     (directory / "step.hlo.txt").write_text(report.hlo_text)  # type: ignore[attr-defined]
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train, checkpoint and resume a run (the program `pdc compile` checks)."""
+    result = check_file(args.path, passes=True)
+    if has_errors(result.diagnostics) or result.ir is None:
+        _report(result.diagnostics, {args.path: result.text or ""}, "text", [])
+        return EXIT_SPEC
+    from pdc.ir.nodes import MeshNode
+
+    if not _host_devices_ready(next(p for _, p in result.ir.nodes(MeshNode)).devices):
+        print("pdc train: this process has fewer devices than the mesh needs", file=sys.stderr)
+        return EXIT_SPEC
+    from pdc.run.train import TrainError, train
+
+    out = Path(args.out) if args.out else Path("runs") / result.ir.spec.name
+    try:
+        state = train(result.ir, out, args.max_steps)
+    except TrainError as error:
+        print(f"pdc train: {error}", file=sys.stderr)
+        return EXIT_SPEC
+    print(f"pdc train: step {int(state.step)} in {out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_fmt(args: argparse.Namespace) -> int:
     if args.paths == ["-"]:
         return _fmt_stdin()
@@ -253,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--format", choices=("text", "json"), default="text")
     comp.add_argument("--dump", help="directory to write the JSON report and the compiled HLO into")
     comp.set_defaults(run=cmd_compile)
+    trn = commands.add_parser("train", help="train a spec: checkpoints, resume, metrics")
+    trn.add_argument("path", help="a spec file")
+    trn.add_argument("--out", help="run directory (default runs/<spec name>); an existing one is resumed")
+    trn.add_argument("--max-steps", type=int, help="stop after this step (the schedules still span train.steps)")
+    trn.set_defaults(run=cmd_train)
     graph = commands.add_parser("graph", help="render the IR graph (.dot, or .svg/.png with Graphviz)")
     graph.add_argument("path", help="a spec file")
     graph.add_argument("-o", "--output", required=True, help="out.dot, out.svg or out.png")

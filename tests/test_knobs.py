@@ -10,21 +10,19 @@ import pkgutil
 
 import pdc.lower
 import pdc.passes
+import pdc.run
 from pdc.registry import SPEC
 
 # key → the stage that will read it (open issues: `pdc train`, `pdc pretrain`, eval)
 PENDING: dict[str, str] = {
-    **{f"target:{f}.weights": "pdc train: load the frozen weights" for f in ("tms", "resid_mlp", "llama", "simple_mlp")},
     **{f"target:{f}.pretrain.{k}": "pdc pretrain"
        for f in ("tms", "resid_mlp") for k in ("steps", "batch", "lr", "weight_decay", "seed", "feature_probability",
                                                "init_bias_to_zero")},
     **{f"target:{f}.pretrain.{k}": "pdc pretrain"
        for f in ("llama", "simple_mlp") for k in ("corpus", "tokenizer", "steps", "batch", "seq_len", "lr",
                                                   "weight_decay", "seed")},
-    "data:tokens.path": "pdc train: the token reader", "data:tokens.format": "pdc train: the token reader",
-    "data:tokens.eval_path": "pdc train: eval data", "data:corpus.corpus": "pdc train: the corpus reader",
-    "checkpoint.every": "pdc train", "checkpoint.keep": "pdc train",
-    "log.every": "pdc train", "log.tensorboard": "pdc train",
+    "data:tokens.eval_path": "pdc train: eval data",
+    "log.tensorboard": "pdc train: TensorBoard event files",
     **{f"eval.{k}": "pdc train / pdc eval" for k in ("every", "metrics", "batches", "alive_threshold",
                                                      "rounding_threshold", "pgd_steps", "pgd_step_size",
                                                      "identity_tol")},
@@ -46,7 +44,7 @@ def registry_keys() -> set[str]:
 
 def declared() -> set[str]:
     found: set[str] = set()
-    for package in (pdc.passes, pdc.lower):
+    for package in (pdc.passes, pdc.lower, pdc.run):
         for module in pkgutil.iter_modules(package.__path__):
             found |= set(getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "CONSUMES", ()))
     return found

@@ -1,0 +1,245 @@
+"""`pdc train`: run exactly the program the dry-run checked, and never lose work.
+
+The loop: build the sharded state (under jit with `out_shardings`), run the faithfulness
+warmup and save step 0 — or restore the latest checkpoint — then the jitted step until
+`train.steps`, logging metrics, checkpointing every `checkpoint.every` steps and on
+SIGTERM/SIGINT. The batch of step k is a pure function of (seed, k), so a resumed run
+reproduces the uninterrupted one bit for bit. A non-finite loss stops the run, naming
+the step and the term, without touching the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from pdc.ir.graph import IR
+from pdc.lower.program import Program, lower_program
+from pdc.lower.sharding import batch_sharding, make_mesh, params_shardings, pins_for, state_shardings
+from pdc.lower.state import TrainState, abstract_state, init_state, lead_shape
+from pdc.lower.step import make_faithfulness_warmup, make_train_step
+from pdc.models import load_params
+from pdc.run.data import TokenRows, open_tokens, python_stdlib_bytes
+from pdc.run.rundir import RunDir, write_record
+
+CONSUMES = ("target:tms.weights", "target:resid_mlp.weights", "target:llama.weights", "target:simple_mlp.weights",
+            "data:tokens.path", "data:tokens.format", "data:corpus.corpus", "checkpoint.every", "checkpoint.keep",
+            "log.every")
+
+
+class TrainError(Exception):
+    """A run that cannot start or continue; the message is one line for people."""
+
+
+@dataclass
+class Trainer:
+    ir: IR
+    run: RunDir
+    program: Program
+    mesh: Any
+    stop_requested: bool = False
+
+    # ---- setup -------------------------------------------------------------------------
+
+    def spec_dir(self) -> Path:
+        return Path(self.ir.spec.path).resolve().parent
+
+    def params(self) -> Any:
+        target = self.ir.spec.block("target")
+        assert target is not None
+        weights = target.get("weights")
+        if weights is None:
+            raise TrainError("the target has no `weights`; pretraining from a `pretrain` block is not built yet")
+        abstract = jax.eval_shape(self.program.target.init_params, jax.random.PRNGKey(0))
+        shardings = params_shardings(self.ir, self.mesh, abstract)
+        dtype = target.get("dtype") if "dtype" in target.schema.key_names() else None
+        host = load_params(self.program.target, self.spec_dir() / weights, dtype)
+        return jax.tree.map(lambda a, s: jax.device_put(a, s), host, shardings)
+
+    def tokens(self) -> TokenRows | None:
+        data = self.ir.spec.block("data")
+        assert data is not None
+        if data.label == "tokens":
+            return open_tokens(self.spec_dir() / data.get("path"), data.get("format"), int(data.get("seq_len")))
+        if data.label == "corpus":
+            return open_tokens(python_stdlib_bytes(self.run.path.parent / ".cache"), "npy", int(data.get("seq_len")))
+        return None
+
+    def batch(self, rows: TokenRows | None, step: int) -> jax.Array | None:
+        if rows is None:
+            return None
+        local = rows.batch(self.program.seed, step, lead_shape(self.program)[0], jax.process_index(),
+                           jax.process_count())
+        return jax.make_array_from_process_local_data(batch_sharding(self.ir, self.mesh), local)
+
+    # ---- checkpoints -------------------------------------------------------------------
+
+    def manager(self) -> ocp.CheckpointManager:
+        block = self.ir.spec.block("checkpoint")
+        keep = int(block.get("keep")) if block is not None else 3
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False)
+        return ocp.CheckpointManager(self.run.ckpts.resolve(), options=options)
+
+    def restore(self, manager: ocp.CheckpointManager, shardings: Any) -> TrainState | None:
+        """The latest readable checkpoint, onto this run's shardings (a new mesh reshards);
+        a corrupt or partial one is reported and skipped in favour of the one before."""
+        abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                abstract_state(self.program), shardings)
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            except Exception as error:  # noqa: BLE001 — any unreadable checkpoint is skipped, loudly
+                print(f"pdc train: checkpoint {step} is unreadable ({type(error).__name__}); trying the previous one",
+                      file=sys.stderr)
+                continue
+            if int(state.step) != step:
+                raise TrainError(f"checkpoint {step} holds step {int(state.step)}")
+            return state
+        return None
+
+    def check_hashes(self) -> None:
+        record = self.run.read_record()
+        if record is None:
+            return
+        if record["decomposition_hash"] != self.ir.facts["decomposition_hash"]:
+            raise TrainError(f"{self.run.path} was trained with a different decomposition (hash "
+                             f"{record['decomposition_hash']}, this spec {self.ir.facts['decomposition_hash']}); "
+                             "use a new --out directory")
+        if record["runtime_hash"] != self.ir.facts["runtime_hash"]:
+            print("pdc train: warning: the runtime blocks changed since the run started (mesh, shard, remat or "
+                  "precision); resuming with the new ones", file=sys.stderr)
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def start(self, manager: ocp.CheckpointManager, params: Any) -> TrainState:
+        shardings = state_shardings(self.ir, self.mesh, abstract_state(self.program))
+        state = self.restore(manager, shardings) if manager.latest_step() is not None else None
+        if state is not None:
+            print(f"pdc train: resuming from step {int(state.step)}", file=sys.stderr)
+            return state
+        write_record(self.run, self.ir, self.ir.spec.path)
+        state = jax.jit(lambda: init_state(self.program), out_shardings=shardings)()
+        warm = jax.jit(make_faithfulness_warmup(self.program), out_shardings=shardings.components)
+        state = state._replace(components=warm(state.components, params))
+        self.save(manager, state)
+        return state
+
+    def save(self, manager: ocp.CheckpointManager, state: TrainState) -> None:
+        manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
+        manager.wait_until_finished()  # synchronous: a SIGTERM save is on disk before exit
+
+    def compiled_step(self, state: TrainState, params: Any, batch: Any) -> Any:
+        shardings = state_shardings(self.ir, self.mesh, abstract_state(self.program))
+        p_shardings = jax.tree.map(lambda a: a.sharding, params)
+        b_sharding = batch_sharding(self.ir, self.mesh) if batch is not None else None
+        step = jax.jit(make_train_step(self.program, pins_for(self.ir, self.mesh)),
+                       in_shardings=(shardings, p_shardings, b_sharding), out_shardings=(shardings, None),
+                       donate_argnums=(0,))
+        return step.lower(state, params, batch).compile()
+
+    def loop(self, max_steps: int | None = None) -> TrainState:
+        manager = self.manager()
+        params = self.params()
+        rows = self.tokens()
+        state = self.start(manager, params)
+        total = self.program.total_steps if max_steps is None else min(self.program.total_steps, max_steps)
+        every_log = _every(self.ir, "log", 100)
+        every_ckpt = _every(self.ir, "checkpoint", 1000)
+        step_fn = self.compiled_step(state, params, self.batch(rows, int(state.step)))
+        progress = Progress(int(state.step), total)
+        with self.signals(), self.run.metrics.open("a") as metrics_file:
+            while int(state.step) < total and not self.stop_requested:
+                step = int(state.step)
+                state, metrics = step_fn(state, params, self.batch(rows, step))
+                done = step + 1
+                if done % every_log == 0 or done == total:
+                    record = {"step": done, **{k: float(v) for k, v in metrics.items()}}
+                    _check_finite(record)
+                    metrics_file.write(json.dumps(record) + "\n")
+                    metrics_file.flush()
+                if done % every_ckpt == 0 or done == total:
+                    self.save(manager, state)
+                progress.update(done)
+            if self.stop_requested and manager.latest_step() != int(state.step):
+                self.save(manager, state)
+                print(f"pdc train: stopped by signal; saved step {int(state.step)}", file=sys.stderr)
+        progress.close()
+        return state
+
+    def signals(self) -> "_Signals":
+        return _Signals(self)
+
+
+class _Signals:
+    """SIGTERM/SIGINT ask the loop to stop at the next step boundary and save there."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.saved[sig] = signal.signal(sig, self.handle)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        del signum, frame
+        self.trainer.stop_requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def _every(ir: IR, block: str, default: int) -> int:
+    node = ir.spec.block(block)
+    return int(node.get("every")) if node is not None else default
+
+
+def _check_finite(record: dict[str, float]) -> None:
+    bad = [k for k, v in record.items() if k.startswith("loss/") and not math.isfinite(v)]
+    if bad:
+        raise TrainError(f"non-finite loss at step {record['step']}: {', '.join(bad)} "
+                         f"= {', '.join(str(record[k]) for k in bad)}; the last good checkpoint is kept")
+
+
+class Progress:
+    """One stderr line with steps/s and ETA (a terminal rewrites it in place)."""
+
+    def __init__(self, start: int, total: int) -> None:
+        self.start, self.total, self.t0, self.last = start, total, time.perf_counter(), 0.0
+
+    def update(self, step: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.5 and step < self.total:
+            return
+        self.last = now
+        rate = (step - self.start) / max(now - self.t0, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else float("inf")
+        bar = "#" * int(30 * step / max(self.total, 1))
+        print(f"\r[{bar:<30}] step {step}/{self.total}  {rate:6.1f} steps/s  ETA {eta:6.0f} s", end="",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        print(file=sys.stderr)
+
+
+def train(ir: IR, out: Path, max_steps: int | None = None) -> TrainState:
+    """Train (or resume) the run of a validated IR in `out`."""
+    program = lower_program(ir)
+    trainer = Trainer(ir, RunDir(out), program, make_mesh(ir))
+    trainer.check_hashes()
+    return trainer.loop(max_steps)
+
+
+__all__ = ["TrainError", "train", "jnp", "np"]
