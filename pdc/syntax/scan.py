@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterator
 
 MAX_DEPTH = 64
 _OPEN = {"{": "}", "[": "]", "(": ")"}
@@ -29,9 +30,8 @@ class ScanResult:
     unclosed: tuple[Opener, ...]  # innermost last
 
 
-def scan(text: str) -> ScanResult:
-    """Track bracket nesting outside strings and comments."""
-    stack: list[Opener] = []
+def _brackets(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, bracket) of every bracket outside strings and comments."""
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
@@ -42,13 +42,21 @@ def scan(text: str) -> ScanResult:
         if ch == '"':
             i = _skip_string(text, i)
             continue
+        if ch in _OPEN or ch in _CLOSE:
+            yield i, ch
+        i += 1
+
+
+def scan(text: str) -> ScanResult:
+    """Track bracket nesting outside strings and comments."""
+    stack: list[Opener] = []
+    for i, ch in _brackets(text):
         if ch in _OPEN:
             stack.append(Opener(ch, i))
             if len(stack) > MAX_DEPTH:
                 return ScanResult(i, tuple(stack))
-        elif ch in _CLOSE and stack and stack[-1].char == _CLOSE[ch]:
+        elif stack and stack[-1].char == _CLOSE[ch]:
             stack.pop()
-        i += 1
     return ScanResult(None, tuple(stack))
 
 
@@ -56,24 +64,15 @@ def top_level_blocks(text: str) -> list[tuple[int, int]]:
     """(opening, closing) offsets of each closed top-level bracket pair, outside strings and
     comments: where an extra `}` ended `spec NAME { ... }` early."""
     pairs: list[tuple[int, int]] = []
-    depth, opened, i, n = 0, 0, 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "#":
-            nl = text.find("\n", i)
-            i = n if nl < 0 else nl
-            continue
-        if ch == '"':
-            i = _skip_string(text, i)
-            continue
+    depth, opened = 0, 0
+    for i, ch in _brackets(text):
         if ch in _OPEN:
             opened = i if depth == 0 else opened
             depth += 1
-        elif ch in _CLOSE and depth:
+        elif depth:
             depth -= 1
             if depth == 0:
                 pairs.append((opened, i))
-        i += 1
     return pairs
 
 
