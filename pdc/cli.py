@@ -190,6 +190,23 @@ def _dump(report: object, directory: Path) -> None:
     (directory / "step.hlo.txt").write_text(report.hlo_text)  # type: ignore[attr-defined]
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Train the target of a spec's `pretrain` block (cached by the target's hash)."""
+    result = check_file(args.path, passes=True)
+    if has_errors(result.diagnostics) or result.ir is None:
+        _report(result.diagnostics, {args.path: result.text or ""}, "text", [])
+        return EXIT_SPEC
+    target = result.ir.spec.block("target")
+    if target is None or target.child("pretrain") is None:
+        print(f"pdc pretrain: {args.path} has no `pretrain` block in its target", file=sys.stderr)
+        return EXIT_SPEC
+    from pdc.run.pretrain import pretrained
+
+    path = pretrained(result.ir, force=args.force)
+    print(f"pdc pretrain: weights at {path}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train, checkpoint and resume a run (the program `pdc compile` checks)."""
     result = check_file(args.path, passes=True)
@@ -210,6 +227,56 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"pdc train: {error}", file=sys.stderr)
         return EXIT_SPEC
     print(f"pdc train: step {int(state.step)} in {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _open_run(args: argparse.Namespace, command: str) -> object | None:
+    """A run directory at `--step` (default the latest checkpoint), with enough host devices
+    for its mesh; None after printing why it cannot be opened."""
+    from pdc.run.rundir import RunError, run_ir
+
+    try:
+        ir = run_ir(Path(args.run_dir))
+    except RunError as error:
+        print(f"pdc {command}: {error}", file=sys.stderr)
+        return None
+    from pdc.ir.nodes import MeshNode
+
+    if not _host_devices_ready(next(p for _, p in ir.nodes(MeshNode)).devices):
+        print(f"pdc {command}: this process has fewer devices than the mesh needs", file=sys.stderr)
+        return None
+    from pdc.run.load import load_ir_run
+
+    try:
+        return load_ir_run(Path(args.run_dir), ir, args.step)
+    except RunError as error:
+        print(f"pdc {command}: {error}", file=sys.stderr)
+        return None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Recompute the spec's eval metrics from a checkpoint (what training logged at that step)."""
+    run = _open_run(args, "eval")
+    if run is None:
+        return EXIT_SPEC
+    record = run.evaluate()  # type: ignore[attr-defined]
+    if args.format == "json":
+        print(json.dumps(record, indent=2))
+    else:
+        for name, value in record.items():
+            shown = " ".join(f"{v:.3g}" for v in value) if isinstance(value, list) else \
+                (f"{value:.6g}" if isinstance(value, float) else str(value))
+            print(f"{name:<40} {shown}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write V/U per site and the CI network of a checkpoint as safetensors (docs/run.md)."""
+    run = _open_run(args, "export")
+    if run is None:
+        return EXIT_SPEC
+    path = run.export()  # type: ignore[attr-defined]
+    print(f"pdc export: step {run.step} to {path}", file=sys.stderr)  # type: ignore[attr-defined]
     return EXIT_OK
 
 
@@ -276,11 +343,24 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--format", choices=("text", "json"), default="text")
     comp.add_argument("--dump", help="directory to write the JSON report and the compiled HLO into")
     comp.set_defaults(run=cmd_compile)
+    pre = commands.add_parser("pretrain", help="train the target a `pretrain` block describes (cached)")
+    pre.add_argument("path", help="a spec file")
+    pre.add_argument("--force", action="store_true", help="retrain even when the cache holds this target")
+    pre.set_defaults(run=cmd_pretrain)
     trn = commands.add_parser("train", help="train a spec: checkpoints, resume, metrics")
     trn.add_argument("path", help="a spec file")
     trn.add_argument("--out", help="run directory (default runs/<spec name>); an existing one is resumed")
     trn.add_argument("--max-steps", type=int, help="stop after this step (the schedules still span train.steps)")
     trn.set_defaults(run=cmd_train)
+    ev = commands.add_parser("eval", help="recompute a run's eval metrics from a checkpoint")
+    ev.add_argument("run_dir", metavar="RUN", help="a run directory (pdc train --out)")
+    ev.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    ev.add_argument("--format", choices=("text", "json"), default="text")
+    ev.set_defaults(run=cmd_eval)
+    exp = commands.add_parser("export", help="V/U per site and the CI network as safetensors (RUN/export/)")
+    exp.add_argument("run_dir", metavar="RUN", help="a run directory (pdc train --out)")
+    exp.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    exp.set_defaults(run=cmd_export)
     graph = commands.add_parser("graph", help="render the IR graph (.dot, or .svg/.png with Graphviz)")
     graph.add_argument("path", help="a spec file")
     graph.add_argument("-o", "--output", required=True, help="out.dot, out.svg or out.png")
@@ -300,6 +380,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `pdc eval RUN | head`: the reader left; that is not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception:  # noqa: BLE001 — the one place a crash becomes exit 1 with a reproducer
         return _internal_error(argv)
 

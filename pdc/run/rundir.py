@@ -3,8 +3,13 @@
     RUN/spec.pd          the spec as run (canonical formatting)
     RUN/run.json         both determinism hashes, package versions, the spec's origin
     RUN/metrics.jsonl    one JSON object per logged step
+    RUN/eval.jsonl       one JSON object per eval pass
+    RUN/tb/              TensorBoard event files (`log.tensorboard`)
     RUN/ckpts/<step>/    orbax checkpoints of the whole train state
-    RUN/export/          safetensors of V/U and the CI network
+    RUN/export/          safetensors of V/U and the CI network (`pdc export`)
+
+This module stays JAX-free, so the CLI can read a run's spec and size the device mesh
+before JAX starts.
 """
 
 from __future__ import annotations
@@ -38,8 +43,54 @@ class RunDir:
     def record(self) -> Path:
         return self.path / "run.json"
 
+    @property
+    def evals(self) -> Path:
+        return self.path / "eval.jsonl"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tb"
+
+    @property
+    def export(self) -> Path:
+        return self.path / "export"
+
     def read_record(self) -> dict[str, Any] | None:
         return json.loads(self.record.read_text()) if self.record.exists() else None
+
+    def forget_after(self, step: int) -> None:
+        """Drop metric and eval records past `step`: a run killed after logging but before
+        its next checkpoint replays those steps on resume, and each step should appear once."""
+        for log in (self.metrics, self.evals):
+            if not log.exists():
+                continue
+            lines = log.read_text().splitlines()
+            kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+            if len(kept) != len(lines):
+                log.write_text("".join(line + "\n" for line in kept))
+
+
+class RunError(Exception):
+    """A run directory that cannot be read; the message is one line for people."""
+
+
+def run_ir(path: Path) -> IR:
+    """The IR of the spec a run was trained with (RUN/spec.pd), its relative paths resolved
+    against the directory of the spec file it was launched from, as training resolved them."""
+    run = RunDir(path)
+    record = run.read_record()
+    if record is None or not (run.path / "spec.pd").exists():
+        raise RunError(f"{path} is not a pdc run directory (no run.json / spec.pd)")
+    from pdc.passes import run_passes
+    from pdc.syntax.load import check_text
+
+    result = check_text((run.path / "spec.pd").read_text(), record["spec_path"])
+    if not result.ok or result.spec is None:
+        raise RunError(f"{path}/spec.pd no longer checks: {result.diagnostics[0].message}")
+    ir = run_passes(result.spec)
+    if ir.failed:
+        raise RunError(f"{path}/spec.pd no longer builds: {ir.diagnostics[0].message}")
+    return ir
 
 
 def versions() -> dict[str, str]:
@@ -56,7 +107,7 @@ def write_record(run: RunDir, ir: IR, spec_path: str) -> None:
     """Write spec.pd and run.json (called once, when a run starts from scratch)."""
     run.path.mkdir(parents=True, exist_ok=True)
     (run.path / "spec.pd").write_text(format_spec(ir.spec.source))
-    record = {"schema": "pdc.run/1", "spec": ir.spec.name, "spec_path": spec_path,
+    record = {"schema": "pdc.run/1", "spec": ir.spec.name, "spec_path": str(Path(spec_path).resolve()),
               "decomposition_hash": ir.facts["decomposition_hash"], "runtime_hash": ir.facts["runtime_hash"],
               "versions": versions()}
     run.record.write_text(json.dumps(record, indent=2) + "\n")

@@ -31,7 +31,9 @@ from pdc.lower.state import TrainState, abstract_state, init_state, lead_shape
 from pdc.lower.step import make_faithfulness_warmup, make_train_step
 from pdc.models import load_params
 from pdc.run.data import TokenRows, open_tokens, python_stdlib_bytes
+from pdc.run.evaluate import Evaluator
 from pdc.run.rundir import RunDir, write_record
+from pdc.run.tblog import Board
 
 CONSUMES = ("target:tms.weights", "target:resid_mlp.weights", "target:llama.weights", "target:simple_mlp.weights",
             "data:tokens.path", "data:tokens.format", "data:corpus.corpus", "checkpoint.every", "checkpoint.keep",
@@ -59,12 +61,18 @@ class Trainer:
         target = self.ir.spec.block("target")
         assert target is not None
         weights = target.get("weights")
-        if weights is None:
-            raise TrainError("the target has no `weights`; pretraining from a `pretrain` block is not built yet")
+        if weights is not None:
+            path = self.spec_dir() / weights
+        elif target.child("pretrain") is not None:
+            from pdc.run.pretrain import pretrained
+
+            path = pretrained(self.ir)  # cached by the target's hash: pretrains only the first time
+        else:
+            raise TrainError("the target has neither `weights` nor a `pretrain` block")
         abstract = jax.eval_shape(self.program.target.init_params, jax.random.PRNGKey(0))
         shardings = params_shardings(self.ir, self.mesh, abstract)
         dtype = target.get("dtype") if "dtype" in target.schema.key_names() else None
-        host = load_params(self.program.target, self.spec_dir() / weights, dtype)
+        host = load_params(self.program.target, path, dtype)
         return jax.tree.map(lambda a, s: jax.device_put(a, s), host, shardings)
 
     def tokens(self) -> TokenRows | None:
@@ -79,9 +87,8 @@ class Trainer:
     def batch(self, rows: TokenRows | None, step: int) -> jax.Array | None:
         if rows is None:
             return None
-        local = rows.batch(self.program.seed, step, lead_shape(self.program)[0], jax.process_index(),
-                           jax.process_count())
-        return jax.make_array_from_process_local_data(batch_sharding(self.ir, self.mesh), local)
+        return self.place_batch(rows.batch(self.program.seed, step, lead_shape(self.program)[0],
+                                           jax.process_index(), jax.process_count()))
 
     # ---- checkpoints -------------------------------------------------------------------
 
@@ -127,6 +134,7 @@ class Trainer:
         state = self.restore(manager, shardings) if manager.latest_step() is not None else None
         if state is not None:
             print(f"pdc train: resuming from step {int(state.step)}", file=sys.stderr)
+            self.run.forget_after(int(state.step))
             return state
         write_record(self.run, self.ir, self.ir.spec.path)
         state = jax.jit(lambda: init_state(self.program), out_shardings=shardings)()
@@ -157,8 +165,9 @@ class Trainer:
         every_log = _every(self.ir, "log", 100)
         every_ckpt = _every(self.ir, "checkpoint", 1000)
         step_fn = self.compiled_step(state, params, self.batch(rows, int(state.step)))
+        evaluator = self.evaluator(rows)
         progress = Progress(int(state.step), total)
-        with self.signals(), self.run.metrics.open("a") as metrics_file:
+        with self.signals(), Board(self.run, self.ir) as board:
             while int(state.step) < total and not self.stop_requested:
                 step = int(state.step)
                 state, metrics = step_fn(state, params, self.batch(rows, step))
@@ -166,8 +175,12 @@ class Trainer:
                 if done % every_log == 0 or done == total:
                     record = {"step": done, **{k: float(v) for k, v in metrics.items()}}
                     _check_finite(record)
-                    metrics_file.write(json.dumps(record) + "\n")
-                    metrics_file.flush()
+                    _append(self.run.metrics, record)
+                    board.write(record)
+                if evaluator is not None and evaluator.due(done, total):
+                    record = evaluator.run(state, params, done)
+                    _append(self.run.evals, record)
+                    board.write(record)
                 if done % every_ckpt == 0 or done == total:
                     self.save(manager, state)
                 progress.update(done)
@@ -176,6 +189,16 @@ class Trainer:
                 print(f"pdc train: stopped by signal; saved step {int(state.step)}", file=sys.stderr)
         progress.close()
         return state
+
+    def evaluator(self, rows: TokenRows | None) -> Evaluator | None:
+        """Eval passes run only when the spec has an `eval` block (`pdc eval` works regardless)."""
+        if self.ir.spec.block("eval") is None:
+            return None
+        return Evaluator.build(self.program, rows, self.spec_dir(), self.place_batch)
+
+    def place_batch(self, local: np.ndarray) -> jax.Array:
+        """This process's rows of a token batch as the global, batch-sharded array."""
+        return jax.make_array_from_process_local_data(batch_sharding(self.ir, self.mesh), local)
 
     def signals(self) -> "_Signals":
         return _Signals(self)
@@ -199,6 +222,12 @@ class _Signals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    """One JSON line, flushed at once so a killed run keeps every record it logged."""
+    with path.open("a") as file:
+        file.write(json.dumps(record) + "\n")
 
 
 def _every(ir: IR, block: str, default: int) -> int:

@@ -1,0 +1,225 @@
+"""Eval passes (SPD_ALGORITHM.md §7): the `eval.metrics` of a state, on a data stream
+independent of training, as one flat record `{"step": N, "eval/<metric>/<site>": ...}`.
+
+One jitted function computes every requested metric of one eval batch, plus the CI of
+the §7.6 one-hot probe; it is compiled once per run and reused by every pass, and
+`pdc eval` rebuilds the same function, so recomputing a pass from a checkpoint gives the
+numbers training logged. Batch j of the pass at step s is keyed by
+`rng.eval_key(data, s // eval.every, j, eval.batches)` (toys draw from it; token data reads
+row window `pass · batches + j` of `eval_path` — or of the training file with seed + 1),
+so passes never reuse training batches and a resumed run evaluates what an uninterrupted
+run would. Averages over batches are uniform (equal batch sizes); the Hungarian
+`identity_ci_error` runs on the host.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdc.decomp import losses, metrics, rng
+from pdc.ir.graph import IR
+from pdc.ir.nodes import SiteNode
+from pdc.lower.program import Program
+from pdc.lower.state import TrainState, lead_shape
+from pdc.lower.step import _ci  # the step's own CI computation, so eval reads exactly the CI training used
+from pdc.run.data import TokenRows, open_tokens, sparse_features
+from pdc.syntax.checked import Node
+from pdc.syntax.patterns import matches
+
+CONSUMES = ("eval.every", "eval.metrics", "eval.batches", "eval.alive_threshold", "eval.rounding_threshold",
+            "eval.pgd_steps", "eval.pgd_step_size", "eval.identity_tol", "eval.ci_pattern.<patterns>",
+            "data:tokens.eval_path")
+
+Array = jax.Array
+EvalFn = Callable[[TrainState, Any, Array | None, Array], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """The `eval` block's keys (its defaults when the spec has none), read once."""
+
+    every: int
+    metrics: tuple[str, ...]
+    batches: int
+    alive_threshold: float
+    rounding_threshold: float
+    pgd_steps: int
+    pgd_step_size: float
+    identity_tol: float
+
+    @classmethod
+    def of(cls, node: Node | None) -> "EvalOptions":
+        if node is None:
+            return cls(1000, ("ci_l0",), 1, 0.0, 0.0, 20, 0.1, 0.1)
+        return cls(int(node.get("every")), tuple(node.get("metrics")), int(node.get("batches")),
+                   float(node.get("alive_threshold")), float(node.get("rounding_threshold")),
+                   int(node.get("pgd_steps")), float(node.get("pgd_step_size")), float(node.get("identity_tol")))
+
+
+def site_paths(ir: IR) -> dict[str, list[str]]:
+    """kind → the site paths of its stacked entries, in stacking (canonical) order."""
+    out: dict[str, list[str]] = {}
+    for _, site in sorted(ir.nodes(SiteNode), key=lambda pair: pair[1].order):
+        out.setdefault(site.kind, []).append(site.path)
+    return out
+
+
+def ci_patterns(ir: IR) -> dict[str, Any]:
+    """site path → its expected CI pattern (the first `ci_pattern` entry that matches it)."""
+    node = ir.spec.block("eval")
+    block = node.child("ci_pattern") if node is not None else None
+    entries = block.entries if block is not None else ()
+    out: dict[str, Any] = {}
+    for paths in site_paths(ir).values():
+        for path in paths:
+            entry = next((e for e in entries if matches(e.pattern, path)), None)
+            if entry is not None:
+                out[path] = entry.value
+    return out
+
+
+# ---- the jitted per-batch function ----------------------------------------------------------
+
+
+def make_eval_batch(program: Program, options: EvalOptions) -> EvalFn:
+    """(state, params, batch or None, key) → per-kind metric arrays of one eval batch
+    (toys draw the batch from `fold_in(key, 0)`); metric randomness uses `fold_in(key, 1)`."""
+    target, wanted = program.target, set(options.metrics)
+    divergence = losses.DIVERGENCES[program.divergence]
+
+    def eval_batch(state: TrainState, params: Any, batch: Array | None, key: Array) -> dict[str, Any]:
+        batch = _toy_batch(program, jax.random.fold_in(key, 0)) if batch is None else batch
+        metric_key = jax.random.fold_in(key, 1)
+        clean = target.clean(params, batch)
+        lower = _ci(program, state.ci, state, clean, state.components).lower
+        forward = functools.partial(target.forward, params, batch, state.components)
+        out: dict[str, Any] = {"l0": metrics.ci_l0(lower, options.alive_threshold),
+                               "density": metrics.activation_density(lower, options.alive_threshold)}
+        if "pgd_recon" in wanted:
+            out["pgd_recon"] = metrics.pgd_recon_probe(jax.random.fold_in(metric_key, 0), forward, clean.output, lower,
+                                                       divergence, options.pgd_steps, options.pgd_step_size)
+        if "ce_kl" in wanted:
+            out["ce_kl"] = metrics.ce_kl_losses(jax.random.fold_in(metric_key, 1), forward, clean.output, batch, lower,
+                                                options.rounding_threshold)
+        if wanted & {"mmcs", "ml2r"}:
+            weights = target.weights(params)
+            out["mmcs"] = {k: jax.vmap(metrics.mmcs)(weights[k], f) for k, f in state.components.items()}
+            out["ml2r"] = {k: jax.vmap(metrics.ml2r)(weights[k], f) for k, f in state.components.items()}
+        if "identity_ci_error" in wanted:
+            out["probe_ci"] = _probe_ci(program, state, params)
+        return out
+
+    return eval_batch
+
+
+def _toy_batch(program: Program, key: Array) -> Array:
+    data = program.ir.spec.block("data")
+    assert data is not None
+    return sparse_features(key, int(data.get("batch")), program.shape.dims["features"],
+                           float(data.get("probability")), tuple(data.get("values")), data.get("distribution"))
+
+
+def _probe_ci(program: Program, state: TrainState, params: Any) -> dict[str, Array]:
+    """ci_lower `[L, F, C]` of the one-hot probe, fed in as the target's input (so ResidMLP
+    embeds it through W_E exactly as its training inputs are)."""
+    probe = metrics.identity_probe(program.shape.dims["features"])
+    clean = program.target.clean(params, probe)
+    return _ci(program, state.ci, state, clean, state.components).lower
+
+
+# ---- the pass --------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluator:
+    """Runs eval passes of one program: the jitted batch function (compiled on first use,
+    then reused), the eval data stream and the host-side reduction to one record."""
+
+    program: Program
+    options: EvalOptions
+    rows: TokenRows | None
+    rows_seed: int
+    fn: Any = None
+    place: Callable[[np.ndarray], Array] = jnp.asarray  # this process's rows → the global batch array
+
+    @classmethod
+    def build(cls, program: Program, train_rows: TokenRows | None, spec_dir: Any,
+              place: Callable[[np.ndarray], Array] | None = None) -> "Evaluator":
+        """`place` shards a token batch the way the train step's batches are (default: one device)."""
+        options = EvalOptions.of(program.ir.spec.block("eval"))
+        rows, seed = eval_rows(program, train_rows, spec_dir)
+        return cls(program, options, rows, seed, jax.jit(make_eval_batch(program, options)), place or jnp.asarray)
+
+    def due(self, step: int, total: int) -> bool:
+        return step % self.options.every == 0 or step == total
+
+    def batch(self, index: int) -> Array | None:
+        if self.rows is None:
+            return None
+        local = self.rows.batch(self.rows_seed, index, lead_shape(self.program)[0], jax.process_index(),
+                                jax.process_count())
+        return self.place(local)
+
+    def run(self, state: TrainState, params: Any, step: int) -> dict[str, Any]:
+        """The record of the pass at `step` (the pass index is `step // eval.every`)."""
+        n = self.options.batches
+        eval_pass = step // self.options.every
+        _, _, _, data_key = rng.root_keys(self.program.seed)
+        outs = [jax.device_get(self.fn(state, params, self.batch(eval_pass * n + j),
+                                       rng.eval_key(data_key, eval_pass, j, n))) for j in range(n)]
+        mean = jax.tree.map(lambda *xs: np.mean(np.stack(xs), axis=0), *outs)
+        return {"step": step, **reduce_record(self.program, self.options, mean)}
+
+
+def eval_rows(program: Program, train_rows: TokenRows | None, spec_dir: Any) -> tuple[TokenRows | None, int]:
+    """The eval token stream: `eval_path` with the run's seed, else the training file
+    with seed + 1 (an independent row order); toys have none."""
+    data = program.ir.spec.block("data")
+    if train_rows is None or data is None:
+        return None, program.seed
+    if data.label == "tokens" and data.get("eval_path") is not None:
+        return open_tokens(spec_dir / data.get("eval_path"), data.get("format"), int(data.get("seq_len"))), program.seed
+    return train_rows, program.seed + 1
+
+
+def reduce_record(program: Program, options: EvalOptions, mean: dict[str, Any]) -> dict[str, Any]:
+    """Per-kind means → the flat, per-site record (JSON-ready Python numbers)."""
+    paths = site_paths(program.ir)
+    wanted = set(options.metrics)
+    record: dict[str, Any] = {}
+    l0 = {p: float(v) for p, v in metrics.by_site(mean["l0"], paths).items()}
+    density = metrics.by_site(mean["density"], paths)
+    if "ci_l0" in wanted:
+        record.update({f"eval/l0/{options.alive_threshold:g}_{p}": v for p, v in l0.items()})
+        record[f"eval/l0/{options.alive_threshold:g}_total"] = float(sum(l0.values()))
+    record.update({f"eval/alive/{p}": int(np.sum(d > 0)) for p, d in density.items()})
+    if "activation_density" in wanted:
+        record.update({f"eval/activation_density/{p}": [float(x) for x in d] for p, d in density.items()})
+    for name in ("mmcs", "ml2r"):
+        if name in wanted:
+            record.update({f"eval/{name}/{p}": float(v) for p, v in metrics.by_site(mean[name], paths).items()})
+    if "pgd_recon" in wanted:
+        record["eval/pgd_recon"] = float(mean["pgd_recon"])
+    if "ce_kl" in wanted:
+        record.update({f"eval/ce_kl/{k}": float(v) for k, v in mean["ce_kl"].items()})
+    if "identity_ci_error" in wanted:
+        record.update(identity_errors(program, options, mean["probe_ci"]))
+    return record
+
+
+def identity_errors(program: Program, options: EvalOptions, probe_ci: dict[str, np.ndarray]) -> dict[str, int]:
+    """`eval/identity_ci_error/<site>` for every site `ci_pattern` names (host Hungarian)."""
+    patterns = ci_patterns(program.ir)
+    per_site = metrics.by_site(probe_ci, site_paths(program.ir))
+    return {f"eval/identity_ci_error/{p}": metrics.identity_ci_error(np.asarray(per_site[p]), patterns[p],
+                                                                      options.identity_tol)
+            for p in per_site if p in patterns}
+
+
+__all__ = ["EvalOptions", "Evaluator", "ci_patterns", "make_eval_batch", "reduce_record", "site_paths"]

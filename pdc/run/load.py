@@ -1,0 +1,111 @@
+"""`pdc.load_run`: a finished (or running) run as Python objects, for notebooks and for
+`pdc eval` / `pdc export`.
+
+The state is restored exactly as `pdc train` restores it on resume (same reference state,
+same shardings), and the frozen target is reloaded from the weights the spec names, so
+what a notebook sees is what training saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from pdc.ir.graph import IR
+from pdc.lower.program import Program, lower_program
+from pdc.lower.sharding import make_mesh, state_shardings
+from pdc.lower.state import TrainState, abstract_state
+from pdc.run.evaluate import Evaluator, site_paths
+from pdc.run.export import ci_tensors, site_factors, write_export
+from pdc.run.rundir import RunDir, RunError, run_ir
+from pdc.run.train import Trainer
+from pdc.syntax.checked import Spec
+
+
+@dataclass
+class Run:
+    """One checkpoint of a run: its spec and IR, the lowered program, the train state at
+    `step` and the frozen target parameters."""
+
+    path: Path
+    ir: IR
+    program: Program
+    step: int
+    state: TrainState
+    params: Any
+    trainer: Trainer
+
+    @property
+    def spec(self) -> Spec:
+        return self.ir.spec
+
+    @property
+    def sites(self) -> list[str]:
+        """Decomposed site paths in canonical order."""
+        return [p for paths in site_paths(self.ir).values() for p in paths]
+
+    def components(self, site: str) -> tuple[np.ndarray, np.ndarray]:
+        """(V (d_in, C), U (C, d_out)) of one site as fp32 NumPy arrays."""
+        factors = site_factors(self.program, self.state)
+        if site not in factors:
+            raise KeyError(f"`{site}` is not a decomposed site; sites: {', '.join(factors)}")
+        return factors[site]
+
+    def all_components(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return site_factors(self.program, self.state)
+
+    def weights(self, site: str) -> np.ndarray:
+        """The frozen target matrix W (d_in, d_out) the site's V @ U approximates."""
+        for kind, paths in site_paths(self.ir).items():
+            if site in paths:
+                return np.asarray(self.program.target.weights(self.params)[kind][paths.index(site)])
+        raise KeyError(f"`{site}` is not a decomposed site")
+
+    def ci_params(self) -> dict[str, np.ndarray]:
+        """The CI network's parameters and buffers by dotted path (as exported, without `ci.`)."""
+        return ci_tensors(self.state)
+
+    def evaluate(self) -> dict[str, Any]:
+        """The eval record of this step (the metrics of the spec's `eval` block)."""
+        evaluator = Evaluator.build(self.program, self.trainer.tokens(), self.trainer.spec_dir(),
+                                    self.trainer.place_batch)
+        return evaluator.run(self.state, self.params, self.step)
+
+    def export(self) -> Path:
+        """Write RUN/export/model_<step>.safetensors and return its path."""
+        return write_export(self.trainer.run, self.program, self.state)
+
+
+def checkpoint_steps(path: Path) -> list[int]:
+    return sorted(ocp.CheckpointManager(RunDir(path).ckpts.resolve()).all_steps())
+
+
+def load_run(path: str | Path, step: int | None = None) -> Run:
+    """The run in `path` at checkpoint `step` (default: the latest)."""
+    path = Path(path)
+    ir = run_ir(path)
+    return load_ir_run(path, ir, step)
+
+
+def load_ir_run(path: Path, ir: IR, step: int | None = None) -> Run:
+    program = lower_program(ir)
+    trainer = Trainer(ir, RunDir(path), program, make_mesh(ir))
+    steps = checkpoint_steps(path)
+    if not steps:
+        raise RunError(f"{path} has no checkpoints")
+    chosen = steps[-1] if step is None else step
+    if chosen not in steps:
+        raise RunError(f"{path} has no checkpoint at step {chosen}; it has {', '.join(map(str, steps))}")
+    shardings = state_shardings(ir, trainer.mesh, abstract_state(program))
+    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                            abstract_state(program), shardings)
+    state = trainer.manager().restore(chosen, args=ocp.args.StandardRestore(abstract))
+    return Run(path, ir, program, chosen, state, trainer.params(), trainer)
+
+
+__all__ = ["Run", "load_run", "load_ir_run", "checkpoint_steps"]

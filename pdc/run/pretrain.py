@@ -1,0 +1,218 @@
+"""`pdc pretrain`: train the target a `pretrain` block describes, once per target.
+
+The result is cached under `$XDG_CACHE_HOME/pdc/targets/<family>-<hash>/` (default
+`~/.cache`), keyed by a hash of everything that determines the target (the `target`
+block with its `pretrain` block, and for toys the data distribution), so `pdc train`
+and later runs reuse it. Weights are written in the layouts the loaders read: torch
+`nn.Linear` layout for the toys (as in targets/), HF safetensors + config.json for LMs.
+
+Recipes (SPD_ALGORITHM.md §8): TMS minimises mean((x − ReLU(W2 W1 x + b2))²) on sparse
+features (tied: W2 = W1ᵀ; identity hidden layers stay fixed); ResidMLP minimises
+mean((out − (x + ReLU(x)))²) with W_E, W_U fixed; the tiny LM minimises next-token
+cross-entropy on the byte corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from safetensors.numpy import save_file
+
+from pdc.decomp.metrics import next_token_ce
+from pdc.ir.graph import IR
+from pdc.lower.program import lower_program, schedule_fn
+from pdc.models import Llama, ResidMlp, Tms, hf_config, save_hf
+from pdc.run.data import open_tokens, python_stdlib_bytes, sparse_features
+
+CONSUMES = (
+    *(f"target:{f}.pretrain.{k}" for f in ("tms", "resid_mlp")
+      for k in ("steps", "batch", "lr", "weight_decay", "seed", "feature_probability", "init_bias_to_zero")),
+    *(f"target:{f}.pretrain.{k}" for f in ("llama", "simple_mlp")
+      for k in ("corpus", "tokenizer", "steps", "batch", "seq_len", "lr", "weight_decay", "seed")),
+)
+CHUNK = 100  # steps per jitted call: one dispatch per chunk, progress between chunks
+
+
+def target_hash(ir: IR) -> str:
+    target, data = ir.spec.block("target"), ir.spec.block("data")
+    assert target is not None and data is not None
+    keyed = {"family": target.label, "target": target.keys.model_dump(mode="json"),  # type: ignore[union-attr]
+             "pretrain": target.child("pretrain").keys.model_dump(mode="json")}  # type: ignore[union-attr]
+    if data.label == "sparse_features":
+        keyed["data"] = data.keys.model_dump(mode="json", exclude={"batch"})  # type: ignore[union-attr]
+    keyed["target"].pop("weights", None)
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_dir(ir: IR) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pdc" / "targets"
+    return root / f"{ir.spec.block('target').label}-{target_hash(ir)}"  # type: ignore[union-attr]
+
+
+def weights_path(ir: IR) -> Path:
+    """Where the pretrained weights live (a file for toys, a directory for LMs)."""
+    directory = cache_dir(ir)
+    return directory if ir.facts["target"].has_positions else directory / "model.safetensors"
+
+
+def pretrained(ir: IR, force: bool = False) -> Path:
+    """The cached weights of the spec's target, pretraining them first if needed."""
+    path = weights_path(ir)
+    done = cache_dir(ir) / "pretrain.json"
+    if done.exists() and not force:
+        return path
+    target = lower_program(ir).target
+    pretrain = ir.spec.block("target").child("pretrain")  # type: ignore[union-attr]
+    assert pretrain is not None and pretrain.keys is not None
+    loss_fn, fixed, trainable, assemble = _recipe(ir, target, pretrain.keys)
+    final, trained = _fit(loss_fn, fixed, trainable, pretrain.keys)
+    params = assemble(trained, fixed)
+    cache_dir(ir).mkdir(parents=True, exist_ok=True)
+    _save(target, params, path)
+    report = {"target_hash": target_hash(ir), "final_loss": final, "steps": pretrain.get("steps"),
+              **_sanity(target, params)}
+    done.write_text(json.dumps(report, indent=2) + "\n")  # written last: marks the cache entry complete
+    return path
+
+
+# ---- recipes ---------------------------------------------------------------------------------
+
+Loss = Callable[[Any, Any, jax.Array], jax.Array]  # (trainable, fixed, key) → loss
+Assemble = Callable[[Any, Any], Any]  # (trainable, fixed) → the target's full params
+Recipe = tuple[Loss, Any, Any, Assemble]
+
+
+def _merge(train: Any, fix: Any) -> Any:
+    return {**fix, **train}
+
+
+def _recipe(ir: IR, target: Any, keys: Any) -> Recipe:
+    """(loss, fixed params, initial trainable params, assemble) for the family."""
+    init = target.init_params(jax.random.PRNGKey(int(keys.seed)))
+    data = ir.spec.block("data")
+    assert data is not None
+    if isinstance(target, Tms):
+        return _tms(target, init, keys, data)
+    if isinstance(target, ResidMlp):
+        return _resid_mlp(target, init, keys, data)
+    return _lm(target, init, keys, ir)
+
+
+def _features(keys: Any, data: Any, features: int) -> Callable[[jax.Array], jax.Array]:
+    probability = keys.feature_probability if keys.feature_probability is not None else data.get("probability")
+    values, distribution = tuple(data.get("values")), data.get("distribution")
+    return lambda key: sparse_features(key, int(keys.batch), features, float(probability), values, distribution)
+
+
+def _tms(target: Tms, init: Any, keys: Any, data: Any) -> Recipe:
+    batch = _features(keys, data, target.features)
+    fixed = {k: v for k, v in init.items() if k == "hidden_layers"}
+    trainable = {"linear1": init["linear1"], "b2": jnp.zeros_like(init["b2"]) if keys.init_bias_to_zero else init["b2"]}
+    if not target.tied:
+        trainable["linear2"] = init["linear2"]
+
+    def assemble(train: Any, fix: Any) -> Any:  # tied: W2 = W1ᵀ is not a parameter of its own
+        return {**fix, **train, "linear2": train.get("linear2", train["linear1"].T)}
+
+    def loss(train: Any, fix: Any, key: jax.Array) -> jax.Array:
+        x = batch(key)
+        return jnp.mean(jnp.square(jnp.abs(x) - target.clean(assemble(train, fix), x).output))
+
+    return loss, fixed, trainable, assemble
+
+
+def _resid_mlp(target: ResidMlp, init: Any, keys: Any, data: Any) -> Recipe:
+    batch = _features(keys, data, target.features)
+    fixed = {"W_E": init["W_E"], "W_U": init["W_U"]}
+    trainable = {k: v for k, v in init.items() if k not in fixed}
+
+    def loss(train: Any, fix: Any, key: jax.Array) -> jax.Array:
+        x = batch(key)
+        return jnp.mean(jnp.square(target.clean(_merge(train, fix), x).output - (x + jax.nn.relu(x))))
+
+    return loss, fixed, trainable, _merge
+
+
+def _lm(target: Llama, init: Any, keys: Any, ir: IR) -> Recipe:
+    rows = open_tokens(python_stdlib_bytes(cache_dir(ir).parent / "corpus"), "npy", int(keys.seq_len) + 1)
+    corpus = jnp.asarray(np.asarray(rows.tokens[: rows.rows * rows.seq_len]).reshape(rows.rows, rows.seq_len),
+                         jnp.int32)
+
+    def loss(train: Any, fix: Any, key: jax.Array) -> jax.Array:
+        del fix
+        tokens = corpus[jax.random.randint(key, (int(keys.batch),), 0, corpus.shape[0])]
+        return next_token_ce(target.clean(train, tokens).output, tokens)
+
+    return loss, {}, init, _merge
+
+
+def _fit(loss: Loss, fixed: Any, params: Any, keys: Any) -> tuple[float, Any]:
+    steps = int(keys.steps)
+    opt = optax.adamw(schedule_fn(keys.lr, steps), weight_decay=float(keys.weight_decay))
+    root = jax.random.PRNGKey(int(keys.seed) + 1)
+
+    @jax.jit
+    def chunk(params: Any, state: Any, start: jax.Array) -> tuple[Any, Any, jax.Array]:
+        def body(carry: Any, step: jax.Array) -> tuple[Any, jax.Array]:
+            p, s = carry
+            value, grads = jax.value_and_grad(loss)(p, fixed, jax.random.fold_in(root, step))
+            updates, s = opt.update(grads, s, p)
+            return (optax.apply_updates(p, updates), s), value
+
+        (params, state), values = jax.lax.scan(body, (params, state), start + jnp.arange(CHUNK))
+        return params, state, values[-1]
+
+    state, value, t0 = opt.init(params), jnp.zeros(()), time.perf_counter()
+    for start in range(0, steps, CHUNK):  # the last chunk may run past `steps`: the schedule holds its end value
+        params, state, value = chunk(params, state, jnp.asarray(start))
+        rate = (start + CHUNK) / (time.perf_counter() - t0)
+        print(f"\rpretrain step {min(start + CHUNK, steps)}/{steps}  loss {float(value):.4g}  {rate:.0f} steps/s",
+              end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return float(value), params
+
+
+# ---- saving ------------------------------------------------------------------------------------
+
+
+def _save(target: Any, params: Any, path: Path) -> None:
+    host = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+    if isinstance(target, Tms):
+        tensors = {"linear1.weight": host["linear1"].T, "linear2.weight": host["linear2"].T, "linear2.bias": host["b2"]}
+        for i in range(target.hidden_layers):
+            tensors[f"hidden_layers.{i}.weight"] = host["hidden_layers"][i].T
+    elif isinstance(target, ResidMlp):
+        tensors = {"W_E": host["W_E"], "W_U": host["W_U"]}
+        for i in range(target.layers):
+            tensors[f"layers.{i}.mlp_in.weight"] = host["layers"]["mlp_in"][i].T
+            tensors[f"layers.{i}.mlp_out.weight"] = host["layers"]["mlp_out"][i].T
+            if target.bias:
+                tensors[f"layers.{i}.mlp_in.bias"] = host["biases"]["mlp_in"][i]
+                tensors[f"layers.{i}.mlp_out.bias"] = host["biases"]["mlp_out"][i]
+    else:
+        save_hf(params, path, config=hf_config(target.config))
+        return
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))
+
+
+def _sanity(target: Any, params: Any) -> dict[str, Any]:
+    """TMS: every feature should be represented (column norm near 1); a dropped feature
+    (the 'square' 5-2 target) can only decompose into fewer components (§8.1)."""
+    if not isinstance(target, Tms):
+        return {}
+    norms = np.linalg.norm(np.asarray(params["linear1"]), axis=1)
+    weak = [int(i) for i in np.nonzero(norms < 0.5)[0]]
+    if weak:
+        print(f"pdc pretrain: warning: features {weak} are barely represented (column norms "
+              f"{np.round(norms[weak], 3).tolist()}); try another pretrain seed", file=sys.stderr)
+    return {"feature_norms": np.round(norms, 4).tolist(), "weak_features": weak}
