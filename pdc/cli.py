@@ -214,8 +214,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         _report(result.diagnostics, {args.path: result.text or ""}, "text", [])
         return EXIT_SPEC
     from pdc.ir.nodes import MeshNode
+    from pdc.run import distributed
 
-    if not _host_devices_ready(next(p for _, p in result.ir.nodes(MeshNode)).devices):
+    devices = next(p for _, p in result.ir.nodes(MeshNode)).devices
+    try:
+        processes = distributed.from_environment(args.coordinator, args.num_processes, args.process_id)
+        if processes is not None:
+            distributed.initialize(processes, devices)
+    except ValueError as error:
+        print(f"pdc train: {error}", file=sys.stderr)
+        return EXIT_SPEC
+    if processes is None and not _host_devices_ready(devices):
         print("pdc train: this process has fewer devices than the mesh needs", file=sys.stderr)
         return EXIT_SPEC
     from pdc.run.train import TrainError, train
@@ -351,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("path", help="a spec file")
     trn.add_argument("--out", help="run directory (default runs/<spec name>); an existing one is resumed")
     trn.add_argument("--max-steps", type=int, help="stop after this step (the schedules still span train.steps)")
+    trn.add_argument("--coordinator", help="multi-host: host:port of process 0 (or let SLURM tell)")
+    trn.add_argument("--num-processes", type=int, help="multi-host: number of processes")
+    trn.add_argument("--process-id", type=int, help="multi-host: this process's index")
     trn.set_defaults(run=cmd_train)
     ev = commands.add_parser("eval", help="recompute a run's eval metrics from a checkpoint")
     ev.add_argument("run_dir", metavar="RUN", help="a run directory (pdc train --out)")

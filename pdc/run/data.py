@@ -8,6 +8,7 @@ rows — so a resumed run reads exactly the batches the uninterrupted run would 
 
 from __future__ import annotations
 
+import os
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,7 @@ def python_stdlib_bytes(cache_dir: Path) -> Path:
     files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
     data = b"".join(p.read_bytes() for p in files)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial.npy")
+    partial = target.with_name(f"{target.stem}.{os.getpid()}.partial.npy")  # processes may race: each its own
     np.save(partial, np.frombuffer(data, dtype=np.uint8))
-    partial.replace(target)
+    partial.replace(target)  # atomic; the last writer wins with identical bytes
     return target

@@ -29,6 +29,7 @@ from pdc.lower.program import Program
 from pdc.lower.state import TrainState, lead_shape
 from pdc.lower.step import _ci  # the step's own CI computation, so eval reads exactly the CI training used
 from pdc.run.data import TokenRows, open_tokens, sparse_features
+from pdc.run.distributed import host_value
 from pdc.syntax.checked import Node
 from pdc.syntax.patterns import matches
 
@@ -190,6 +191,7 @@ def eval_rows(program: Program, train_rows: TokenRows | None, spec_dir: Any) -> 
 
 def reduce_record(program: Program, options: EvalOptions, mean: dict[str, Any]) -> dict[str, Any]:
     """Per-kind means → the flat, per-site record (JSON-ready Python numbers)."""
+    mean = jax.tree.map(host_value, mean)  # multi-host: this process's copy of replicated values
     paths = site_paths(program.ir)
     wanted = set(options.metrics)
     record: dict[str, Any] = {}

@@ -16,7 +16,7 @@ from pdc.run.rundir import RunDir
 CONSUMES = ("log.tensorboard",)
 
 
-def enabled(ir: IR) -> bool:
+def tensorboard_on(ir: IR) -> bool:
     node = ir.spec.block("log")
     return bool(node.get("tensorboard")) if node is not None else True
 
@@ -24,9 +24,10 @@ def enabled(ir: IR) -> bool:
 class Board:
     """Writes records to TensorBoard, or nothing when the spec turned it off."""
 
-    def __init__(self, run: RunDir, ir: IR) -> None:
+    def __init__(self, run: RunDir, ir: IR, enabled: bool = True) -> None:
+        """`enabled=False` (every process but the first in a multi-host run) writes nothing."""
         self.writer: Any = None
-        if enabled(ir):
+        if enabled and tensorboard_on(ir):
             from tensorboardX import SummaryWriter
 
             self.writer = SummaryWriter(logdir=str(run.tensorboard), flush_secs=10)

@@ -32,6 +32,7 @@ from pdc.lower.step import make_faithfulness_warmup, make_train_step
 from pdc.models import load_params
 from pdc.run.data import TokenRows, open_tokens, python_stdlib_bytes
 from pdc.run.evaluate import Evaluator
+from pdc.run.distributed import host_value, is_primary
 from pdc.run.rundir import RunDir, write_record
 from pdc.run.tblog import Board
 
@@ -110,8 +111,8 @@ class Trainer:
                 print(f"pdc train: checkpoint {step} is unreadable ({type(error).__name__}); trying the previous one",
                       file=sys.stderr)
                 continue
-            if int(state.step) != step:
-                raise TrainError(f"checkpoint {step} holds step {int(state.step)}")
+            if _step_of(state) != step:
+                raise TrainError(f"checkpoint {step} holds step {_step_of(state)}")
             return state
         return None
 
@@ -133,10 +134,12 @@ class Trainer:
         shardings = state_shardings(self.ir, self.mesh, abstract_state(self.program))
         state = self.restore(manager, shardings) if manager.latest_step() is not None else None
         if state is not None:
-            print(f"pdc train: resuming from step {int(state.step)}", file=sys.stderr)
-            self.run.forget_after(int(state.step))
+            print(f"pdc train: resuming from step {_step_of(state)}", file=sys.stderr)
+            if is_primary():
+                self.run.forget_after(_step_of(state))
             return state
-        write_record(self.run, self.ir, self.ir.spec.path)
+        if is_primary():
+            write_record(self.run, self.ir, self.ir.spec.path)
         state = jax.jit(lambda: init_state(self.program), out_shardings=shardings)()
         warm = jax.jit(make_faithfulness_warmup(self.program), out_shardings=shardings.components)
         state = state._replace(components=warm(state.components, params))
@@ -144,7 +147,7 @@ class Trainer:
         return state
 
     def save(self, manager: ocp.CheckpointManager, state: TrainState) -> None:
-        manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
+        manager.save(_step_of(state), args=ocp.args.StandardSave(state), force=True)
         manager.wait_until_finished()  # synchronous: a SIGTERM save is on disk before exit
 
     def compiled_step(self, state: TrainState, params: Any, batch: Any) -> Any:
@@ -164,29 +167,33 @@ class Trainer:
         total = self.program.total_steps if max_steps is None else min(self.program.total_steps, max_steps)
         every_log = _every(self.ir, "log", 100)
         every_ckpt = _every(self.ir, "checkpoint", 1000)
-        step_fn = self.compiled_step(state, params, self.batch(rows, int(state.step)))
+        step = _step_of(state)
+        step_fn = self.compiled_step(state, params, self.batch(rows, step))
         evaluator = self.evaluator(rows)
-        progress = Progress(int(state.step), total)
-        with self.signals(), Board(self.run, self.ir) as board:
-            while int(state.step) < total and not self.stop_requested:
-                step = int(state.step)
+        progress = Progress(step, total)
+        primary = is_primary()
+        with self.signals(), Board(self.run, self.ir, enabled=primary) as board:
+            while step < total and not self.stop_requested:
                 state, metrics = step_fn(state, params, self.batch(rows, step))
-                done = step + 1
+                step += 1  # the host's count of state.step, so the loop never waits on the device for it
+                done = step
                 if done % every_log == 0 or done == total:
-                    record = {"step": done, **{k: float(v) for k, v in metrics.items()}}
+                    record = {"step": done, **{k: float(host_value(v)) for k, v in metrics.items()}}
                     _check_finite(record)
-                    _append(self.run.metrics, record)
+                    if primary:
+                        _append(self.run.metrics, record)
                     board.write(record)
                 if evaluator is not None and evaluator.due(done, total):
                     record = evaluator.run(state, params, done)
-                    _append(self.run.evals, record)
+                    if primary:
+                        _append(self.run.evals, record)
                     board.write(record)
                 if done % every_ckpt == 0 or done == total:
                     self.save(manager, state)
                 progress.update(done)
-            if self.stop_requested and manager.latest_step() != int(state.step):
+            if self.stop_requested and manager.latest_step() != step:
                 self.save(manager, state)
-                print(f"pdc train: stopped by signal; saved step {int(state.step)}", file=sys.stderr)
+                print(f"pdc train: stopped by signal; saved step {step}", file=sys.stderr)
         progress.close()
         return state
 
@@ -222,6 +229,10 @@ class _Signals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
+
+
+def _step_of(state: TrainState) -> int:
+    return int(host_value(state.step))
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
