@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import jax
+import pytest
 
 from pdc.models import build_target, hf_config, save_hf
 from pdc.passes import run_passes
@@ -57,6 +58,7 @@ def losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss/total"] for r in map(json.loads, lines)}
 
 
+@pytest.mark.slow  # ~3.5 min: three tiny_llama compiles in fresh processes; CI runs it in its slow step
 def test_two_processes_train_and_one_process_resumes(tmp_path: Path) -> None:
     spec = spec_with_weights(tmp_path)
     port = free_port()
