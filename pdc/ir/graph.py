@@ -73,8 +73,8 @@ def _sort_key(node_id: str) -> str:
     return f"{_KIND_ORDER.get(kind, 99):02d}:{_natural(name)}"
 
 
-_KIND_ORDER = {"target": 0, "mesh": 1, "site": 2, "tensor": 3, "ci": 4, "schedule": 5, "term": 6, "group": 7,
-               "rule": 8, "sharding": 9, "budget": 10}
+_KIND_ORDER = {"target": 0, "mesh": 1, "site": 2, "tie": 3, "tensor": 4, "ci": 5, "schedule": 6, "term": 7,
+               "group": 8, "rule": 9, "sharding": 10, "budget": 11}
 
 
 def _term_order() -> dict[str, int]:

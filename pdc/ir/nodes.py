@@ -33,6 +33,17 @@ class SiteNode:
 
 
 @dataclass(frozen=True)
+class TieNode:
+    """`site` shares the components of `source`, transposed; ties are made between the
+    stacks (`kind`s) the two sites live in."""
+
+    site: str
+    kind: str
+    source: str
+    source_kind: str
+
+
+@dataclass(frozen=True)
 class TensorNode:
     """A sharded array of the train state or of the step's inputs."""
 
@@ -125,5 +136,5 @@ class BudgetNode:
     headroom: float
 
 
-PAYLOADS = (TargetNode, SiteNode, TensorNode, CiChunkNode, TermNode, ScheduleNode, OptGroupNode, MeshNode,
+PAYLOADS = (TargetNode, SiteNode, TieNode, TensorNode, CiChunkNode, TermNode, ScheduleNode, OptGroupNode, MeshNode,
             ShardRuleNode, ShardingNode, BudgetNode)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pdc.ir.graph import IR
 from pdc.ir.nodes import (
-    BudgetNode, CiChunkNode, MeshNode, ScheduleNode, ShardingNode, SiteNode, TensorNode, TermNode,
+    BudgetNode, CiChunkNode, MeshNode, ScheduleNode, ShardingNode, SiteNode, TensorNode, TermNode, TieNode,
 )
 
 DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "int32": 4}
@@ -43,14 +43,15 @@ def plan_data(ir: IR) -> dict[str, Any]:
     state = sum(r["state_bytes"] for r in rows)
     unsharded = sum(r["bytes"] + r["state_bytes"] for r in rows if r["replicated"] and r["group"] != "batch")
     budget = next((p for _, p in ir.nodes(BudgetNode)), None)
+    ties = {t.site: t.source for _, t in ir.nodes(TieNode)}
     return {
         "schema": "pdc.plan/1",
         "spec": ir.spec.name,
         "hashes": {"decomposition": ir.facts.get("decomposition_hash"), "runtime": ir.facts.get("runtime_hash")},
         "target": {"family": ir.facts["target"].family, "layers": ir.facts["target"].n_layers,
                    "output": ir.facts["target"].output},
-        "sites": [{"path": s.path, "kind": s.kind, "d_in": s.d_in, "d_out": s.d_out, "C": s.C}
-                  for _, s in ir.nodes(SiteNode)],
+        "sites": [{"path": s.path, "kind": s.kind, "d_in": s.d_in, "d_out": s.d_out, "C": s.C,
+                   "tied_to": ties.get(s.path)} for _, s in ir.nodes(SiteNode)],
         "ci_chunks": [{"index": c.index, "sites": list(c.sites), "input_width": c.input_width, "c_total": c.c_total}
                       for _, c in ir.nodes(CiChunkNode)],
         "terms": [{"name": t.name, "weight": t.weight, "divergence": t.divergence} for _, t in ir.nodes(TermNode)],
@@ -79,7 +80,9 @@ def render_plan(ir: IR) -> str:
              f"hashes: decomposition {data['hashes']['decomposition']}, runtime {data['hashes']['runtime']}",
              f"target: {data['target']['family']}, {data['target']['layers']} layers, output {data['target']['output']}",
              "", f"sites: {len(sites)}, C total {sum(s['C'] for s in sites)}"]
-    lines += _table(["site", "d_in", "d_out", "C"], [[s["path"], s["d_in"], s["d_out"], s["C"]] for s in sites])
+    tied = any(s["tied_to"] for s in sites)
+    lines += _table(["site", "d_in", "d_out", "C"] + (["tied to"] if tied else []),
+                    [[s["path"], s["d_in"], s["d_out"], s["C"]] + ([s["tied_to"] or "-"] if tied else []) for s in sites])
     lines += ["", f"CI chunks: {len(data['ci_chunks'])}"]
     lines += _table(["chunk", "sites", "input width", "Σ C"], [[c["index"], _sites_text(c["sites"]), c["input_width"],
                                                                c["c_total"]] for c in data["ci_chunks"]])

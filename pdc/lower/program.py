@@ -6,7 +6,7 @@ options, the optimizers — read once from the validated IR and spec.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from pdc.decomp import losses
 from pdc.decomp.ci import CiSite, ci_layout
 from pdc.decomp.masks import Layout
 from pdc.ir.graph import IR
-from pdc.ir.nodes import SiteNode
+from pdc.ir.nodes import SiteNode, TieNode
 from pdc.models import Target, build_target, dtype_of
 from pdc.models.loading import hf_options
 from pdc.registry.types import Keys, Schedule
@@ -70,6 +70,7 @@ class Program:
     remat_ci: bool
     divergence: str  # "kl" | "mse"
     remat_forward: bool = False  # toys: checkpoint each masked forward (LMs remat inside their scan)
+    ties: dict[str, str] = field(default_factory=dict)  # tied kind → source kind (`pdc.lower.ties`)
 
     @property
     def shape(self) -> TargetShape:
@@ -123,7 +124,8 @@ def lower_program(ir: IR, remat_recon: str | None = None, compute_dtype: str | N
     return Program(ir, target, _layout(sites), ci_layout(sites), ci.label, ci.keys, _terms(ir),
                    int(train.get("steps")), int(train.get("seed")), dtype_of(params), dtype_of(compute),
                    remat is not None and remat.get("ci") == "on", "kl" if shape.output == "logits" else "mse",
-                   remat_forward=recon == "whole" and not shape.has_positions)
+                   remat_forward=recon == "whole" and not shape.has_positions,
+                   ties={tie.kind: tie.source_kind for _, tie in ir.nodes(TieNode)})
 
 
 def _target_options(ir: IR, shape: TargetShape, remat: str, compute: str) -> dict[str, Any]:

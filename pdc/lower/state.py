@@ -20,6 +20,7 @@ from pdc.decomp import losses, rng
 from pdc.decomp.ci import Buffer, abstract_ci, init_ci
 from pdc.decomp.components import Factors, init_factors
 from pdc.lower.program import Program, optimizer
+from pdc.lower.ties import tie
 
 Array = jax.Array
 
@@ -81,7 +82,7 @@ def init_state(program: Program) -> TrainState:
     """The state at step 0 (before the faithfulness warmup), a pure function of the seed:
     run it under `jax.jit` (with `out_shardings`) so no host ever holds a full tensor."""
     init, sources, _, _ = rng.root_keys(program.seed)
-    components = _components(program, init)
+    components = tie(_components(program, init), program.ties)
     _, ci_state = init_ci(rng.ci_key(init), program.ci_variant, program.ci_options, program.ci_sites,
                           resid_width=_resid_width(program), param_dtype=program.params_dtype,
                           compute_dtype=program.compute_dtype)

@@ -25,6 +25,7 @@ from pdc.lower.eval_options import EvalOptions
 from pdc.lower.program import Program, faithfulness_warmup, lr_of, optimizer
 from pdc.lower.state import TrainState, ci_graph, merged_ci
 from pdc.lower.terms import TermContext, term_losses
+from pdc.lower.ties import merge_updates
 from pdc.models.base import CleanPass
 from pdc.run.data import sparse_features
 
@@ -147,7 +148,8 @@ def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
         adversaries = _final_ascent(program, adversaries, g_sources, step)
         with jax.named_scope("optimize.components"):
             updates, opt_c = opt_components.update(g_components, state.opt_components, state.components)
-            components = optax.apply_updates(state.components, updates)
+            components = merge_updates(state.components, optax.apply_updates(state.components, updates),
+                                       program.ties)
         with jax.named_scope("optimize.ci"):
             updates, opt_i = opt_ci.update(g_ci, state.opt_ci, state.ci)
             ci = optax.apply_updates(state.ci, updates)
@@ -200,7 +202,7 @@ def make_faithfulness_warmup(program: Program) -> Callable[[dict[str, Factors], 
             comps, opt_state = carry
             grads = jax.grad(lambda c: losses.faithfulness(weights, c, form))(comps)
             updates, opt_state = opt.update(grads, opt_state, comps)
-            return (optax.apply_updates(comps, updates), opt_state), None
+            return (merge_updates(comps, optax.apply_updates(comps, updates), program.ties), opt_state), None
 
         if steps == 0:
             return components

@@ -10,6 +10,7 @@ from typing import Callable
 from pdc.ir.graph import IR, verify
 from pdc.passes import (
     build_ci, check_losses, collect_budget, expand_sites, hashes, infer_shapes, resolve_sharding, resolve_target,
+    tie_sites,
 )
 from pdc.syntax.checked import Spec
 
@@ -18,6 +19,7 @@ Pass = Callable[[IR], IR]
 PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("resolve_target", resolve_target.run),
     ("expand_sites", expand_sites.run),
+    ("tie_sites", tie_sites.run),
     ("infer_shapes", infer_shapes.run),
     ("build_ci", build_ci.run),
     ("check_losses", check_losses.run),

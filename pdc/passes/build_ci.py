@@ -1,4 +1,4 @@
-"""Pass 4 — build the CI network: its chunks (which sites each serves, input width,
+"""Pass 5 — build the CI network: its chunks (which sites each serves, input width,
 Σ C) and the shape of every parameter, for each architecture of SPD_ALGORITHM.md §3.
 
 Chunked transformers stack their chunks on a leading axis and scan over it, which

@@ -1,4 +1,4 @@
-"""Pass 5 — check loss terms, schedules and optimizer groups.
+"""Pass 6 — check loss terms, schedules and optimizer groups.
 
 Exactly one importance-minimality term and at least one recon term; every schedule
 resolved to steps and kept in range; adversary scopes valid for the target; the

@@ -1,4 +1,4 @@
-"""Pass 7 — the memory budget the dry-run will hold the compiled step to."""
+"""Pass 8 — the memory budget the dry-run will hold the compiled step to."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pass 8 — determinism hashes (DESIGN.md §3).
+"""Pass 9 — determinism hashes (DESIGN.md §3).
 
 The decomposition hash covers what determines the trained weights (target, data,
 decompose, ci, loss, optimize, train, plus the resolved target shape); the runtime

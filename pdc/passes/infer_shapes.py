@@ -1,4 +1,4 @@
-"""Pass 3 — infer tensor shapes: the frozen target's parameters, V (d_in × C) and
+"""Pass 4 — infer tensor shapes: the frozen target's parameters, V (d_in × C) and
 U (C × d_out) per site kind (stacked over layers so the forward can scan), and the
 batch. Sites of one kind must share C where they are stacked."""
 

@@ -1,4 +1,4 @@
-"""Pass 6 — resolve shard rules: for every tensor, the first rule whose pattern matches
+"""Pass 7 — resolve shard rules: for every tensor, the first rule whose pattern matches
 its path decides its sharding; every tensor must match a rule; a rule that only ever
 matches tensors earlier rules took is an error; one mesh axis may shard only one
 dimension of a tensor; every sharded dimension must divide by its axes' sizes.

@@ -19,12 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 class Unit:
     """Marks how a number is written: 'bytes' needs a size unit, 'fraction' allows `%`."""
 
-    kind: Literal["bytes", "fraction", "path", "count"]
+    kind: Literal["bytes", "fraction", "path", "count", "site"]
 
 
 Bytes = Annotated[int, Unit("bytes")]
 Fraction = Annotated[float, Unit("fraction")]
 FilePath = Annotated[str, Unit("path")]
+SiteName = Annotated[str, Unit("site")]  # a decomposed site's path, written bare: `linear1`, `layers.0.mlp_in`
 Steps = Annotated[int, Unit("count")]
 PositiveSteps = Annotated[int, Unit("count"), Ge(1)]
 

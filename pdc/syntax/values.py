@@ -60,7 +60,8 @@ def describe(annotation: Any) -> str:
         return " or ".join(describe(a) for a in arms if a is not type(None))
     if unit is not None:
         return {"bytes": "a size like `80 GiB`", "fraction": "a fraction like `10%` or `0.1`",
-                "path": "a path string like `\"targets/x.safetensors\"`", "count": "an integer like `10k`"}[unit.kind]
+                "path": "a path string like `\"targets/x.safetensors\"`", "count": "an integer like `10k`",
+                "site": "a site path like `linear1`"}[unit.kind]
     if get_origin(base) is Literal:
         return "one of " + one_of(get_args(base))
     if get_origin(base) is list:
@@ -124,6 +125,8 @@ class Converter:
             if isinstance(value, Ident) and value.name in ("true", "false"):
                 return value.name == "true"
             return self.mismatch(what, annotation, value)
+        if base is str and unit is not None and unit.kind == "site":
+            return value.name if isinstance(value, Ident) else self.mismatch(what, annotation, value)
         if base is str:
             return value.value if isinstance(value, String) else self.mismatch(what, annotation, value)
         if base in (int, float):
@@ -278,7 +281,7 @@ def unit_annotation(kind: str | None) -> Any:
 
 def _accepts_kind(annotation: Any, value: Value) -> bool:
     """Whether a union arm is the one meant by this kind of value."""
-    base, _ = unwrap(annotation)
+    base, unit = unwrap(annotation)
     if isinstance(base, type) and issubclass(base, Schedule):
         return isinstance(value, (Call, Number))
     if isinstance(base, type) and issubclass(base, CallValue):
@@ -288,7 +291,7 @@ def _accepts_kind(annotation: Any, value: Value) -> bool:
     if get_origin(base) in (list, tuple):
         return isinstance(value, ListValue)
     if base is str:
-        return isinstance(value, String)
+        return isinstance(value, Ident) if unit is not None and unit.kind == "site" else isinstance(value, String)
     return isinstance(value, Number)
 
 
