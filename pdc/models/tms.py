@@ -4,7 +4,8 @@
 
 Sites `linear1` (F → H), `hidden_layers.{i}` (H → H, identity in the +ID variants;
 stacked as kind `hidden_layers`) and `linear2` (H → F). The bias is never decomposed.
-The target may be tied (W2 = W1ᵀ); the decomposition never is.
+The target may be tied (W2 = W1ᵀ); the decomposition is tied only when the spec says
+`linear2 { tied_to = linear1 }` (`pdc.lower.ties`).
 
 Params: linear1 [F, H], linear2 [H, F], b2 [F], hidden_layers [n, H, H] (n > 0 only).
 """

@@ -48,7 +48,7 @@ class TmsKeys(Keys):
     features: int = key(doc="number of input features (n_features)", ge=1)
     hidden: int = key(doc="bottleneck width (n_hidden)", ge=1)
     hidden_layers: int = key(0, doc="identity hidden layers between linear1 and linear2 (the +ID variants)", ge=0)
-    tied: bool = key(True, doc="W2 = W1ᵀ in the target (the decomposition is always untied)")
+    tied: bool = key(True, doc="W2 = W1ᵀ in the target (tie the decomposition with `linear2 { tied_to = linear1 }`)")
     weights: Optional[FilePath] = key(None, doc="safetensors file in torch nn.Linear layout; else `pretrain`")
 
 
