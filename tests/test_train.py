@@ -61,7 +61,7 @@ def test_resume_is_bit_identical_and_writes_the_run_directory(tmp_path: Path) ->
 
 def test_changed_decomposition_is_refused(tmp_path: Path) -> None:
     train(ir_of(TMS, tmp_path), tmp_path / "run", max_steps=5)
-    changed = ir_of(TMS.replace("linear1 { C = 20 }", "linear1 { C = 21 }"), tmp_path)
+    changed = ir_of(TMS.replace("C = 20", "C = 21"), tmp_path)  # both sites: linear2 is tied to linear1
     with pytest.raises(TrainError, match="different decomposition"):
         train(changed, tmp_path / "run", max_steps=10)
 
@@ -212,3 +212,17 @@ def test_no_restorable_checkpoint_stops_and_moves_nothing(reference: tuple[Path,
     assert sorted(p.name for p in (run / "ckpts").iterdir()) == ["0", "10", "5"]
     assert not (run / "ckpts-skipped").exists()
     gc.collect()
+
+
+def test_a_run_without_run_json_resumes_and_writes_one(reference: tuple[Path, object], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Checkpoints but no run.json (deleted, or lost while a save finished): the hash cannot
+    be checked, so the resume says so and records this spec's hashes for the next one."""
+    ref, ir = reference
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    (run / "run.json").unlink()
+    train(ir, run, max_steps=SHORT)
+    assert "no run.json" in capsys.readouterr().err
+    record = json.loads((run / "run.json").read_text())
+    assert record["decomposition_hash"] == ir.facts["decomposition_hash"]  # type: ignore[attr-defined]

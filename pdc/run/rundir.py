@@ -105,9 +105,10 @@ def versions() -> dict[str, str]:
 
 
 def write_record(run: RunDir, ir: IR, spec_path: str, overrides: Sequence[Override] = ()) -> None:
-    """Write spec.pd and run.json (called once, when a run starts from scratch). spec.pd is
-    the spec after the `--set` overrides (the one the hashes cover); run.json lists them with
-    the values they replaced, so the file at `spec_path` plus the list reproduces spec.pd."""
+    """Write spec.pd and run.json (when a run starts from scratch, or when a resume finds
+    run.json gone). spec.pd is the spec after the `--set` overrides (the one the hashes
+    cover); run.json lists them with the values they replaced, so the file at `spec_path`
+    plus the list reproduces spec.pd."""
     run.path.mkdir(parents=True, exist_ok=True)
     (run.path / "spec.pd").write_text(format_spec(ir.spec.source))
     record = {"schema": "pdc.run/1", "spec": ir.spec.name, "spec_path": str(Path(spec_path).resolve()),

@@ -132,6 +132,7 @@ class Trainer:
             print(f"pdc train: resuming from step {_step_of(state)}", file=sys.stderr)
             if is_primary():
                 self.run.forget_after(_step_of(state))
+                self._record_if_missing()
             return state
         if is_primary():
             self.run.forget_after(0)  # records of a start whose checkpoints were all incomplete
@@ -141,6 +142,15 @@ class Trainer:
         state = state._replace(components=warm(state.components, params))
         self.save(manager, state)
         return state
+
+    def _record_if_missing(self) -> None:
+        """A resumed run whose run.json is gone cannot have its hashes checked; write this
+        spec's, so the next resume is checked against them."""
+        if self.run.read_record() is not None:
+            return
+        print(f"pdc train: warning: {self.run.path} has checkpoints but no run.json, so the decomposition "
+              "hash cannot be checked; resuming with this spec and recording its hashes", file=sys.stderr)
+        write_record(self.run, self.ir, self.ir.spec.path, self.overrides)
 
     def save(self, manager: ocp.CheckpointManager, state: TrainState) -> None:
         checkpoints.save(manager, _step_of(state), state)
