@@ -1,10 +1,12 @@
-"""CI on one-hot probes (`ci_one_hot.png`): for a toy target, feature i alone at the paper's
+"""CI on one-hot probes (`ci_one_hot.png`): for a toy target, feature i alone at the §7.6
 probe value, the `ci_lower` of every component at every site — the paper's CI figures.
 
 The CI is computed by the train step's own `_ci` on the target's clean pass, as the eval
 pass computes its §7.6 probe, so the picture shows the CI that training masks with.
-Probe values follow the paper: 1.0 for TMS, 0.75 for ResidMLP (fed through W_E, as its
-training inputs are).
+The probe is the one `identity_ci_error` reads (0.75; ResidMLP feeds it through W_E, as its
+training inputs are), so the picture and the number agree. (At x_i = 1 a TMS `linear2`
+component is legitimately on for a neighbouring feature too: the neighbour's interference then
+clears the output ReLU's bias.)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pdc.run.evaluate import site_paths
 if TYPE_CHECKING:
     from pdc.run.load import Run
 
-PROBE_VALUE = {"tms": 1.0, "resid_mlp": 0.75}
+PROBE_VALUE = {"tms": 0.75, "resid_mlp": 0.75}
 # §7.3: read CI at a positive threshold; a spec whose eval block says 0 is read at the toy value
 DEFAULT_THRESHOLD = 0.1
 
