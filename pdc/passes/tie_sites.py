@@ -82,7 +82,8 @@ def _mismatch(site: SiteNode, source: SiteNode, span: Span, tied_paths: set[str]
         return Diagnostic("PD0316", f"`{site.path}` is tied to itself", span, "ties itself")
     if source.path in tied_paths:
         return Diagnostic("PD0316", f"`{source.path}` is itself tied, so `{site.path}` cannot tie to it", span,
-                          "a tied site", related, (f"tie `{site.path}` to the site `{source.path}` ties to",))
+                          "a tied site", related, ("a source keeps its own components: tie each site to an untied one, "
+                                                   "and of two sites tied to each other, keep one `tied_to`",))
     if (site.d_in, site.d_out) != (source.d_out, source.d_in):
         return Diagnostic("PD0316", f"`{site.path}` ({site.d_in} → {site.d_out}) is not the transpose of "
                           f"`{source.path}` ({source.d_in} → {source.d_out})", span, "shapes differ", related,
