@@ -9,13 +9,9 @@ import numpy as np
 import optax
 
 from pdc.decomp.components import Factors
-from pdc.lower.state import init_state
-from pdc.lower.step import make_faithfulness_warmup, make_train_step
 from pdc.lower.ties import merge_updates, tie, transposed
-from pdc.models import load_params
 
-from conftest import REPO
-from test_step import TMS, program_of
+from test_step import TMS, program_of, run_tms
 
 UNTIED = TMS.replace("linear2 { C = 20 tied_to = linear1 }", "linear2 { C = 20 }")
 
@@ -50,29 +46,18 @@ def test_merge_is_the_identity_without_ties() -> None:
     assert merge_updates(old, new, {}) is new
 
 
-def _run(text: str, steps: int) -> tuple[dict[str, Factors], object]:
-    program = program_of(text)
-    params = load_params(program.target, REPO / "targets" / "tms_5-2_pentagon.safetensors")
-    state = jax.jit(lambda: init_state(program))()
-    state = state._replace(components=jax.jit(make_faithfulness_warmup(program))(state.components, params))
-    step = jax.jit(make_train_step(program))
-    for _ in range(steps):
-        state, _ = step(state, params, None)
-    return jax.tree.map(np.asarray, state.components), program
-
-
 def test_a_tied_site_stays_the_transpose_of_its_source_through_warmup_and_steps() -> None:
-    components, program = _run(TMS, 3)
-    assert program.ties == {"linear2": "linear1"}
+    components, _ = run_tms(TMS, 3)
+    assert program_of(TMS).ties == {"linear2": "linear1"}
     expected = transposed(Factors(jnp.asarray(components["linear1"].V), jnp.asarray(components["linear1"].U)))
     np.testing.assert_array_equal(components["linear2"].V, np.asarray(expected.V))
     np.testing.assert_array_equal(components["linear2"].U, np.asarray(expected.U))
 
 
 def test_tying_changes_the_trajectory() -> None:
-    tied, _ = _run(TMS, 2)
-    untied, program = _run(UNTIED, 2)
-    assert program.ties == {}
+    tied, _ = run_tms(TMS, 2)
+    untied, _ = run_tms(UNTIED, 2)
+    assert program_of(UNTIED).ties == {}
     assert not np.allclose(tied["linear1"].V, untied["linear1"].V)
 
 
