@@ -123,10 +123,13 @@ def pgd_recon_probe(key: Array, forward: Forward, clean: Array, ci_lower: Mappin
 # ---- toy ground truth ------------------------------------------------------------------------
 
 
+PROBE_VALUE = 0.75  # §7.6: the one-hot probe's active value (TMS and ResidMLP alike)
+
+
 def identity_probe(n_features: int, dtype: jnp.dtype = jnp.float32) -> Array:
-    """The §7.6 probe: one active feature per row at 0.75. The caller feeds it through the
-    target (ResidMLP through W_E) to read ci_lower `[n_features, C]` per site."""
-    return jnp.eye(n_features, dtype=dtype) * 0.75
+    """The §7.6 probe: one active feature per row at `PROBE_VALUE`. The caller feeds it
+    through the target (ResidMLP through W_E) to read ci_lower `[n_features, C]` per site."""
+    return jnp.eye(n_features, dtype=dtype) * PROBE_VALUE
 
 
 def permute_to_identity(ci: np.ndarray) -> np.ndarray:

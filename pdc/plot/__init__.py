@@ -45,9 +45,8 @@ def plot_run(path: Path, ir: IR, run: Run | None = None, out: Path | None = None
         return written
     from pdc.plot import probe
 
-    value = probe.PROBE_VALUE[family(ir)]
-    ci = probe.probe_ci(run, value)
-    written.append(probe.plot_ci(run, ci, value, out))
+    ci = probe.probe_ci(run)
+    written.append(probe.plot_ci(run, ci, out))
     if family(ir) == "tms":
         from pdc.plot.tms import plot_tms
 

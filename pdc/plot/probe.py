@@ -1,34 +1,32 @@
 """CI on one-hot probes (`ci_one_hot.png`): for a toy target, feature i alone at the §7.6
 probe value, the `ci_lower` of every component at every site — the paper's CI figures.
 
-The CI is computed by the train step's own `_ci` on the target's clean pass, as the eval
-pass computes its §7.6 probe, so the picture shows the CI that training masks with.
-The probe is the one `identity_ci_error` reads (0.75; ResidMLP feeds it through W_E, as its
-training inputs are), so the picture and the number agree. (At x_i = 1 a TMS `linear2`
+The CI is eval's own probe CI (`evaluate.probe_ci`: the train step's `_ci` on the target's
+clean pass of the §7.6 probe, x_i = 0.75, which ResidMLP feeds through W_E as its training
+inputs are), so the picture shows the CI that training masks with and agrees with
+`identity_ci_error`. (At x_i = 1 a TMS `linear2`
 component is legitimately on for a neighbouring feature too: the neighbour's interference then
 clears the output ReLU's bias.)
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from pdc.decomp import metrics
-from pdc.lower.state import TrainState
-from pdc.lower.step import _ci  # the step's own CI computation, as eval uses it
-from pdc.plot.figures import component_order, figure, label_components, label_features, run_name, save
 from pdc.lower.eval_options import EvalOptions
+from pdc.plot.figures import component_order, figure, label_components, label_features, run_name, save
+from pdc.run import evaluate
 from pdc.run.evaluate import site_paths
 
 if TYPE_CHECKING:
     from pdc.run.load import Run
 
-PROBE_VALUE = {"tms": 0.75, "resid_mlp": 0.75}
 # §7.3: read CI at a positive threshold; a spec whose eval block says 0 is read at the toy value
 DEFAULT_THRESHOLD = 0.1
 
@@ -39,16 +37,10 @@ def alive_threshold(run: Run) -> float:
     return threshold if threshold > 0 else DEFAULT_THRESHOLD
 
 
-def probe_ci(run: Run, value: float) -> dict[str, np.ndarray]:
-    """site path → ci_lower `[features, C]` on the probe `eye(features) · value`."""
-    program = run.program
-    probe = jnp.eye(program.shape.dims["features"], dtype=jnp.float32) * value
-
-    def lower(state: TrainState, params: Any) -> dict[str, jax.Array]:
-        clean = program.target.clean(params, probe)
-        return _ci(program, state.ci, state, clean, state.components).lower
-
-    per_site = metrics.by_site(jax.device_get(jax.jit(lower)(run.state, run.params)), site_paths(run.ir))
+def probe_ci(run: Run) -> dict[str, np.ndarray]:
+    """site path → ci_lower `[features, C]` on eval's one-hot probe (`evaluate.probe_ci`)."""
+    lower = jax.jit(functools.partial(evaluate.probe_ci, run.program))
+    per_site = metrics.by_site(jax.device_get(lower(run.state, run.params)), site_paths(run.ir))
     return {site: np.asarray(ci, dtype=np.float32) for site, ci in per_site.items()}
 
 
@@ -65,7 +57,7 @@ def ci_order(ci: np.ndarray, threshold: float) -> np.ndarray:
     return component_order(ci, alive_mask(ci, threshold), dense)
 
 
-def plot_ci(run: Run, ci: dict[str, np.ndarray], value: float, out: Path) -> Path:
+def plot_ci(run: Run, ci: dict[str, np.ndarray], out: Path) -> Path:
     """One heatmap panel per site, `[features × alive components]`, on one colour scale."""
     threshold = alive_threshold(run)
     sites = list(ci)
@@ -88,5 +80,5 @@ def plot_ci(run: Run, ci: dict[str, np.ndarray], value: float, out: Path) -> Pat
         label_features(ax, features)
     assert image is not None
     fig.colorbar(image, ax=list(axes[0]), label="ci_lower", shrink=0.9)
-    fig.suptitle(f"{run_name(run.path)}: CI on one-hot probes (x_i = {value:g}), step {run.step}")
+    fig.suptitle(f"{run_name(run.path)}: CI on one-hot probes (x_i = {metrics.PROBE_VALUE:g}), step {run.step}")
     return save(fig, out / "ci_one_hot.png")

@@ -95,7 +95,7 @@ def make_eval_batch(program: Program, options: EvalOptions) -> EvalFn:
             out["mmcs"] = {k: jax.vmap(metrics.mmcs)(*wf, alive[k]) for k, wf in oriented.items()}
             out["ml2r"] = {k: jax.vmap(metrics.ml2r)(*wf, alive[k]) for k, wf in oriented.items()}
         if "identity_ci_error" in wanted:
-            out["probe_ci"] = _probe_ci(program, state, params)
+            out["probe_ci"] = probe_ci(program, state, params)
         return out
 
     return eval_batch
@@ -116,7 +116,7 @@ def _toy_batch(program: Program, key: Array) -> Array:
                            float(data.get("probability")), tuple(data.get("values")), data.get("distribution"))
 
 
-def _probe_ci(program: Program, state: TrainState, params: Any) -> dict[str, Array]:
+def probe_ci(program: Program, state: TrainState, params: Any) -> dict[str, Array]:
     """ci_lower `[L, F, C]` of the one-hot probe, fed in as the target's input (so ResidMLP
     embeds it through W_E exactly as its training inputs are)."""
     probe = metrics.identity_probe(program.shape.dims["features"])
@@ -214,4 +214,4 @@ def identity_errors(program: Program, options: EvalOptions, probe_ci: dict[str, 
             for p in per_site if p in patterns}
 
 
-__all__ = ["EvalOptions", "Evaluator", "ci_patterns", "make_eval_batch", "reduce_record", "site_paths"]
+__all__ = ["EvalOptions", "Evaluator", "ci_patterns", "make_eval_batch", "probe_ci", "reduce_record", "site_paths"]
