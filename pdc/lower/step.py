@@ -21,7 +21,7 @@ from pdc.decomp.metrics import ci_l0
 from pdc.decomp.pins import Pins, pin_batch, pin_components, pinned
 from pdc.decomp.squash import CiBundle, ci_bundle
 from pdc.ir.nodes import SiteNode
-from pdc.lower.eval_options import EvalOptions
+from pdc.lower.eval_options import eval_options
 from pdc.lower.program import Program, faithfulness_warmup, lr_of, optimizer
 from pdc.lower.state import TrainState, ci_graph, merged_ci
 from pdc.lower.terms import TermContext, term_losses
@@ -168,7 +168,7 @@ def _ci_l0(program: Program, ci_lower: dict[str, Array]) -> Metrics:
     (so the training curve and the eval record agree), a cheap reduction of the CI the losses
     already computed. One scalar per site, so every host of a multi-host run reads its whole
     value."""
-    threshold = EvalOptions.of(program.ir.spec.block("eval")).alive_threshold
+    threshold = eval_options(program.ir.spec.block("eval")).alive_threshold
     per_kind = ci_l0(jax.lax.stop_gradient(ci_lower), threshold)
     paths = {site.order: site.path for _, site in program.ir.nodes(SiteNode)}
     return {f"ci_l0/{paths[order]}": per_kind[kind][i]

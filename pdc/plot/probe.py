@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from pdc.decomp import metrics
-from pdc.lower.eval_options import EvalOptions
+from pdc.lower.eval_options import eval_options
 from pdc.plot.figures import component_order, figure, label_components, label_features, run_name, save
 from pdc.run import evaluate
 from pdc.run.evaluate import site_paths
@@ -33,7 +33,7 @@ DEFAULT_THRESHOLD = 0.1
 
 def alive_threshold(run: Run) -> float:
     """The spec's `eval.alive_threshold` (what `eval/alive` counts with), 0.1 when it is 0."""
-    threshold = EvalOptions.of(run.spec.block("eval")).alive_threshold
+    threshold = eval_options(run.spec.block("eval")).alive_threshold
     return threshold if threshold > 0 else DEFAULT_THRESHOLD
 
 

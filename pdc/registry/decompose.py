@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pdc.registry.schema import BlockSchema, Entries, Layout
 from typing import Optional
 
+from pdc.registry.schema import BlockSchema, Entries, Layout
 from pdc.registry.types import Keys, SiteName, Steps, key
 
 

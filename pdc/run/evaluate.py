@@ -25,13 +25,13 @@ import numpy as np
 from pdc.decomp import losses, metrics, rng
 from pdc.ir.graph import IR
 from pdc.ir.nodes import SiteNode
-from pdc.lower.eval_options import EvalOptions
+from pdc.lower.eval_options import eval_options
+from pdc.registry.observe import EvalKeys
 from pdc.lower.program import Program
 from pdc.lower.state import TrainState, lead_shape
 from pdc.lower.step import _ci  # the step's own CI computation, so eval reads exactly the CI training used
 from pdc.run.data import TokenRows, open_tokens, sparse_features
 from pdc.run.distributed import host_value
-from pdc.syntax.checked import Node
 from pdc.syntax.patterns import matches
 
 CONSUMES = ("eval.every", "eval.metrics", "eval.batches", "eval.alive_threshold", "eval.rounding_threshold",
@@ -67,7 +67,7 @@ def ci_patterns(ir: IR) -> dict[str, Any]:
 # ---- the jitted per-batch function ----------------------------------------------------------
 
 
-def make_eval_batch(program: Program, options: EvalOptions) -> EvalFn:
+def make_eval_batch(program: Program, options: EvalKeys) -> EvalFn:
     """(state, params, batch or None, key) → per-kind metric arrays of one eval batch
     (toys draw the batch from `fold_in(key, 0)`); metric randomness uses `fold_in(key, 1)`."""
     target, wanted = program.target, set(options.metrics)
@@ -133,7 +133,7 @@ class Evaluator:
     then reused), the eval data stream and the host-side reduction to one record."""
 
     program: Program
-    options: EvalOptions
+    options: EvalKeys
     rows: TokenRows | None
     rows_seed: int
     fn: Any = None
@@ -143,7 +143,7 @@ class Evaluator:
     def build(cls, program: Program, train_rows: TokenRows | None, spec_dir: Any,
               place: Callable[[np.ndarray], Array] | None = None) -> "Evaluator":
         """`place` shards a token batch the way the train step's batches are (default: one device)."""
-        options = EvalOptions.of(program.ir.spec.block("eval"))
+        options = eval_options(program.ir.spec.block("eval"))
         rows, seed = eval_rows(program, train_rows, spec_dir)
         return cls(program, options, rows, seed, jax.jit(make_eval_batch(program, options)), place or jnp.asarray)
 
@@ -179,7 +179,7 @@ def eval_rows(program: Program, train_rows: TokenRows | None, spec_dir: Any) -> 
     return train_rows, program.seed + 1
 
 
-def reduce_record(program: Program, options: EvalOptions, mean: dict[str, Any]) -> dict[str, Any]:
+def reduce_record(program: Program, options: EvalKeys, mean: dict[str, Any]) -> dict[str, Any]:
     """Per-kind means → the flat, per-site record (JSON-ready Python numbers)."""
     mean = jax.tree.map(host_value, mean)  # multi-host: this process's copy of replicated values
     paths = site_paths(program.ir)
@@ -205,7 +205,7 @@ def reduce_record(program: Program, options: EvalOptions, mean: dict[str, Any]) 
     return record
 
 
-def identity_errors(program: Program, options: EvalOptions, probe_ci: dict[str, np.ndarray]) -> dict[str, int]:
+def identity_errors(program: Program, options: EvalKeys, probe_ci: dict[str, np.ndarray]) -> dict[str, int]:
     """`eval/identity_ci_error/<site>` for every site `ci_pattern` names (host Hungarian)."""
     patterns = ci_patterns(program.ir)
     per_site = metrics.by_site(probe_ci, site_paths(program.ir))
@@ -214,4 +214,4 @@ def identity_errors(program: Program, options: EvalOptions, probe_ci: dict[str, 
             for p in per_site if p in patterns}
 
 
-__all__ = ["EvalOptions", "Evaluator", "ci_patterns", "make_eval_batch", "probe_ci", "reduce_record", "site_paths"]
+__all__ = ["eval_options", "Evaluator", "ci_patterns", "make_eval_batch", "probe_ci", "reduce_record", "site_paths"]
