@@ -691,6 +691,22 @@ def test_ci_l0_and_activation_density():
     assert groups["layer_0"] == pytest.approx(float(per_site["h.0.up"]) + float(per_site["h.0.down"]))
 
 
+def test_alive_tracker_counts_batches_since_a_component_fired():
+    """The reference's AliveComponentsTracker on three hand-written batches: [L=2, B=2, C=3]."""
+    fired = [np.array([[[0.5, 0.0, 0.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.2]]]),
+             np.array([[[0.0, 0.1, 0.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]),
+             np.array([[[0.0, 0.0, 0.0], [0.3, 0.0, 0.0]], [[0.0, 0.9, 0.0], [0.0, 0.0, 0.0]]])]
+    since = {"up": jnp.zeros((2, 3), jnp.int32)}
+    for ci in fired:
+        since = M.batches_since_fired(since, {"up": jnp.asarray(ci, jnp.float32)}, threshold=0.1)
+    # layer 0: c0 fired on batch 3 (0), c1 only at the threshold on batch 2 (strict: not counted), c2 never
+    # layer 1: c0 never, c1 fired on batch 3, c2 fired on batch 1 (then 2 batches without)
+    assert np.asarray(since["up"]).tolist() == [[0, 3, 3], [3, 0, 2]]
+    assert np.asarray(M.n_alive(since, 1)["up"]).tolist() == [1, 1]
+    assert np.asarray(M.n_alive(since, 3)["up"]).tolist() == [1, 2]
+    assert np.asarray(M.n_alive(since, 4)["up"]).tolist() == [3, 3]
+
+
 def np_ce(logits, tokens):
     lq = np_log_softmax(logits[:, :-1])
     return -np.mean(np.take_along_axis(lq, tokens[:, 1:, None], axis=-1))

@@ -84,3 +84,23 @@ def test_faithfulness_warmup_reduces_the_weight_delta() -> None:
     before = float(faithfulness(weights, state.components))
     after = float(faithfulness(weights, jax.jit(make_faithfulness_warmup(program))(state.components, params)))
     assert after < 0.01 * before
+
+
+def test_alive_metric_is_the_reference_tracker_on_the_step_batch() -> None:
+    """With a one-batch window, `alive/<site>` after a step counts the components whose CI
+    crossed `alive_threshold` somewhere on that step's batch, recomputed here from the
+    same state; the tracker is 0 for those and 1 for the rest."""
+    from pdc.lower.step import _ci, toy_batch
+
+    program = program_of(TMS.replace("alive_window = 4096k", "alive_window = 4096"))  # = data.batch
+    params = load_params(program.target, REPO / "targets" / "tms_5-2_pentagon.safetensors")
+    state = jax.jit(lambda: init_state(program))()
+    state = state._replace(components=jax.jit(make_faithfulness_warmup(program))(state.components, params))
+    clean = program.target.clean(params, toy_batch(program, jnp.asarray(0)))
+    lower = _ci(program, state.ci, state, clean, state.components).lower
+    fired = {kind: np.asarray(ci > 0.1).any(axis=1)[0] for kind, ci in lower.items()}  # [C] per site (L = 1)
+    new, metrics = jax.jit(make_train_step(program))(state, params, None)
+    for kind in ("linear1", "linear2"):
+        assert 0 < fired[kind].sum() < 20, kind  # the check below can tell the counts apart
+        assert int(metrics[f"alive/{kind}"]) == int(fired[kind].sum())
+        assert np.array_equal(np.asarray(new.since_fired[kind])[0], np.where(fired[kind], 0, 1))

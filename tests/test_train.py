@@ -1,6 +1,7 @@
 """`pdc train`: the run directory, bit-identical resume, SIGTERM saves, NaN stops,
-refusing to resume a different decomposition, `--set` provenance, per-site ci_l0 in the
-metrics, and skipping corrupt or partial checkpoints on resume."""
+refusing to resume a different decomposition, `--set` provenance, per-site ci_l0 and
+alive counts in the metrics, skipping corrupt or partial checkpoints on resume, and
+checkpoints from before the alive tracker."""
 
 from __future__ import annotations
 
@@ -159,6 +160,7 @@ def test_metrics_log_ci_l0_per_site(reference: tuple[Path, object]) -> None:
         for site in ("linear1", "linear2"):
             value = record[f"ci_l0/{site}"]
             assert isinstance(value, float) and 0.0 <= value <= 20.0, (site, value)
+            assert record[f"alive/{site}"] == 20  # the 4096k-example window has not run out
 
 
 def _truncate_data(step_dir: Path) -> None:
@@ -226,3 +228,40 @@ def test_a_run_without_run_json_resumes_and_writes_one(reference: tuple[Path, ob
     assert "no run.json" in capsys.readouterr().err
     record = json.loads((run / "run.json").read_text())
     assert record["decomposition_hash"] == ir.facts["decomposition_hash"]  # type: ignore[attr-defined]
+
+
+def _as_saved_before_the_tracker(ckpts: Path, ir) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite every checkpoint in the layout pdc saved before the alive tracker joined the state."""
+    from pdc.lower.program import lower_program
+
+    abstract = abstract_state(lower_program(ir))
+    manager = ocp.CheckpointManager(ckpts)
+    states = {step: manager.restore(step, args=ocp.args.StandardRestore(abstract)) for step in manager.all_steps()}
+    manager.close()
+    shutil.rmtree(ckpts)
+    manager = ocp.CheckpointManager(ckpts)
+    for step, state in states.items():
+        manager.save(step, args=ocp.args.StandardSave({k: v for k, v in state._asdict().items() if k != "since_fired"}))
+    manager.wait_until_finished()
+    manager.close()
+
+
+def test_a_checkpoint_from_before_the_alive_tracker_evaluates_and_resumes(reference: tuple[Path, object],
+                                                                          tmp_path: Path) -> None:
+    """Such a run's tracker is unknown: eval leaves `alive_tracked` out (a fresh tracker would
+    claim every component alive), and a resume starts the tracker afresh and goes on."""
+    from pdc.lower.state import UNTRACKED
+    from pdc.run.load import load_run
+
+    ref, ir = reference
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    _as_saved_before_the_tracker(run / "ckpts", ir)
+    loaded = load_run(run)
+    assert all(bool((np.asarray(s) == UNTRACKED).all()) for s in loaded.state.since_fired.values())
+    record = loaded.evaluate()
+    assert record["eval/alive/linear1"] >= 0 and not any(k.startswith("eval/alive_tracked/") for k in record)
+    train(ir, run, max_steps=SHORT + 5)
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == SHORT + 5 and 0 <= last["alive/linear1"] <= 20
+    assert any(k.startswith("eval/alive_tracked/") for k in load_run(run).evaluate())

@@ -47,6 +47,22 @@ def activation_density(ci_lower: Mapping[str, Array], threshold: float = 0.0) ->
             for kind, ci in ci_lower.items()}
 
 
+def batches_since_fired(since: Mapping[str, Array], ci_lower: Mapping[str, Array],
+                        threshold: float = 0.0) -> dict[str, Array]:
+    """The reference's alive tracker (torch `AliveComponentsTracker.update`), per site and
+    component `[L, C]`: 0 where the component fired (ci_lower > threshold at any position of
+    this batch), else the previous count + 1. Counted in batches, so it cannot overflow
+    where an example count would; `n_alive` turns it back into the reference's window."""
+    return {kind: jnp.where(jnp.any(ci > threshold, axis=_lead_axes(ci)), 0, since[kind] + 1)
+            for kind, ci in ci_lower.items()}
+
+
+def n_alive(since: Mapping[str, Array], batches_until_dead: int) -> dict[str, Array]:
+    """Per site `[L]`: components that fired within the last `batches_until_dead` batches
+    (torch `AliveComponentsTracker.compute`: alive iff batches since fired < the window)."""
+    return {kind: jnp.sum(s < batches_until_dead, axis=-1) for kind, s in since.items()}
+
+
 def by_site(per_kind: Mapping[str, Array], paths: Mapping[str, Sequence[str]]) -> dict[str, Array]:
     """Per-kind stacked values → per site path (`paths[kind]` in stacking order). Host side."""
     return {path: per_kind[kind][i] for kind, kind_paths in paths.items() for i, path in enumerate(kind_paths)}

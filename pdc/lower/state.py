@@ -9,7 +9,7 @@ this pytree resumes a run exactly. RNG keys are not stored: they are derived fro
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,9 @@ from pdc.lower.ties import tie
 Array = jax.Array
 
 
+UNTRACKED = -1  # a `since_fired` entry of a checkpoint from before the tracker: not known
+
+
 class TrainState(NamedTuple):
     step: Array  # int32 scalar: the next step to run
     components: dict[str, Factors]  # kind → Factors(V [L, d_in, C], U [L, C, d_out])
@@ -33,6 +36,7 @@ class TrainState(NamedTuple):
     opt_components: Any
     opt_ci: Any
     adversaries: dict[str, losses.PpgdState]  # persistent term name → sources and moments
+    since_fired: dict[str, Array]  # kind → int32 [L, C]: training batches since each component fired
 
 
 @functools.cache
@@ -90,7 +94,28 @@ def init_state(program: Program) -> TrainState:
     return TrainState(jnp.zeros((), jnp.int32), components, ci, buffers,
                       optimizer(program.ir, "components", program.total_steps).init(components),
                       optimizer(program.ir, "ci", program.total_steps).init(ci),
-                      _adversaries(program, sources))
+                      _adversaries(program, sources), fresh_tracker(program))
+
+
+def fresh_tracker(program: Program) -> dict[str, Array]:
+    """The alive tracker of a run that has not trained yet: every component "just fired",
+    as the reference's tracker starts (so nothing is dead before a window has passed)."""
+    return {kind: jnp.zeros((len(sites), next(s.C for s in program.ci_sites if s.kind == kind)), jnp.int32)
+            for kind, sites in program.layout.items()}
+
+
+def before_tracker(abstract: TrainState) -> tuple[dict[str, Any], Callable[[dict[str, Any]], TrainState]]:
+    """The state layout checkpoints had before the alive tracker joined it, and how to
+    complete one, so an older run resumes and evaluates: its tracker reads `UNTRACKED`
+    (placed as `abstract` shards it), which eval reports as unknown and the first step
+    turns into a fresh start, as at step 0."""
+    old = {name: leaf for name, leaf in abstract._asdict().items() if name != "since_fired"}
+
+    def convert(restored: dict[str, Any]) -> TrainState:
+        fresh = jax.tree.map(lambda a: jax.device_put(jnp.full(a.shape, UNTRACKED, a.dtype), a.sharding), abstract.since_fired)
+        return TrainState(**restored, since_fired=fresh)
+
+    return old, convert
 
 
 def abstract_state(program: Program) -> TrainState:
@@ -103,4 +128,4 @@ def merged_ci(state: TrainState, ci: nnx.State | None = None) -> nnx.State:
     return nnx.merge_state(state.ci if ci is None else ci, state.ci_buffers)
 
 
-__all__ = ["TrainState", "abstract_state", "ci_graph", "init_state", "lead_shape", "merged_ci", "optax"]
+__all__ = ["UNTRACKED", "TrainState", "abstract_state", "before_tracker", "ci_graph", "fresh_tracker", "init_state", "lead_shape", "merged_ci", "optax"]

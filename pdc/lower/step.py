@@ -7,6 +7,7 @@ optimizer updates. Toy batches are drawn inside it from (seed, step).
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable
 
 import jax
@@ -17,23 +18,25 @@ from flax import nnx
 from pdc.decomp import losses, rng
 from pdc.decomp.ci import CiInputs, apply_ci
 from pdc.decomp.components import Factors
-from pdc.decomp.metrics import ci_l0
+from pdc.decomp.metrics import batches_since_fired, ci_l0, n_alive
 from pdc.decomp.pins import Pins, pin_batch, pin_components, pinned
 from pdc.decomp.squash import CiBundle, ci_bundle
 from pdc.ir.nodes import SiteNode
 from pdc.lower.eval_options import eval_options
 from pdc.lower.program import Program, faithfulness_warmup, lr_of, optimizer
-from pdc.lower.state import TrainState, ci_graph, merged_ci
+from pdc.lower.state import TrainState, ci_graph, lead_shape, merged_ci
 from pdc.lower.terms import TermContext, term_losses
 from pdc.lower.ties import merge_updates
 from pdc.models.base import CleanPass
+from pdc.registry.observe import LogKeys
 from pdc.run.data import sparse_features
 
 Array = jax.Array
 Metrics = dict[str, Array]
 StepFn = Callable[[TrainState, Any, Array | None], tuple[TrainState, Metrics]]
 
-CONSUMES = ("data:sparse_features.probability", "data:sparse_features.values", "data:sparse_features.distribution")
+CONSUMES = ("data:sparse_features.probability", "data:sparse_features.values", "data:sparse_features.distribution",
+            "eval.alive_window")
 
 
 def toy_batch(program: Program, step: Array) -> Array:
@@ -157,7 +160,9 @@ def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
                    "grad_norm/components": _norm(g_components), "grad_norm/ci": _norm(g_ci),
                    **{f"grad_norm/components/{k}": _norm(g) for k, g in g_components.items()},
                    **_schedules(program, step), **_ci_l0(program, ci_lower)}
-        new = TrainState(step + 1, components, ci, state.ci_buffers, opt_c, opt_i, adversaries)
+        since_fired = _track_alive(program, state.since_fired, ci_lower)
+        metrics.update(alive_counts(program, since_fired))
+        new = TrainState(step + 1, components, ci, state.ci_buffers, opt_c, opt_i, adversaries, since_fired)
         return new, metrics
 
     return step_fn
@@ -169,10 +174,35 @@ def _ci_l0(program: Program, ci_lower: dict[str, Array]) -> Metrics:
     already computed. One scalar per site, so every host of a multi-host run reads its whole
     value."""
     threshold = eval_options(program.ir.spec.block("eval")).alive_threshold
-    per_kind = ci_l0(jax.lax.stop_gradient(ci_lower), threshold)
+    return _site_metrics(program, "ci_l0", ci_l0(jax.lax.stop_gradient(ci_lower), threshold))
+
+
+def _site_metrics(program: Program, name: str, per_kind: dict[str, Array]) -> Metrics:
+    """Per-kind `[L]` values → `<name>/<site path>` scalars."""
     paths = {site.order: site.path for _, site in program.ir.nodes(SiteNode)}
-    return {f"ci_l0/{paths[order]}": per_kind[kind][i]
+    return {f"{name}/{paths[order]}": per_kind[kind][i]
             for kind, orders in program.layout.items() for i, order in enumerate(orders)}
+
+
+def _track_alive(program: Program, since: dict[str, Array], ci_lower: dict[str, Array]) -> dict[str, Array]:
+    threshold = eval_options(program.ir.spec.block("eval")).alive_threshold
+    return batches_since_fired(since, jax.lax.stop_gradient(ci_lower), threshold)
+
+
+def batches_until_dead(program: Program) -> int:
+    """`eval.alive_window` in training batches (the reference divides its example count by
+    the examples per batch, positions included); default one log interval. At least 1."""
+    window = eval_options(program.ir.spec.block("eval")).alive_window
+    if window is None:
+        log = program.ir.spec.block("log")
+        return int(log.get("every")) if log is not None else LogKeys().every
+    return max(1, int(window) // math.prod(lead_shape(program)))
+
+
+def alive_counts(program: Program, since_fired: dict[str, Array]) -> Metrics:
+    """`alive/<site>`: components that fired on a training batch within the alive window,
+    the reference tracker's count (SPD_ALGORITHM.md §7.3)."""
+    return _site_metrics(program, "alive", n_alive(since_fired, batches_until_dead(program)))
 
 
 def _schedules(program: Program, step: Array) -> Metrics:

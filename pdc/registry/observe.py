@@ -41,6 +41,9 @@ class EvalKeys(Keys):
     metrics: list[Metric] = key(["ci_l0"], doc="metrics computed each pass")
     batches: int = key(1, doc="eval batches per pass", ge=1)
     alive_threshold: float = key(0.0, doc="a component fires where ci_lower > threshold", ge=0.0, lt=1.0)
+    alive_window: Optional[Steps] = key(None, doc="training examples (batch × positions) a component may go without "
+                                        "firing before `alive/<site>` counts it dead (the reference's "
+                                        "n_examples_until_dead); default: one log interval", ge=1)
     rounding_threshold: float = key(0.0, doc="ce_kl rounded_masked: mask = 1[ci_lower > threshold]", ge=0.0, lt=1.0)
     pgd_steps: int = key(20, doc="pgd_recon probe: sign-ascent steps", ge=1)
     pgd_step_size: float = key(0.1, doc="pgd_recon probe: step size", gt=0.0)

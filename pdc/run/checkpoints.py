@@ -19,7 +19,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import jax
 import orbax.checkpoint as ocp
@@ -59,7 +59,31 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
     manager.wait_until_finished()  # synchronous: a SIGTERM save is on disk before exit
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract: Any, step_of: Any, primary: bool) -> Any | None:
+class Upgrade(NamedTuple):
+    """An older layout of the saved state (`abstract`) and how to bring a state restored
+    in it up to date (`convert`): tried when a checkpoint does not restore as it is."""
+
+    abstract: Any
+    convert: Callable[[Any], Any]
+
+
+def restore_step(manager: ocp.CheckpointManager, step: int, abstract: Any, upgrade: Upgrade | None = None) -> Any:
+    """Checkpoint `step` restored onto `abstract`, or else onto `upgrade.abstract` and
+    converted; the first error is raised when neither reads."""
+    try:
+        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as error:  # noqa: BLE001 — re-raised unless the older layout reads
+        if upgrade is None:
+            raise
+        try:
+            old = manager.restore(step, args=ocp.args.StandardRestore(upgrade.abstract))
+        except Exception:  # noqa: BLE001
+            raise error from None
+        return upgrade.convert(old)
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract: Any, step_of: Any, primary: bool,
+                   upgrade: Upgrade | None = None) -> Any | None:
     """The newest checkpoint that restores onto `abstract`, or None when there is none
     but interrupted saves; `step_of(state)` must equal its step. Skipped ones are reported
     and set aside; raises `NoCheckpoint` when other checkpoints exist but none restores."""
@@ -70,7 +94,7 @@ def restore_latest(manager: ocp.CheckpointManager, abstract: Any, step_of: Any, 
         state = None
         if reason is None:
             try:
-                state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                state = restore_step(manager, step, abstract, upgrade)
             except Exception as error:  # noqa: BLE001 — any unreadable checkpoint is skipped, loudly
                 reason = f"unreadable ({_first_line(error)})"
         if state is not None and step_of(state) != step:
@@ -142,4 +166,5 @@ def _barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-__all__ = ["COMMIT_FILE", "NoCheckpoint", "SKIPPED", "Skipped", "open_manager", "restore_latest", "save"]
+__all__ = ["COMMIT_FILE", "NoCheckpoint", "SKIPPED", "Skipped", "Upgrade", "open_manager", "restore_latest",
+           "restore_step", "save"]

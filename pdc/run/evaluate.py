@@ -28,8 +28,9 @@ from pdc.ir.nodes import SiteNode
 from pdc.lower.eval_options import eval_options
 from pdc.registry.observe import EvalKeys
 from pdc.lower.program import Program
-from pdc.lower.state import TrainState, lead_shape
+from pdc.lower.state import UNTRACKED, TrainState, lead_shape
 from pdc.lower.step import _ci  # the step's own CI computation, so eval reads exactly the CI training used
+from pdc.lower.step import alive_counts
 from pdc.run.data import TokenRows, open_tokens, sparse_features
 from pdc.run.distributed import host_value
 from pdc.syntax.patterns import matches
@@ -165,7 +166,18 @@ class Evaluator:
         outs = [jax.device_get(self.fn(state, params, self.batch(eval_pass * n + j),
                                        rng.eval_key(data_key, eval_pass, j, n))) for j in range(n)]
         mean = jax.tree.map(lambda *xs: np.mean(np.stack(xs), axis=0), *outs)
-        return {"step": step, **reduce_record(self.program, self.options, mean)}
+        return {"step": step, **reduce_record(self.program, self.options, mean), **tracked_alive(self.program, state)}
+
+
+def tracked_alive(program: Program, state: TrainState) -> dict[str, int]:
+    """`eval/alive_tracked/<site>`: the training-time tracker's count at this state (fired
+    on a training batch within `eval.alive_window`: alive as the reference counts it),
+    beside `eval/alive`, which only sees the eval batches. Absent for a checkpoint saved
+    before pdc tracked it (`UNTRACKED`)."""
+    if any(bool(host_value(jnp.any(s == UNTRACKED))) for s in state.since_fired.values()):
+        return {}
+    counts = jax.device_get(alive_counts(program, state.since_fired))
+    return {f"eval/alive_tracked/{name.removeprefix('alive/')}": int(host_value(v)) for name, v in counts.items()}
 
 
 def eval_rows(program: Program, train_rows: TokenRows | None, spec_dir: Any) -> tuple[TokenRows | None, int]:

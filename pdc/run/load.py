@@ -19,7 +19,8 @@ import orbax.checkpoint as ocp
 from pdc.ir.graph import IR
 from pdc.lower.program import Program, lower_program
 from pdc.lower.sharding import make_mesh, state_shardings
-from pdc.lower.state import TrainState, abstract_state
+from pdc.lower.state import TrainState, abstract_state, before_tracker
+from pdc.run.checkpoints import Upgrade, restore_step
 from pdc.run.evaluate import Evaluator, site_paths
 from pdc.run.export import ci_tensors, site_factors, write_export
 from pdc.run.rundir import RunDir, RunError, run_ir
@@ -104,7 +105,7 @@ def load_ir_run(path: Path, ir: IR, step: int | None = None) -> Run:
     shardings = state_shardings(ir, trainer.mesh, abstract_state(program))
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                             abstract_state(program), shardings)
-    state = trainer.manager().restore(chosen, args=ocp.args.StandardRestore(abstract))
+    state = restore_step(trainer.manager(), chosen, abstract, Upgrade(*before_tracker(abstract)))
     return Run(path, ir, program, chosen, state, trainer.params(), trainer)
 
 

@@ -27,7 +27,7 @@ import orbax.checkpoint as ocp
 from pdc.ir.graph import IR
 from pdc.lower.program import Program, lower_program
 from pdc.lower.sharding import batch_sharding, make_mesh, params_shardings, pins_for, state_shardings
-from pdc.lower.state import TrainState, abstract_state, init_state, lead_shape
+from pdc.lower.state import TrainState, abstract_state, before_tracker, init_state, lead_shape
 from pdc.lower.step import make_faithfulness_warmup, make_train_step
 from pdc.models import load_params
 from pdc.run import checkpoints
@@ -107,7 +107,8 @@ class Trainer:
         abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                 abstract_state(self.program), shardings)
         try:
-            return checkpoints.restore_latest(manager, abstract, _step_of, is_primary())
+            return checkpoints.restore_latest(manager, abstract, _step_of, is_primary(),
+                                              checkpoints.Upgrade(*before_tracker(abstract)))
         except checkpoints.NoCheckpoint as error:
             raise TrainError(str(error)) from None
 
