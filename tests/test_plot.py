@@ -76,6 +76,7 @@ def test_plot_lm_run_draws_curves_from_the_logs_without_a_checkpoint(tmp_path: P
     rng = np.random.default_rng(0)
     metrics = [{"step": s, "loss/faithfulness": 1e-3 / s, "loss/stochastic_recon": 0.5 / s ** 0.5,
                 "loss/total": 1.0 / s ** 0.5, "lr/components": 1e-3, "lr/ci": 1e-3,
+                **{f"alive/{site}": float(max(40, 384 - s // 5)) for site in sites},
                 **{f"ci_l0/{site}": float(128 / (1 + s / 200) + rng.normal()) for site in sites}}
                for s in range(50, 2001, 50)]
     evals = []

@@ -2,7 +2,7 @@
 recomputed: they need no checkpoint and no JAX, so they work for every target, an 8B
 Llama included, and while a run is still going.
 
-    losses.png   loss terms (log y), learning rates, gradient norms, schedules
+    losses.png   loss terms (log y), learning rates, gradient norms, schedules, alive components
     ci_l0.png    CI-L0 per site over training (training batches and eval passes) and summed
     eval.png     the other scalar eval metrics (alive, MMCS, ML2R, identity CI error, PGD, CE/KL)
 """
@@ -25,7 +25,8 @@ Panel = tuple[Series, str, bool, tuple[str, ...]]  # curves, title, log y, label
 
 # metrics.jsonl groups, in panel order: (key prefix, title, log y)
 LOG_PANELS = (("loss", "loss terms", True), ("lr", "learning rates", False),
-              ("grad_norm", "gradient norms", True), ("schedule", "schedules", False))
+              ("grad_norm", "gradient norms", True), ("schedule", "schedules", False),
+              ("alive", "alive components (fired within eval.alive_window)", False))
 L0_KEY = re.compile(r"^eval/l0/(?P<threshold>[^_]+)_(?P<site>.+)$")
 LOG_EVAL = ("pgd_recon", "ce_kl: kl")
 MAX_LEGEND = 16
