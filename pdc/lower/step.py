@@ -41,10 +41,16 @@ CONSUMES = ("data:sparse_features.probability", "data:sparse_features.values", "
 
 def toy_batch(program: Program, step: Array) -> Array:
     """The batch of `step` for toy targets, drawn on device: a pure function of (seed, step)."""
+    _, _, _, data_key = rng.root_keys(program.seed)
+    return toy_batch_of_key(program, rng.batch_key(data_key, step))
+
+
+def toy_batch_of_key(program: Program, key: Array) -> Array:
+    """A batch of the spec's sparse features drawn from `key` (training and eval use
+    disjoint key streams, so they never share a batch)."""
     data = program.ir.spec.block("data")
     assert data is not None
-    _, _, _, data_key = rng.root_keys(program.seed)
-    return sparse_features(rng.batch_key(data_key, step), int(data.get("batch")), program.shape.dims["features"],
+    return sparse_features(key, int(data.get("batch")), program.shape.dims["features"],
                            float(data.get("probability")), tuple(data.get("values")), data.get("distribution"))
 
 

@@ -30,8 +30,8 @@ from pdc.registry.observe import EvalKeys
 from pdc.lower.program import Program
 from pdc.lower.state import UNTRACKED, TrainState, lead_shape
 from pdc.lower.step import _ci  # the step's own CI computation, so eval reads exactly the CI training used
-from pdc.lower.step import alive_counts
-from pdc.run.data import TokenRows, open_tokens, sparse_features
+from pdc.lower.step import alive_counts, toy_batch_of_key
+from pdc.run.data import TokenRows, open_tokens
 from pdc.run.distributed import host_value
 from pdc.syntax.patterns import matches
 
@@ -76,7 +76,7 @@ def make_eval_batch(program: Program, options: EvalKeys) -> EvalFn:
     columns = writes_features(program)
 
     def eval_batch(state: TrainState, params: Any, batch: Array | None, key: Array) -> dict[str, Any]:
-        batch = _toy_batch(program, jax.random.fold_in(key, 0)) if batch is None else batch
+        batch = toy_batch_of_key(program, jax.random.fold_in(key, 0)) if batch is None else batch
         metric_key = jax.random.fold_in(key, 1)
         clean = target.clean(params, batch)
         lower = _ci(program, state.ci, state, clean, state.components).lower
@@ -108,13 +108,6 @@ def writes_features(program: Program) -> dict[str, bool]:
     paths = site_paths(program.ir)
     return {kind: bool(m is not None and m.writes_features)
             for kind, kind_paths in paths.items() for m in [program.shape.matrix(kind_paths[0])]}
-
-
-def _toy_batch(program: Program, key: Array) -> Array:
-    data = program.ir.spec.block("data")
-    assert data is not None
-    return sparse_features(key, int(data.get("batch")), program.shape.dims["features"],
-                           float(data.get("probability")), tuple(data.get("values")), data.get("distribution"))
 
 
 def probe_ci(program: Program, state: TrainState, params: Any) -> dict[str, Array]:
