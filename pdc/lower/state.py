@@ -112,8 +112,10 @@ def before_tracker(abstract: TrainState) -> tuple[dict[str, Any], Callable[[dict
     old = {name: leaf for name, leaf in abstract._asdict().items() if name != "since_fired"}
 
     def convert(restored: dict[str, Any]) -> TrainState:
-        fresh = jax.tree.map(lambda a: jax.device_put(jnp.full(a.shape, UNTRACKED, a.dtype), a.sharding), abstract.since_fired)
-        return TrainState(**restored, since_fired=fresh)
+        def untracked(a: jax.ShapeDtypeStruct) -> Array:
+            return jax.device_put(jnp.full(a.shape, UNTRACKED, a.dtype), a.sharding)
+
+        return TrainState(**restored, since_fired=jax.tree.map(untracked, abstract.since_fired))
 
     return old, convert
 
@@ -128,4 +130,5 @@ def merged_ci(state: TrainState, ci: nnx.State | None = None) -> nnx.State:
     return nnx.merge_state(state.ci if ci is None else ci, state.ci_buffers)
 
 
-__all__ = ["UNTRACKED", "TrainState", "abstract_state", "before_tracker", "ci_graph", "fresh_tracker", "init_state", "lead_shape", "merged_ci", "optax"]
+__all__ = ["UNTRACKED", "TrainState", "abstract_state", "before_tracker", "ci_graph", "fresh_tracker", "init_state",
+           "lead_shape", "merged_ci", "optax"]
