@@ -75,7 +75,7 @@ def _adversaries(program: Program, sources_key: Array) -> dict[str, losses.PpgdS
     if plan is None:
         return {}
     lead = lead_shape(program)
-    shapes = {kind: (len(sites),) + lead + (next(s.C for s in program.ci_sites if s.kind == kind),)
+    shapes = {kind: (len(sites),) + lead + (_c_of(program, kind),)
               for kind, sites in program.layout.items()}
     dtype = jnp.bfloat16 if plan.options.source_dtype == "bf16" else jnp.float32  # type: ignore[attr-defined]
     return {"persistent_pgd": losses.ppgd_init(rng.source_key(sources_key, "persistent_pgd"), shapes,
@@ -100,8 +100,12 @@ def init_state(program: Program) -> TrainState:
 def fresh_tracker(program: Program) -> dict[str, Array]:
     """The alive tracker of a run that has not trained yet: every component "just fired",
     as the reference's tracker starts (so nothing is dead before a window has passed)."""
-    return {kind: jnp.zeros((len(sites), next(s.C for s in program.ci_sites if s.kind == kind)), jnp.int32)
-            for kind, sites in program.layout.items()}
+    return {kind: jnp.zeros((len(sites), _c_of(program, kind)), jnp.int32) for kind, sites in program.layout.items()}
+
+
+def _c_of(program: Program, kind: str) -> int:
+    """C of a site kind (every site of a kind has the same C)."""
+    return next(s.C for s in program.ci_sites if s.kind == kind)
 
 
 def before_tracker(abstract: TrainState) -> tuple[dict[str, Any], Callable[[dict[str, Any]], TrainState]]:

@@ -205,10 +205,10 @@ def batches_until_dead(program: Program) -> int:
     return max(1, int(window) // math.prod(lead_shape(program)))
 
 
-def alive_counts(program: Program, since_fired: dict[str, Array]) -> Metrics:
-    """`alive/<site>`: components that fired on a training batch within the alive window,
+def alive_counts(program: Program, since_fired: dict[str, Array], name: str = "alive") -> Metrics:
+    """`<name>/<site>`: components that fired on a training batch within the alive window,
     the reference tracker's count (SPD_ALGORITHM.md §7.3)."""
-    return _site_metrics(program, "alive", n_alive(since_fired, batches_until_dead(program)))
+    return _site_metrics(program, name, n_alive(since_fired, batches_until_dead(program)))
 
 
 def _schedules(program: Program, step: Array) -> Metrics:

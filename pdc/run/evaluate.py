@@ -167,10 +167,10 @@ def tracked_alive(program: Program, state: TrainState) -> dict[str, int]:
     on a training batch within `eval.alive_window`: alive as the reference counts it),
     beside `eval/alive`, which only sees the eval batches. Absent for a checkpoint saved
     before pdc tracked it (`UNTRACKED`)."""
-    if any(bool(host_value(jnp.any(s == UNTRACKED))) for s in state.since_fired.values()):
+    since = {kind: np.asarray(host_value(s)) for kind, s in state.since_fired.items()}  # one fetch, [L, C] each
+    if any((s == UNTRACKED).any() for s in since.values()):
         return {}
-    counts = jax.device_get(alive_counts(program, state.since_fired))
-    return {f"eval/alive_tracked/{name.removeprefix('alive/')}": int(host_value(v)) for name, v in counts.items()}
+    return {key: int(v) for key, v in alive_counts(program, since, "eval/alive_tracked").items()}
 
 
 def eval_rows(program: Program, train_rows: TokenRows | None, spec_dir: Any) -> tuple[TokenRows | None, int]:

@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from pdc.ir.graph import IR
 from pdc.lower.program import Program, lower_program
 from pdc.lower.sharding import make_mesh, state_shardings
-from pdc.lower.state import TrainState, abstract_state, before_tracker
-from pdc.run.checkpoints import Upgrade, restore_step
+from pdc.lower.state import TrainState, abstract_state
+from pdc.run.checkpoints import restore_step
 from pdc.run.evaluate import Evaluator, site_paths
 from pdc.run.export import ci_tensors, site_factors, write_export
 from pdc.run.rundir import RunDir, RunError, run_ir
@@ -102,10 +101,8 @@ def load_ir_run(path: Path, ir: IR, step: int | None = None) -> Run:
     chosen = steps[-1] if step is None else step
     if chosen not in steps:
         raise RunError(f"{path} has no checkpoint at step {chosen}; it has {', '.join(map(str, steps))}")
-    shardings = state_shardings(ir, trainer.mesh, abstract_state(program))
-    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                            abstract_state(program), shardings)
-    state = restore_step(trainer.manager(), chosen, abstract, Upgrade(*before_tracker(abstract)))
+    abstract, upgrade = trainer.restore_target(state_shardings(ir, trainer.mesh, abstract_state(program)))
+    state = restore_step(trainer.manager(), chosen, abstract, upgrade)
     return Run(path, ir, program, chosen, state, trainer.params(), trainer)
 
 

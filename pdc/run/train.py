@@ -100,15 +100,20 @@ class Trainer:
         block = self.ir.spec.block("checkpoint")
         return checkpoints.open_manager(self.run.ckpts, int(block.get("keep")) if block is not None else 3)
 
-    def restore(self, manager: ocp.CheckpointManager, shardings: Any) -> TrainState | None:
-        """The latest complete checkpoint, onto this run's shardings (a new mesh reshards);
-        an interrupted, partial or unreadable one is reported and skipped in favour of the
-        one before (`pdc.run.checkpoints`)."""
+    def restore_target(self, shardings: Any) -> tuple[TrainState, checkpoints.Upgrade]:
+        """What a checkpoint restores onto: the abstract state on this run's shardings (a
+        new mesh reshards), and the upgrade of checkpoints saved before the alive tracker."""
         abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                 abstract_state(self.program), shardings)
+        return abstract, checkpoints.Upgrade(*before_tracker(abstract))
+
+    def restore(self, manager: ocp.CheckpointManager, shardings: Any) -> TrainState | None:
+        """The latest complete checkpoint, onto `restore_target`; an interrupted, partial or
+        unreadable one is reported and skipped in favour of the one before
+        (`pdc.run.checkpoints`)."""
+        abstract, upgrade = self.restore_target(shardings)
         try:
-            return checkpoints.restore_latest(manager, abstract, _step_of, is_primary(),
-                                              checkpoints.Upgrade(*before_tracker(abstract)))
+            return checkpoints.restore_latest(manager, abstract, _step_of, is_primary(), upgrade)
         except checkpoints.NoCheckpoint as error:
             raise TrainError(str(error)) from None
 
