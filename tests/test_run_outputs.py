@@ -114,6 +114,7 @@ def test_pdc_eval_json_recomputes_the_logged_pass(straight: Path) -> None:
         assert 0 < record[f"eval/alive/{site}"] <= 20
         assert len(record[f"eval/activation_density/{site}"]) == 20
         assert isinstance(record[f"eval/identity_ci_error/{site}"], int)
+        assert 0.0 <= record[f"eval/probe_l0/{site}"] <= 20.0
     logged = [json.loads(line) for line in (straight / "eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged] == list(range(4, STEPS + 1, 4))
     assert logged[-1] == record

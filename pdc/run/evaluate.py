@@ -207,6 +207,7 @@ def reduce_record(program: Program, options: EvalKeys, mean: dict[str, Any]) -> 
         record.update({f"eval/ce_kl/{k}": float(v) for k, v in mean["ce_kl"].items()})
     if "identity_ci_error" in wanted:
         record.update(identity_errors(program, options, mean["probe_ci"]))
+        record.update(probe_l0s(program, options, mean["probe_ci"]))
     return record
 
 
@@ -216,6 +217,17 @@ def identity_errors(program: Program, options: EvalKeys, probe_ci: dict[str, np.
     per_site = metrics.by_site(probe_ci, site_paths(program.ir))
     return {f"eval/identity_ci_error/{p}": metrics.identity_ci_error(np.asarray(per_site[p]), patterns[p],
                                                                       options.identity_tol)
+            for p in per_site if p in patterns}
+
+
+def probe_l0s(program: Program, options: EvalKeys, probe_ci: dict[str, np.ndarray]) -> dict[str, float]:
+    """`eval/probe_l0/<site>`: components co-active on one one-hot probe (`ci_lower >
+    alive_threshold`), averaged over the probes, for the sites `ci_pattern` names — the
+    number the paper's CI heatmaps show per row (1 for an identity pattern, k for dense(k)),
+    which the identity CI error, counting only misplaced entries, does not report."""
+    patterns = ci_patterns(program.ir)
+    per_site = metrics.by_site(probe_ci, site_paths(program.ir))
+    return {f"eval/probe_l0/{p}": metrics.probe_l0(np.asarray(per_site[p]), options.alive_threshold)
             for p in per_site if p in patterns}
 
 
