@@ -214,10 +214,8 @@ def reduce_record(program: Program, options: EvalKeys, mean: dict[str, Any]) -> 
 def identity_errors(program: Program, options: EvalKeys, probe_ci: dict[str, np.ndarray]) -> dict[str, int]:
     """`eval/identity_ci_error/<site>` for every site `ci_pattern` names (host Hungarian)."""
     patterns = ci_patterns(program.ir)
-    per_site = metrics.by_site(probe_ci, site_paths(program.ir))
-    return {f"eval/identity_ci_error/{p}": metrics.identity_ci_error(np.asarray(per_site[p]), patterns[p],
-                                                                      options.identity_tol)
-            for p in per_site if p in patterns}
+    return {f"eval/identity_ci_error/{p}": metrics.identity_ci_error(ci, patterns[p], options.identity_tol)
+            for p, ci in _patterned(program, probe_ci).items()}
 
 
 def probe_l0s(program: Program, options: EvalKeys, probe_ci: dict[str, np.ndarray]) -> dict[str, float]:
@@ -225,10 +223,15 @@ def probe_l0s(program: Program, options: EvalKeys, probe_ci: dict[str, np.ndarra
     alive_threshold`), averaged over the probes, for the sites `ci_pattern` names — the
     number the paper's CI heatmaps show per row (1 for an identity pattern, k for dense(k)),
     which the identity CI error, counting only misplaced entries, does not report."""
+    return {f"eval/probe_l0/{p}": metrics.probe_l0(ci, options.alive_threshold)
+            for p, ci in _patterned(program, probe_ci).items()}
+
+
+def _patterned(program: Program, probe_ci: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """site path → its probe CI `[F, C]`, for the sites `eval.ci_pattern` names."""
     patterns = ci_patterns(program.ir)
     per_site = metrics.by_site(probe_ci, site_paths(program.ir))
-    return {f"eval/probe_l0/{p}": metrics.probe_l0(np.asarray(per_site[p]), options.alive_threshold)
-            for p in per_site if p in patterns}
+    return {p: np.asarray(ci) for p, ci in per_site.items() if p in patterns}
 
 
 __all__ = ["eval_options", "Evaluator", "ci_patterns", "make_eval_batch", "probe_ci", "reduce_record", "site_paths"]
