@@ -24,6 +24,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import orbax.checkpoint as ocp
 
+from pdc.run.quiet import quiet_closed_loop_callbacks
+
 COMMIT_FILE = "commit_success.txt"  # orbax writes it last, inside the directory it then renames
 SKIPPED = "ckpts-skipped"
 _TMP = re.compile(r"^(\d+)\.orbax-checkpoint-tmp-")
@@ -70,6 +72,7 @@ class Upgrade(NamedTuple):
 def restore_step(manager: ocp.CheckpointManager, step: int, abstract: Any, upgrade: Upgrade | None = None) -> Any:
     """Checkpoint `step` restored onto `abstract`, or else onto `upgrade.abstract` and
     converted; the first error is raised when neither reads."""
+    quiet_closed_loop_callbacks()  # a failed read's stray callbacks would print dozens of tracebacks
     try:
         return manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as error:  # noqa: BLE001 — re-raised unless the older layout reads
