@@ -748,12 +748,13 @@ def test_pgd_recon_probe():
     assert rel(got, np_pgd(src, tuple(range(N_SITES)), None, 4, 0.1, "kl")) < RTOL
 
 
-def test_probe_l0_counts_co_active_components_per_probe_row():
+def test_ci_l0_counts_co_active_components_per_probe_row():
+    """eval's `probe_l0` is `ci_l0` on the one-hot probe `[L, F, C]`."""
     ci = np.array([[1.0, 0.0, 0.0, 0.2],    # two above 0.1
                    [0.0, 0.95, 0.1, 0.0],   # one (0.1 is not above 0.1)
                    [0.5, 0.5, 0.5, 0.05]])  # three
-    assert M.probe_l0(ci, 0.1) == pytest.approx(2.0)
-    assert M.probe_l0(np.eye(5), 0.1) == 1.0
+    assert float(M.ci_l0({"k": ci[None]}, 0.1)["k"][0]) == pytest.approx(2.0)
+    assert float(M.ci_l0({"k": np.eye(5)[None]}, 0.1)["k"][0]) == 1.0
 
 
 def test_identity_ci_error():

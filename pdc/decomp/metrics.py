@@ -176,12 +176,6 @@ def identity_ci_error(ci: np.ndarray, pattern: CiPattern, tol: float = 0.1, min_
     return int(np.sum(np.maximum(min_entries - strong[:k], 0)) + np.sum(ordered[:, k:] > tol))
 
 
-def probe_l0(ci: np.ndarray, threshold: float) -> float:
-    """Mean over a probe's rows `[n_features, C]` of the components with CI above
-    `threshold`: how many are co-active on one feature."""
-    return float(np.mean(np.sum(np.asarray(ci) > threshold, axis=-1)))
-
-
 def feature_major(W: Array, factors: Factors, columns: bool) -> tuple[Array, Factors]:
     """W and its factors oriented so rows are features. A site that reads the features
     (TMS `linear1` `[features, hidden]`: row j is feature j's embedding, the paper's column

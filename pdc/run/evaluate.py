@@ -206,32 +206,24 @@ def reduce_record(program: Program, options: EvalKeys, mean: dict[str, Any]) -> 
     if "ce_kl" in wanted:
         record.update({f"eval/ce_kl/{k}": float(v) for k, v in mean["ce_kl"].items()})
     if "identity_ci_error" in wanted:
-        record.update(identity_errors(program, options, mean["probe_ci"]))
-        record.update(probe_l0s(program, options, mean["probe_ci"]))
+        record.update(probe_records(program, options, mean["probe_ci"]))
     return record
 
 
-def identity_errors(program: Program, options: EvalKeys, probe_ci: dict[str, np.ndarray]) -> dict[str, int]:
-    """`eval/identity_ci_error/<site>` for every site `ci_pattern` names (host Hungarian)."""
+def probe_records(program: Program, options: EvalKeys, probe_ci: dict[str, np.ndarray]) -> dict[str, Any]:
+    """For every site `ci_pattern` names, on the one-hot probe: `eval/identity_ci_error/<site>`
+    (host Hungarian) and `eval/probe_l0/<site>`, the components co-active on one probe row
+    (`ci_l0` at `alive_threshold`) — the number the paper's CI heatmaps show per row (1 for an
+    identity pattern, k for dense(k)), which the error, counting only misplaced entries, does
+    not report."""
     patterns = ci_patterns(program.ir)
-    return {f"eval/identity_ci_error/{p}": metrics.identity_ci_error(ci, patterns[p], options.identity_tol)
-            for p, ci in _patterned(program, probe_ci).items()}
-
-
-def probe_l0s(program: Program, options: EvalKeys, probe_ci: dict[str, np.ndarray]) -> dict[str, float]:
-    """`eval/probe_l0/<site>`: components co-active on one one-hot probe (`ci_lower >
-    alive_threshold`), averaged over the probes, for the sites `ci_pattern` names — the
-    number the paper's CI heatmaps show per row (1 for an identity pattern, k for dense(k)),
-    which the identity CI error, counting only misplaced entries, does not report."""
-    return {f"eval/probe_l0/{p}": metrics.probe_l0(ci, options.alive_threshold)
-            for p, ci in _patterned(program, probe_ci).items()}
-
-
-def _patterned(program: Program, probe_ci: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """site path → its probe CI `[F, C]`, for the sites `eval.ci_pattern` names."""
-    patterns = ci_patterns(program.ir)
-    per_site = metrics.by_site(probe_ci, site_paths(program.ir))
-    return {p: np.asarray(ci) for p, ci in per_site.items() if p in patterns}
+    paths = site_paths(program.ir)
+    per_site = metrics.by_site(probe_ci, paths)
+    l0 = metrics.by_site(metrics.ci_l0(probe_ci, options.alive_threshold), paths)
+    errors = {f"eval/identity_ci_error/{p}": metrics.identity_ci_error(np.asarray(per_site[p]), pattern,
+                                                                       options.identity_tol)
+              for p, pattern in patterns.items()}
+    return {**errors, **{f"eval/probe_l0/{p}": float(l0[p]) for p in patterns}}
 
 
 __all__ = ["eval_options", "Evaluator", "ci_patterns", "make_eval_batch", "probe_ci", "reduce_record", "site_paths"]

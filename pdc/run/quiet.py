@@ -14,6 +14,7 @@ import sys
 import traceback
 from typing import Any
 
+
 def _is_closed_loop_callback(unraisable: Any) -> bool:
     """A `RuntimeError('Event loop is closed')` raised by asyncio's own closed-loop check."""
     error = unraisable.exc_value
