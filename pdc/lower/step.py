@@ -155,23 +155,32 @@ def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
         (total, (values, ci_lower)), (g_components, g_ci, g_sources) = jax.value_and_grad(
             loss_fn, argnums=(0, 1, 2), has_aux=True)(state.components, state.ci, sources)
         adversaries = _final_ascent(program, adversaries, g_sources, step)
-        with jax.named_scope("optimize.components"):
-            updates, opt_c = opt_components.update(g_components, state.opt_components, state.components)
-            components = merge_updates(state.components, optax.apply_updates(state.components, updates),
-                                       program.ties)
+        components, opt_c = _update_components(program, opt_components, state, g_components)
         with jax.named_scope("optimize.ci"):
             updates, opt_i = opt_ci.update(g_ci, state.opt_ci, state.ci)
             ci = optax.apply_updates(state.ci, updates)
-        metrics = {"loss/total": total, **{f"loss/{k}": v for k, v in values.items()},
-                   "grad_norm/components": _norm(g_components), "grad_norm/ci": _norm(g_ci),
-                   **{f"grad_norm/components/{k}": _norm(g) for k, g in g_components.items()},
-                   **_schedules(program, step), **_ci_l0(program, ci_lower)}
         since_fired = _track_alive(program, state.since_fired, ci_lower)
-        metrics.update(alive_counts(program, since_fired))
+        metrics = {"loss/total": total, **{f"loss/{k}": v for k, v in values.items()},
+                   **_grad_norms(g_components, g_ci), **_schedules(program, step), **_ci_l0(program, ci_lower),
+                   **alive_counts(program, since_fired)}
         new = TrainState(step + 1, components, ci, state.ci_buffers, opt_c, opt_i, adversaries, since_fired)
         return new, metrics
 
     return step_fn
+
+
+def _update_components(program: Program, opt: optax.GradientTransformation, state: TrainState,
+                       grads: dict[str, Factors]) -> tuple[dict[str, Factors], Any]:
+    """One optimizer step on V and U; tied sites then share the sum of their updates
+    (`pdc.lower.ties`), as the reference's two parameters on one storage do."""
+    with jax.named_scope("optimize.components"):
+        updates, opt_state = opt.update(grads, state.opt_components, state.components)
+        return merge_updates(state.components, optax.apply_updates(state.components, updates), program.ties), opt_state
+
+
+def _grad_norms(g_components: dict[str, Factors], g_ci: Any) -> Metrics:
+    return {"grad_norm/components": _norm(g_components), "grad_norm/ci": _norm(g_ci),
+            **{f"grad_norm/components/{k}": _norm(g) for k, g in g_components.items()}}
 
 
 def _ci_l0(program: Program, ci_lower: dict[str, Array]) -> Metrics:
