@@ -155,10 +155,10 @@ def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
         (total, (values, ci_lower)), (g_components, g_ci, g_sources) = jax.value_and_grad(
             loss_fn, argnums=(0, 1, 2), has_aux=True)(state.components, state.ci, sources)
         adversaries = _final_ascent(program, adversaries, g_sources, step)
-        components, opt_c = _update_components(program, opt_components, state, g_components)
-        with jax.named_scope("optimize.ci"):
-            updates, opt_i = opt_ci.update(g_ci, state.opt_ci, state.ci)
-            ci = optax.apply_updates(state.ci, updates)
+        stepped, opt_c = _optimizer_step("components", opt_components, g_components, state.opt_components,
+                                         state.components)
+        components = merge_updates(state.components, stepped, program.ties)  # tied sites share both updates
+        ci, opt_i = _optimizer_step("ci", opt_ci, g_ci, state.opt_ci, state.ci)
         since_fired = _track_alive(program, state.since_fired, ci_lower)
         metrics = {"loss/total": total, **{f"loss/{k}": v for k, v in values.items()},
                    **_grad_norms(g_components, g_ci), **_schedules(program, step), **_ci_l0(program, ci_lower),
@@ -169,13 +169,12 @@ def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
     return step_fn
 
 
-def _update_components(program: Program, opt: optax.GradientTransformation, state: TrainState,
-                       grads: dict[str, Factors]) -> tuple[dict[str, Factors], Any]:
-    """One optimizer step on V and U; tied sites then share the sum of their updates
-    (`pdc.lower.ties`), as the reference's two parameters on one storage do."""
-    with jax.named_scope("optimize.components"):
-        updates, opt_state = opt.update(grads, state.opt_components, state.components)
-        return merge_updates(state.components, optax.apply_updates(state.components, updates), program.ties), opt_state
+def _optimizer_step(group: str, opt: optax.GradientTransformation, grads: Any, opt_state: Any,
+                    params: Any) -> tuple[Any, Any]:
+    """One optimizer update of a parameter group (`components` or `ci`): new params, new state."""
+    with jax.named_scope(f"optimize.{group}"):
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
 
 
 def _grad_norms(g_components: dict[str, Factors], g_ci: Any) -> Metrics:
