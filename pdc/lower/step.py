@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -115,20 +115,31 @@ def _norm(tree: Any) -> Array:
     return _TREE_NORM(tree)
 
 
-def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
-    """The step function (not yet jitted: the caller adds shardings and donation).
-    `pins` pins activations to the mesh while the step is traced (`pdc.decomp.pins`)."""
+class StepGradients(NamedTuple):
+    """One step's forward and backward, before any optimizer update."""
+
+    total: Array  # the weighted sum of the terms
+    values: Metrics  # term name → unweighted loss
+    ci_lower: dict[str, Array]  # the CI the losses used (for the alive tracker and ci_l0)
+    components: dict[str, Factors]  # ∂total/∂(V, U) per kind; a tied kind has its own
+    ci: Any  # ∂total/∂(CI network parameters)
+    sources: dict[str, Any]  # ∂total/∂(persistent adversary sources), for the final ascent
+    adversaries: dict[str, losses.PpgdState]  # after this step's warmup ascents
+
+
+GradientsFn = Callable[[TrainState, Any, Array | None], StepGradients]
+
+
+def make_step_gradients(program: Program) -> GradientsFn:
+    """The step up to its gradients (not jitted; call it inside the step's `pinned`):
+    the clean pass, CI, the adversaries' warmup ascents and every loss term, differentiated
+    in one `value_and_grad`. Its own function so the gradients can be checked against the
+    torch reference (`tests/test_reference_step.py`) without running an optimizer."""
     target = program.target
     forward = jax.checkpoint(target.forward) if program.remat_forward else target.forward
-    opt_components = optimizer(program.ir, "components", program.total_steps)
-    opt_ci = optimizer(program.ir, "ci", program.total_steps)
     _, _, run_key, _ = rng.root_keys(program.seed)
 
-    def step_fn(state: TrainState, params: Any, batch: Array | None) -> tuple[TrainState, Metrics]:
-        with pinned(pins):
-            return traced_step(state, params, batch)
-
-    def traced_step(state: TrainState, params: Any, batch: Array | None) -> tuple[TrainState, Metrics]:
+    def gradients(state: TrainState, params: Any, batch: Array | None) -> StepGradients:
         step = state.step
         batch = toy_batch(program, step) if batch is None else pin_batch(batch)
         with jax.named_scope("clean"):
@@ -144,26 +155,44 @@ def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
 
         warm_ctx = context(detached, _ci(program, jax.lax.stop_gradient(state.ci), state, clean, detached))
         adversaries = _warm_adversaries(program, state, warm_ctx)
-        sources = {name: a.sources for name, a in adversaries.items()}
 
         def loss_fn(components: dict[str, Factors], ci: nnx.State,
                     sources: dict[str, Any]) -> tuple[Array, tuple[Metrics, dict[str, Array]]]:
             bundle = _ci(program, ci, state, clean, components)
             total, values = term_losses(context(components, bundle), sources)
-            return total, (values, bundle.lower)  # the CI the losses used, for the ci_l0 metric
+            return total, (values, bundle.lower)
 
-        (total, (values, ci_lower)), (g_components, g_ci, g_sources) = jax.value_and_grad(
-            loss_fn, argnums=(0, 1, 2), has_aux=True)(state.components, state.ci, sources)
-        adversaries = _final_ascent(program, adversaries, g_sources, step)
-        stepped, opt_c = _optimizer_step("components", opt_components, g_components, state.opt_components,
+        (total, (values, ci_lower)), grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2), has_aux=True)(
+            state.components, state.ci, {name: a.sources for name, a in adversaries.items()})
+        return StepGradients(total, values, ci_lower, *grads, adversaries)
+
+    return gradients
+
+
+def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
+    """The step function (not yet jitted: the caller adds shardings and donation): the
+    gradients, the adversaries' final ascent, the optimizer updates, the alive tracker.
+    `pins` pins activations to the mesh while the step is traced (`pdc.decomp.pins`)."""
+    gradients = make_step_gradients(program)
+    opt_components = optimizer(program.ir, "components", program.total_steps)
+    opt_ci = optimizer(program.ir, "ci", program.total_steps)
+
+    def step_fn(state: TrainState, params: Any, batch: Array | None) -> tuple[TrainState, Metrics]:
+        with pinned(pins):
+            return traced_step(state, params, batch)
+
+    def traced_step(state: TrainState, params: Any, batch: Array | None) -> tuple[TrainState, Metrics]:
+        g = gradients(state, params, batch)
+        adversaries = _final_ascent(program, g.adversaries, g.sources, state.step)
+        stepped, opt_c = _optimizer_step("components", opt_components, g.components, state.opt_components,
                                          state.components)
         components = merge_updates(state.components, stepped, program.ties)  # tied sites share both updates
-        ci, opt_i = _optimizer_step("ci", opt_ci, g_ci, state.opt_ci, state.ci)
-        since_fired = _track_alive(program, state.since_fired, ci_lower)
-        metrics = {"loss/total": total, **{f"loss/{k}": v for k, v in values.items()},
-                   **_grad_norms(g_components, g_ci), **_schedules(program, step), **_ci_l0(program, ci_lower),
-                   **alive_counts(program, since_fired)}
-        new = TrainState(step + 1, components, ci, state.ci_buffers, opt_c, opt_i, adversaries, since_fired)
+        ci, opt_i = _optimizer_step("ci", opt_ci, g.ci, state.opt_ci, state.ci)
+        since_fired = _track_alive(program, state.since_fired, g.ci_lower)
+        metrics = {"loss/total": g.total, **{f"loss/{k}": v for k, v in g.values.items()},
+                   **_grad_norms(g.components, g.ci), **_schedules(program, state.step),
+                   **_ci_l0(program, g.ci_lower), **alive_counts(program, since_fired)}
+        new = TrainState(state.step + 1, components, ci, state.ci_buffers, opt_c, opt_i, adversaries, since_fired)
         return new, metrics
 
     return step_fn
