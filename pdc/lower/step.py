@@ -131,7 +131,7 @@ GradientsFn = Callable[[TrainState, Any, Array | None], StepGradients]
 
 
 def make_step_gradients(program: Program) -> GradientsFn:
-    """The step up to its gradients (not jitted; call it inside the step's `pinned`):
+    """The step up to its gradients (not jitted; `make_train_step` runs it under its pins):
     the clean pass, CI, the adversaries' warmup ascents and every loss term, differentiated
     in one `value_and_grad`. Its own function so the gradients can be checked against the
     torch reference (`tests/test_reference_step.py`) without running an optimizer."""
