@@ -23,7 +23,7 @@ import pytest
 
 from pdc.decomp import losses
 from pdc.decomp.components import Factors, SiteMask
-from pdc.decomp.masks import component_mask
+from pdc.decomp.masks import adversarial_masks
 from pdc.lower.state import init_state
 from pdc.lower.step import make_step_gradients, make_train_step
 from pdc.lower.ties import tie
@@ -39,14 +39,14 @@ CASES = {"p1": TMS, "p2": P2}
 
 def _fixed_sources(ref: dict[str, np.ndarray]) -> Any:
     """`stochastic_masks` with the stored sources for every kind and draw, as the reference
-    replay had them."""
-    source, delta = jnp.asarray(ref["source"]), jnp.asarray(ref["delta_source"])
+    replay had them: the masks a fixed source gives (`adversarial_masks`, whose last source
+    channel is the delta's)."""
+    source = jnp.concatenate([ref["source"], ref["delta_source"][:, None]], axis=-1)
 
     def stochastic_masks(key: Any, ci_lower: dict[str, jax.Array], sampling: str = "continuous",
                          with_delta: bool = True) -> dict[str, SiteMask]:
-        return {kind: SiteMask(component_mask(ci, jnp.broadcast_to(source, ci.shape)),
-                               jnp.broadcast_to(delta, ci.shape[:-1]) if with_delta else None)
-                for kind, ci in ci_lower.items()}
+        masks = adversarial_masks(ci_lower, {kind: source for kind in ci_lower})
+        return masks if with_delta else {kind: SiteMask(m.mask) for kind, m in masks.items()}
 
     return stochastic_masks
 
