@@ -134,6 +134,16 @@ class BudgetNode:
     device: str | None
     device_memory: int | None
     headroom: float
+    allow_xla_remat: bool = False  # a step that fits only after XLA:GPU's own remat counts as fitting
+
+    def limit(self, device: str | None = None) -> int | None:
+        """The bytes a step may use per device on `device` (default: the budget's own):
+        its memory less the headroom. Another GPU than the spec's brings its own memory."""
+        from pdc import devices
+
+        other_gpu = device != self.device and devices.is_gpu(device)
+        memory = devices.memory_of(device) if other_gpu else self.device_memory
+        return None if memory is None else int(memory * (1.0 - self.headroom))
 
 
 PAYLOADS = (TargetNode, SiteNode, TieNode, TensorNode, CiChunkNode, TermNode, ScheduleNode, OptGroupNode, MeshNode,

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
+from pdc import devices
 from pdc.registry.schema import BlockSchema, Entries
 from pdc.registry.types import Bytes, Fraction, Keys, Steps, key
 
-Device = Literal["cpu", "h100_sxm", "h100_pcie", "h200", "b200", "a100"]
+Device = Literal[devices.names()]  # type: ignore[valid-type]  # cpu and every vendored GPU model
 Metric = Literal["ci_l0", "ce_kl", "pgd_recon", "mmcs", "ml2r", "identity_ci_error", "activation_density"]
 
 
@@ -18,6 +19,8 @@ class BudgetKeys(Keys):
     device: Optional[Device] = key(None, doc="device model the run targets (its memory is the default)")
     device_memory: Optional[Bytes] = key(None, doc="memory per device, e.g. `80 GiB`", gt=0)
     headroom: Fraction = key(0.1, doc="share of device memory kept free", ge=0.0, lt=1.0)
+    allow_xla_remat: bool = key(False, doc="count a step that fits only after XLA:GPU rematerialised it on its own "
+                                           "(more recompute than the spec asked for) as fitting")
 
 
 class CheckpointKeys(Keys):
