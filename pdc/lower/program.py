@@ -71,6 +71,7 @@ class Program:
     divergence: str  # "kl" | "mse"
     remat_forward: bool = False  # toys: checkpoint each masked forward (LMs remat inside their scan)
     ties: dict[str, str] = field(default_factory=dict)  # tied kind → source kind (`pdc.lower.ties`)
+    target_dtype: Any = None  # the frozen weights' dtype (`target.dtype`); None: as the loader stores them
 
     @property
     def shape(self) -> TargetShape:
@@ -125,7 +126,13 @@ def lower_program(ir: IR, remat_recon: str | None = None, compute_dtype: str | N
                    int(train.get("steps")), int(train.get("seed")), dtype_of(params), dtype_of(compute),
                    remat is not None and remat.get("ci") == "on", "kl" if shape.output == "logits" else "mse",
                    remat_forward=recon == "whole" and not shape.has_positions,
-                   ties={tie.kind: tie.source_kind for _, tie in ir.nodes(TieNode)})
+                   ties={tie.kind: tie.source_kind for _, tie in ir.nodes(TieNode)},
+                   target_dtype=_target_dtype(_block(ir, "target")))
+
+
+def _target_dtype(target: Node) -> Any:
+    """`target.dtype` of the families that have it (LMs); toys keep their stored dtype."""
+    return dtype_of(target.get("dtype")) if "dtype" in target.schema.key_names() else None
 
 
 def _target_options(ir: IR, shape: TargetShape, remat: str, compute: str) -> dict[str, Any]:

@@ -26,9 +26,10 @@ import orbax.checkpoint as ocp
 
 from pdc.ir.graph import IR
 from pdc.lower.program import Program, lower_program
-from pdc.lower.sharding import batch_sharding, make_mesh, params_shardings, pins_for, state_shardings
+from pdc.lower.inputs import StepInputs, jitted_step, shardings_of, step_inputs
+from pdc.lower.sharding import batch_sharding, make_mesh
 from pdc.lower.state import TrainState, abstract_state, before_tracker, init_state, lead_shape
-from pdc.lower.step import make_faithfulness_warmup, make_train_step
+from pdc.lower.step import make_faithfulness_warmup
 from pdc.models import load_params
 from pdc.run import checkpoints
 from pdc.run.data import TokenRows, open_tokens, python_stdlib_bytes
@@ -55,6 +56,7 @@ class Trainer:
     mesh: Any
     stop_requested: bool = False
     overrides: tuple[Override, ...] = ()  # `--set`, recorded in run.json when the run starts
+    _inputs: StepInputs | None = None
 
     # ---- setup -------------------------------------------------------------------------
 
@@ -73,11 +75,16 @@ class Trainer:
             path = pretrained(self.ir)  # cached by the target's hash: pretrains only the first time
         else:
             raise TrainError("the target has neither `weights` nor a `pretrain` block")
-        abstract = jax.eval_shape(self.program.target.init_params, jax.random.PRNGKey(0))
-        shardings = params_shardings(self.ir, self.mesh, abstract)
+        abstract = self.inputs().params
         dtype = target.get("dtype") if "dtype" in target.schema.key_names() else None
         host = load_params(self.program.target, path, dtype)
-        return jax.tree.map(lambda a, s: jax.device_put(a, s), host, shardings)
+        return jax.tree.map(lambda a, s: jax.device_put(a, s.sharding), host, abstract)
+
+    def inputs(self) -> StepInputs:
+        """The step's abstract arguments: the same `step_inputs` the dry-run compiles on."""
+        if self._inputs is None:
+            self._inputs = step_inputs(self.program, self.mesh)
+        return self._inputs
 
     def tokens(self) -> TokenRows | None:
         data = self.ir.spec.block("data")
@@ -132,7 +139,7 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------
 
     def start(self, manager: ocp.CheckpointManager, params: Any) -> TrainState:
-        shardings = state_shardings(self.ir, self.mesh, abstract_state(self.program))
+        shardings = shardings_of(self.inputs().state)
         state = self.restore(manager, shardings)
         if state is not None:
             print(f"pdc train: resuming from step {_step_of(state)}", file=sys.stderr)
@@ -162,13 +169,7 @@ class Trainer:
         checkpoints.save(manager, _step_of(state), state)
 
     def compiled_step(self, state: TrainState, params: Any, batch: Any) -> Any:
-        shardings = state_shardings(self.ir, self.mesh, abstract_state(self.program))
-        p_shardings = jax.tree.map(lambda a: a.sharding, params)
-        b_sharding = batch_sharding(self.ir, self.mesh) if batch is not None else None
-        step = jax.jit(make_train_step(self.program, pins_for(self.ir, self.mesh)),
-                       in_shardings=(shardings, p_shardings, b_sharding), out_shardings=(shardings, None),
-                       donate_argnums=(0,))
-        return step.lower(state, params, batch).compile()
+        return jitted_step(self.program, self.mesh, self.inputs()).lower(state, params, batch).compile()
 
     def loop(self, max_steps: int | None = None) -> TrainState:
         manager = self.manager()
