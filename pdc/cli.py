@@ -17,12 +17,14 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
+from pdc import devices
 from pdc.syntax.diagnostics import Diagnostic, has_errors, render_all, render_json
 from pdc.syntax.format import format_spec
 from pdc.syntax.load import CheckResult, check_file
 from pdc.syntax.parse import parse_text, read_source
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
+EXIT_UNAVAILABLE = 1  # asked for something this install cannot do (a GPU target without the `cuda` extra)
 
 
 def spec_files(paths: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -92,7 +94,9 @@ def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: str, ok
     elif diagnostics:
         print(render_all(diagnostics, sources), file=sys.stderr)
         errors = sum(d.severity.value == "error" for d in diagnostics)
-        print(f"\n{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
+        warnings = len(diagnostics) - errors
+        tail = f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""
+        print(f"\n{errors} error{'s' if errors != 1 else ''}{tail}", file=sys.stderr)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -126,15 +130,22 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if ir.failed:
         _report(ir.diagnostics, result.sources, args.format, [])
         return EXIT_SPEC
+    if ir.diagnostics and args.format == "text":  # warnings (PD0326: a split stack axis) before the compile
+        print(render_all(ir.diagnostics, result.sources), file=sys.stderr)
     from pdc.ir.nodes import MeshNode
 
     needed = next(p for _, p in ir.nodes(MeshNode)).devices
     if not _host_devices_ready(needed):
         return _compile_in_subprocess(args, needed)
-    from pdc.inspect.dryrun import dry_run
+    from pdc.inspect.dryrun import DryRunError, dry_run
     from pdc.inspect.report import render, to_json
 
-    report = dry_run(ir, target=args.target, level="lint" if args.lint else "cpu", remat=args.remat)
+    try:
+        report = dry_run(ir, target=args.target, lint=args.lint, remat=args.remat,
+                         xla_dump=Path(args.dump) / "xla" if args.dump else None)
+    except DryRunError as error:
+        print(f"pdc compile: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     if args.dump:
         _dump(report, Path(args.dump))
     print(json.dumps(to_json(report), indent=2) if args.format == "json" else render(report), end="" if
@@ -369,11 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--dry-run", action="store_true", help="compile only (the default; nothing is allocated)")
     comp.add_argument("--lint", action="store_true", help="trace only: shapes and shardings, no compile")
     comp.add_argument("--devices", type=int, help="resize the mesh's first axis to this many devices")
-    comp.add_argument("--target", default="cpu", choices=("cpu", "h100_sxm", "h100_pcie", "h200", "b200", "a100"),
-                      help="device model to compile for (GPU targets need the JAX CUDA plugin)")
+    comp.add_argument("--target", choices=devices.names(),
+                      help="device model to compile for (default: the budget's device; GPU models need the `cuda` "
+                           f"extra: {devices.CUDA_EXTRA})")
     comp.add_argument("--remat", choices=("off", "whole", "per_layer"), help="override remat.recon_forwards")
     comp.add_argument("--format", choices=("text", "json"), default="text")
-    comp.add_argument("--dump", help="directory to write the JSON report and the compiled HLO into")
+    comp.add_argument("--dump", help="directory to write the JSON report, the compiled HLO and XLA's dumps (xla/: "
+                                        "buffer assignment, live ranges) into")
     _add_set(comp)
     comp.set_defaults(run=cmd_compile)
     pre = commands.add_parser("pretrain", help="train the target a `pretrain` block describes (cached)")

@@ -1,11 +1,16 @@
 """`pdc compile --dry-run`: lower and compile the step on abstract values only — no
-weights, no state is ever allocated — and decide whether it fits the spec's budget.
+weights, no state is ever allocated — and decide whether it fits the budget.
 
-Levels (DESIGN.md §7): `lint` traces the step abstractly (shapes, shardings); `cpu`
-compiles for fake host devices (argument/output/alias bytes exact, temp approximate:
-the CPU compiler's buffer assignment is not a GPU's); `gpu` compiles deviceless for a
-real GPU model through `jax.experimental.topologies` when the CUDA plugin is installed.
-XLA compiles an over-budget program without complaint, so pdc decides "fits" itself.
+Levels (DESIGN.md §7): `lint` traces the step abstractly (shapes, shardings); `gpu`
+compiles deviceless for a real GPU model with XLA:GPU (`jax.experimental.topologies`
+and a vendored target config, `pdc.devices`) — the default whenever the device is a GPU
+and the `cuda` extra is installed; `cpu` compiles for fake host devices (argument/output
+bytes exact, temp bytes those of the CPU compiler, which can be far off a GPU's).
+
+XLA:GPU rematerialises on its own when a program exceeds the device, so the GPU level
+compiles the program as written (`xla_gpu_memory_limit_slop_factor` high: no remat) and,
+when that does not fit the device, again as `pdc train` would get it, and reports both.
+The step compiled is the one training runs: `pdc.lower.inputs` builds both's arguments.
 """
 
 from __future__ import annotations
@@ -19,26 +24,33 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import jax
-import jax.numpy as jnp
 
+from pdc import devices as device_models
 from pdc.inspect import hlo
+from pdc.inspect.owners import owner_function
+from pdc.inspect.peak import Peak, dumped, peak
 from pdc.ir.graph import IR
-from pdc.ir.nodes import BudgetNode, SiteNode, TensorNode
+from pdc.ir.nodes import BudgetNode, MeshNode, SiteNode, TensorNode
+from pdc.lower.inputs import jitted_step, step_inputs
 from pdc.lower.program import Program, lower_program
-from pdc.lower.sharding import batch_sharding, make_mesh, params_shardings, pins_for, state_shardings
-from pdc.lower.state import abstract_state, lead_shape
-from pdc.lower.step import make_train_step
+from pdc.lower.sharding import make_mesh
 
-GPU_TARGETS = {"h100_sxm": "h100_sxm.txtpb", "h200": "h200.txtpb"}
+AS_WRITTEN = {"xla_gpu_memory_limit_slop_factor": 10000}  # XLA:GPU's remat-to-fit off: the program as written
+XLA_REMAT_SHARE = 0.95  # XLA:GPU rematerialises above 95 % of device memory (its default slop factor)
+
+
+class DryRunError(Exception):
+    """A dry-run that cannot be done as asked (one line for people)."""
 
 
 @dataclass
 class DryRun:
     spec: str
-    level: str
+    level: str  # lint | cpu | gpu
+    device: str  # the device model compiled for (`h100_sxm`, `cpu`)
     devices: int
     device_kind: str
-    memory: dict[str, int]  # per device: argument, output, alias, temp, total
+    memory: dict[str, int]  # per device, the program as written: argument, output, alias, temp, total
     budget: int | None
     largest: list[dict[str, Any]]
     collectives: list[dict[str, Any]]
@@ -46,39 +58,42 @@ class DryRun:
     c_total: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    approximation: str = ""  # why these numbers are not the target device's own (CPU stand-in)
+    xla_remat: dict[str, int] | None = None  # per device after XLA:GPU rematerialised to fit, when it had to
+    allow_xla_remat: bool = False
+    peak: dict[str, Any] | None = None
     hlo_text: str = field(default="", repr=False)  # the compiled module, for --dump
 
     @property
+    def verdict(self) -> str:
+        """fits | fits_with_xla_remat | does_not_fit | no_budget | not_compiled."""
+        if not self.memory:
+            return "not_compiled"
+        if self.budget is None:
+            return "no_budget"
+        if self.memory["total"] <= self.budget:
+            return "fits"
+        if self.xla_remat is not None and self.xla_remat["total"] <= self.budget:
+            return "fits_with_xla_remat"
+        return "does_not_fit"
+
+    @property
     def fits(self) -> bool | None:
-        return None if self.budget is None else self.memory["total"] <= self.budget
+        verdict = self.verdict
+        if verdict in ("no_budget", "not_compiled"):
+            return None
+        return verdict == "fits" or verdict == "fits_with_xla_remat" and self.allow_xla_remat
 
 
 def abstract_step(program: Program, mesh: jax.sharding.Mesh) -> tuple[Any, tuple[Any, ...]]:
-    """The jitted step with explicit shardings, and its abstract arguments."""
-    ir = program.ir
-    state = abstract_state(program)
-    params = jax.eval_shape(program.target.init_params, jax.random.PRNGKey(0))
-    s_state, s_params = state_shardings(ir, mesh, state), params_shardings(ir, mesh, params)
-    args: list[Any] = [_with(state, s_state), _with(params, s_params)]
-    in_shardings: list[Any] = [s_state, s_params]
-    if program.shape.has_positions:
-        args.append(jax.ShapeDtypeStruct(lead_shape(program), jnp.int32, sharding=batch_sharding(ir, mesh)))
-        in_shardings.append(batch_sharding(ir, mesh))
-    else:
-        args.append(None)
-        in_shardings.append(None)
-    step = jax.jit(make_train_step(program, pins_for(ir, mesh)), in_shardings=tuple(in_shardings),
-                   out_shardings=(s_state, None), donate_argnums=(0,))
-    return step, tuple(args)
-
-
-def _with(tree: Any, shardings: Any) -> Any:
-    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings)
+    """The jitted step with explicit shardings, and its abstract arguments (`step_inputs`)."""
+    inputs = step_inputs(program, mesh)
+    return jitted_step(program, mesh, inputs), tuple(inputs)
 
 
 @contextlib.contextmanager
 def captured_stderr() -> Iterator[list[str]]:
-    """XLA warns about involuntary rematerialisation on the C++ stderr; capture fd 2."""
+    """XLA warns about rematerialisation on the C++ stderr; capture fd 2."""
     lines: list[str] = []
     with tempfile.TemporaryFile(mode="w+") as sink:
         saved = os.dup(2)
@@ -92,55 +107,117 @@ def captured_stderr() -> Iterator[list[str]]:
             lines.extend(sink.read().splitlines())
 
 
-def gpu_devices(target: str, n: int) -> tuple[list[Any] | None, str]:
-    """Deviceless GPU devices for `target`, or (None, why not)."""
-    config = GPU_TARGETS.get(target)
-    if config is None:
-        return None, f"no vendored target config for `{target}` (have: {', '.join(GPU_TARGETS)})"
+def gpu_devices(device: str, n: int) -> tuple[list[Any] | None, str]:
+    """`n` deviceless devices of GPU model `device`, or (None, why not)."""
+    model = device_models.gpu_models().get(device)
+    if model is None:
+        return None, f"no target config for `{device}` (have: {', '.join(device_models.gpu_models())})"
     try:
         from jax.experimental import topologies
 
-        text = (Path(__file__).parent / "gpu_targets" / config).read_text()
-        topology = topologies.get_topology_desc(platform="cuda", target_config=text, topology=f"1x1x{n}")
+        topology = topologies.get_topology_desc(platform="cuda", target_config=model.config_text(),
+                                                topology=f"1x1x{n}")
         return list(topology.devices), ""
     except Exception as error:  # noqa: BLE001 — any failure means: no deviceless GPU compile here
-        return None, (f"deviceless GPU compile unavailable ({type(error).__name__}: {str(error)[:120]}); install "
-                      f"the CUDA plugin with `pip install 'jax[cuda12]=={jax.__version__}'`; fell back to CPU compile")
+        return None, (f"the deviceless XLA:GPU compile is unavailable ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0][:120] if str(error) else ''}); install the CUDA extra: "
+                      f"`{device_models.CUDA_EXTRA}`")
 
 
-def dry_run(ir: IR, target: str = "cpu", level: str = "cpu", remat: str | None = None) -> DryRun:
+def target_device(ir: IR, target: str | None) -> str:
+    """The device to compile for: `--target`, else the budget's device, else the CPU."""
+    if target is not None:
+        return target
+    budget = _budget_node(ir)
+    return budget.device if budget is not None and budget.device else device_models.CPU
+
+
+def dry_run(ir: IR, target: str | None = None, lint: bool = False, remat: str | None = None,
+            xla_dump: Path | None = None) -> DryRun:
+    """Compile the step for `target` (default: the budget's device) and report its memory.
+    An explicit GPU `target` that cannot be compiled for raises `DryRunError`; the budget's
+    own GPU device falls back to the CPU compile, saying so. `xla_dump` keeps the compiler's
+    dumps (buffer assignment, live ranges, optimized module) in that directory."""
     start = time.perf_counter()
+    device = target_device(ir, target)
+    if device not in device_models.names():
+        raise DryRunError(f"unknown device `{device}` (known: {', '.join(device_models.names())})")
     program = lower_program(ir, remat_recon=remat)
-    notes: list[str] = []
-    devices, kind = None, "cpu (fake host devices)"
-    n = _mesh_devices(ir)
-    if target != "cpu":
-        devices, why = gpu_devices(target, n)
-        if devices is None:
-            notes.append(why)
+    n = next(p for _, p in ir.nodes(MeshNode)).devices
+    level, kind, approximation, targets = "cpu", "cpu (fake host devices)", "", None
+    if device_models.is_gpu(device):
+        targets, why = gpu_devices(device, n)
+        if targets is None and target is not None:
+            raise DryRunError(f"cannot compile for `{device}`: {why}")
+        if targets is None:
+            approximation = (f"CPU approximation: the budget names `{device}` but {why}; temp bytes from the CPU "
+                             "compiler can be an order of magnitude off a GPU's")
         else:
-            kind, level = devices[0].device_kind, "gpu"
-    mesh = make_mesh(ir, devices)
-    step, args = abstract_step(program, mesh)
-    if level == "lint":
-        jax.eval_shape(step, *args)
-        return _report(ir, "lint", n, kind, None, [], start, notes)
-    with captured_stderr() as log:
-        compiled = step.lower(*args).compile()
-    notes += [line.strip() for line in log if "rematerializ" in line.lower()][:5]
-    if level != "gpu":
-        notes.append("argument, output and alias bytes are exact; temp bytes come from the CPU compiler and "
-                     "approximate a GPU's")
-    text = compiled.as_text()
-    report = _report(ir, level, n, kind, compiled, hlo.parse(text), start, notes)
-    report.hlo_text = text
+            level, kind = "gpu", targets[0].device_kind
+    mesh = make_mesh(ir, targets)
+    inputs = step_inputs(program, mesh)
+    step = jitted_step(program, mesh, inputs)
+    report = DryRun(ir.spec.name, "lint" if lint else level, device, n, kind, {}, _limit(ir, device), [], [],
+                    *_site_counts(ir), 0.0, approximation=approximation, allow_xla_remat=_allow_remat(ir))
+    if lint:
+        jax.eval_shape(step, *inputs)
+    else:
+        _compile_into(report, ir, step.lower(*inputs), device, xla_dump)
+    report.seconds = time.perf_counter() - start
     return report
 
 
-def _mesh_devices(ir: IR) -> int:
-    from pdc.ir.nodes import MeshNode
+def _compile_into(report: DryRun, ir: IR, lowered: Any, device: str, xla_dump: Path | None) -> None:
+    """Compile as written (with XLA's buffer dumps for the peak), then, on a GPU whose
+    memory the program exceeds, as XLA:GPU would rematerialise it to fit."""
+    gpu = report.level == "gpu"
+    with tempfile.TemporaryDirectory(prefix="pdc-dryrun-") as scratch:
+        dump = str(xla_dump) if xla_dump is not None else scratch
+        compiled, log = _compile(lowered, {**(AS_WRITTEN if gpu else {}), **_dump_options(dump)})
+        text = compiled.as_text()
+        instructions = hlo.parse(text)
+        report.memory = _memory(compiled)
+        report.peak = _peak(Path(dump), ir, report.memory)
+    report.hlo_text = text
+    report.largest = [{"shape": i.shape_text(), "bytes": i.bytes, "scope": i.scope, "phase": i.phase,
+                       "op": i.opcode} for i in hlo.largest(instructions)]
+    report.collectives = _collectives(instructions, ir)
+    report.notes += _remat_lines(log)
+    memory = device_models.memory_of(device)
+    if gpu and memory is not None and report.memory["total"] > XLA_REMAT_SHARE * memory:
+        remat, log = _compile(lowered, {})
+        report.xla_remat = _memory(remat)
+        report.notes += _remat_lines(log)
+    if report.level == "cpu" and not report.approximation:
+        report.notes.append("argument, output and alias bytes are exact; temp bytes come from the CPU compiler")
 
-    return next(p for _, p in ir.nodes(MeshNode)).devices
+
+def _compile(lowered: Any, options: dict[str, Any]) -> tuple[Any, list[str]]:
+    with captured_stderr() as log:
+        compiled = lowered.compile(compiler_options=options) if options else lowered.compile()
+    return compiled, log
+
+
+def _dump_options(directory: str) -> dict[str, Any]:
+    """Dump the optimized module's buffer assignment and live ranges, not its LLVM IR."""
+    return {"xla_dump_to": directory, "xla_dump_hlo_as_text": True, "xla_gpu_dump_llvmir": False}
+
+
+def _remat_lines(log: list[str]) -> list[str]:
+    return [line.strip() for line in log if "rematerializ" in line.lower()][:5]
+
+
+def _peak(directory: Path, ir: IR, memory: dict[str, int]) -> dict[str, Any] | None:
+    found = dumped(directory)
+    if found is None:
+        return None
+    module, assignment, ranges = found
+    result: Peak = peak(assignment, ranges, hlo.parse(module), owner_function(ir))
+    return {"bytes": result.bytes, "position": result.position, "temp_live": result.temp_live,
+            "temp_allocated": result.temp_allocated, "allocated_total": memory["total"],
+            "packing_gap": result.temp_allocated - result.temp_live,
+            "groups": [{"group": g.owner.group, "what": g.owner.what, "bytes": g.bytes, "buffers": g.buffers,
+                        "spec_line": g.owner.spec_line} for g in result.groups]}
 
 
 def _memory(compiled: Any) -> dict[str, int]:
@@ -151,11 +228,25 @@ def _memory(compiled: Any) -> dict[str, int]:
     return memory
 
 
-def _budget(ir: IR) -> int | None:
-    budget = next((p for _, p in ir.nodes(BudgetNode)), None)
-    if budget is None or budget.device_memory is None:
-        return None
-    return int(budget.device_memory * (1.0 - budget.headroom))
+def _budget_node(ir: IR) -> BudgetNode | None:
+    return next((p for _, p in ir.nodes(BudgetNode)), None)
+
+
+def _limit(ir: IR, device: str) -> int | None:
+    """Bytes per device the step may use on `device`: the budget's (another device than
+    the spec's brings its own memory), or the whole device without a budget block."""
+    budget = _budget_node(ir)
+    return budget.limit(device) if budget is not None else device_models.memory_of(device)
+
+
+def _allow_remat(ir: IR) -> bool:
+    budget = _budget_node(ir)
+    return budget is not None and budget.allow_xla_remat
+
+
+def _site_counts(ir: IR) -> tuple[int, int]:
+    sites = [s for _, s in ir.nodes(SiteNode)]
+    return len(sites), sum(s.C for s in sites)
 
 
 def _full_shapes(ir: IR) -> set[tuple[int, ...]]:
@@ -178,11 +269,4 @@ def _collectives(instructions: list[hlo.Instruction], ir: IR) -> list[dict[str, 
     return out
 
 
-def _report(ir: IR, level: str, n: int, kind: str, compiled: Any, instructions: list[hlo.Instruction],
-            start: float, notes: list[str]) -> DryRun:
-    sites = [s for _, s in ir.nodes(SiteNode)]
-    memory = _memory(compiled) if compiled is not None else {}
-    largest = [{"shape": i.shape_text(), "bytes": i.bytes, "scope": i.scope, "phase": i.phase, "op": i.opcode}
-               for i in hlo.largest(instructions)]
-    return DryRun(ir.spec.name, level, n, kind, memory, _budget(ir), largest, _collectives(instructions, ir),
-                  len(sites), sum(s.C for s in sites), time.perf_counter() - start, notes)
+__all__ = ["DryRun", "DryRunError", "abstract_step", "dry_run", "gpu_devices", "target_device"]

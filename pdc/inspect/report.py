@@ -1,4 +1,8 @@
-"""The dry-run report, for people (text) and for bots (JSON, schema `pdc.dryrun/1`)."""
+"""The dry-run report, for people (text) and for bots (JSON, schema `pdc.dryrun/2`).
+
+/2 over /1: `device`, `approximation`, `xla_remat` (memory after XLA:GPU rematerialised to
+fit, when it had to), `verdict`, and `peak` (the buffers alive at the peak, by owner and
+spec line)."""
 
 from __future__ import annotations
 
@@ -9,13 +13,16 @@ from typing import Any
 from pdc.inspect.dryrun import DryRun
 from pdc.ir.plan import gib
 
-SCHEMA = "pdc.dryrun/1"
+SCHEMA = "pdc.dryrun/2"
+_VERDICTS = {"fits": "fits", "fits_with_xla_remat": "fits only because XLA rematerialised",
+             "does_not_fit": "does not fit", "no_budget": "no budget to check", "not_compiled": "not compiled (lint)"}
 
 
 def to_json(report: DryRun) -> dict[str, Any]:
     data = asdict(report)
     data.pop("hlo_text")
     data["schema"] = SCHEMA
+    data["verdict"] = report.verdict
     data["fits"] = report.fits
     return data
 
@@ -35,19 +42,43 @@ def _collective_summary(report: DryRun) -> list[str]:
     return lines or ["  none"]
 
 
-def render(report: DryRun) -> str:
-    lines = [f"dry-run of spec `{report.spec}`: {report.devices} × {report.device_kind}, level {report.level}, "
-             f"{report.seconds:.1f} s"]
+def _memory_lines(report: DryRun) -> list[str]:
     m = report.memory
-    if m:
-        lines += ["", "per device:",
-                  f"  arguments  {gib(m['argument']):>11}",
-                  f"  outputs    {gib(m['output']):>11}",
-                  f"  aliased   -{gib(m['alias']):>11}  (donated state updated in place)",
-                  f"  temp       {gib(m['temp']):>11}",
-                  f"  total      {gib(m['total']):>11}"
-                  + (f"  of a {gib(report.budget)} budget" if report.budget is not None else "  (no budget given)")]
-        lines += ["", "largest buffers:"] + [
+    budget = f"  of a {gib(report.budget)} budget" if report.budget is not None else "  (no budget given)"
+    lines = ["", "per device" + (" (as written: XLA's own remat off)" if report.level == "gpu" else "") + ":",
+             f"  arguments  {gib(m['argument']):>11}",
+             f"  outputs    {gib(m['output']):>11}",
+             f"  aliased   -{gib(m['alias']):>11}  (donated state updated in place)",
+             f"  temp       {gib(m['temp']):>11}",
+             f"  total      {gib(m['total']):>11}{budget}"]
+    if report.xla_remat is not None:
+        r = report.xla_remat
+        lines.append(f"  after XLA rematerialised to fit the device: temp {gib(r['temp'])}, total {gib(r['total'])}"
+                     + ("" if report.allow_xla_remat else "  (counts as fitting only with budget.allow_xla_remat)"))
+    return lines
+
+
+def _peak_lines(report: DryRun) -> list[str]:
+    p = report.peak
+    if not p:
+        return []
+    lines = ["", f"alive at the peak: {gib(p['bytes'])} = arguments and outputs + {gib(p['temp_live'])} temp "
+                 f"(XLA's temp allocation is {gib(p['temp_allocated'])}: {gib(p['packing_gap'])} of it is packing, "
+                 "never alive at once)"]
+    lines += [f"  {gib(g['bytes']):>11}  {g['what']:<44} {g['spec_line']}" for g in p["groups"][:14]]
+    if len(p["groups"]) > 14:
+        rest = p["groups"][14:]
+        lines.append(f"  {gib(sum(g['bytes'] for g in rest)):>11}  ({len(rest)} smaller groups)")
+    return lines
+
+
+def render(report: DryRun) -> str:
+    lines = [f"warning: {report.approximation}"] if report.approximation else []
+    lines.append(f"dry-run of spec `{report.spec}`: {report.devices} × {report.device_kind}, level {report.level}, "
+                 f"{report.seconds:.1f} s")
+    if report.memory:
+        lines += _memory_lines(report) + _peak_lines(report)
+        lines += ["", "largest single buffers:"] + [
             f"  {b['shape']:<38} {gib(b['bytes']):>11}  {b['scope']:<40} {b['phase']:<9} {b['op']}"
             for b in report.largest]
         lines += ["", "collectives:"] + _collective_summary(report)
@@ -59,5 +90,8 @@ def render(report: DryRun) -> str:
 def summary_line(report: DryRun) -> str:
     total = f"{report.memory['total'] / 2**30:.2f} GiB" if report.memory else "n/a (lint)"
     budget = f"{report.budget / 2**30:.2f} GiB" if report.budget is not None else "no budget"
-    verdict = {True: "fits", False: "does not fit", None: "no budget to check"}[report.fits if report.memory else None]
+    verdict = _VERDICTS[report.verdict]
+    if report.verdict == "fits_with_xla_remat":
+        verdict += f" ({report.xla_remat['total'] / 2**30:.2f} GiB after)" + \
+            ("" if report.allow_xla_remat else "; not counted as fitting")  # type: ignore[index]
     return f"plan: {report.sites} sites, C={report.c_total}, per device {total} / {budget}: {verdict}"
