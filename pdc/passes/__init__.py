@@ -9,7 +9,7 @@ from typing import Callable
 
 from pdc.ir.graph import IR, verify
 from pdc.passes import (
-    build_ci, check_losses, collect_budget, expand_sites, hashes, infer_shapes, resolve_sharding, resolve_target,
+    build_ci, check_losses, check_stacked_shards, collect_budget, expand_sites, hashes, infer_shapes, resolve_sharding, resolve_target,
     tie_sites,
 )
 from pdc.syntax.checked import Spec
@@ -24,6 +24,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("build_ci", build_ci.run),
     ("check_losses", check_losses.run),
     ("resolve_sharding", resolve_sharding.run),
+    ("check_stacked_shards", check_stacked_shards.run),
     ("collect_budget", collect_budget.run),
     ("hashes", hashes.run),
 )

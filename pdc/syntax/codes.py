@@ -54,4 +54,5 @@ CODES: dict[str, str] = {
     "PD0323": "a shard rule names an axis the mesh does not have",
     "PD0324": "a shard rule with more entries than the tensor has dimensions",
     "PD0325": "attention heads or key/value heads not divisible by the tensor-parallel degree",
+    "PD0326": "(warning) a shard rule splits a stacked layer axis that the scan reads one slice at a time",
 }
