@@ -110,12 +110,13 @@ Key = tuple[int, int, int]  # (allocation, offset, size): one buffer's bytes in 
 
 
 def _temp_values(allocations: list[Allocation], live: dict[str, tuple[int, int]]) -> list[tuple[Key, str, int, int]]:
-    """Every temp value with its buffer key and half-open live interval [start, end).
+    """Every temp value with its buffer key and live interval as [start, end + 1).
 
-    XLA's ranges end at the last use, where an in-place consumer may already reuse the
-    bytes for its output, hence half-open. Values with one key and overlapping intervals
-    are aliases of one buffer (a loop's carried value and its phis); one key reused later
-    is another buffer."""
+    XLA's ranges are inclusive at both ends, as its heap simulator packs them: a value
+    and one defined at its last use never share bytes (checked: no two buffers alive at
+    the peak overlap in XLA's packing). Values with one key and overlapping intervals are
+    aliases of one buffer (a loop's carried value and its phis); one key reused later is
+    another buffer."""
     out = []
     for allocation in allocations:
         if not allocation.temp:
@@ -123,7 +124,7 @@ def _temp_values(allocations: list[Allocation], live: dict[str, tuple[int, int]]
         for name, size, offset in allocation.values:
             if name in live and size > 0:
                 start, end = live[name]
-                out.append(((allocation.index, offset, size), name, start, max(end, start + 1)))
+                out.append(((allocation.index, offset, size), name, start, end + 1))
     return out
 
 

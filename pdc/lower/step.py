@@ -73,7 +73,9 @@ def _ci(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
 def _pinned_clean(clean: CleanPass) -> CleanPass:
     """The clean pass with its batch dimension pinned, so every consumer sees batch shards."""
     blocks = None if clean.block_inputs is None else pin_batch(clean.block_inputs, lead=1)
-    return CleanPass(pin_batch(clean.output), {k: pin_batch(x, lead=1) for k, x in clean.site_inputs.items()}, blocks)
+    start = None if clean.start is None else jax.tree.map(pin_batch, clean.start)
+    return CleanPass(pin_batch(clean.output), {k: pin_batch(x, lead=1) for k, x in clean.site_inputs.items()}, blocks,
+                     start)
 
 
 def _warm_adversaries(program: Program, state: TrainState, ctx: TermContext) -> dict[str, losses.PpgdState]:
@@ -145,12 +147,13 @@ def make_step_gradients(program: Program) -> GradientsFn:
         with jax.named_scope("clean"):
             clean = _pinned_clean(jax.lax.stop_gradient(target.clean(params, batch)))
         detached = jax.lax.stop_gradient(state.components)
-        ascent_forward = functools.partial(forward, params, batch, detached)
+        start = batch if clean.start is None else clean.start  # LMs: the residual at the first decomposed layer
+        ascent_forward = functools.partial(forward, params, start, detached)
         weights = target.weights(params)
 
         def context(components: dict[str, Factors], ci: CiBundle) -> TermContext:
             return TermContext(program, step, rng.step_key(run_key, step), clean.output, ci,
-                               functools.partial(forward, params, batch, components), ascent_forward,
+                               functools.partial(forward, params, start, components), ascent_forward,
                                weights, components)
 
         warm_ctx = context(detached, _ci(program, jax.lax.stop_gradient(state.ci), state, clean, detached))

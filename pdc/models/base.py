@@ -14,7 +14,7 @@ frozen path, which is how layerwise terms make a single site live.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, NamedTuple, Protocol
 
 import jax
 
@@ -33,6 +33,16 @@ class CleanPass:
     output: Array  # logits [B, T, vocab] (LMs) or features [B, F] (toys)
     site_inputs: dict[str, Array]  # kind → [L_k, *lead, d_in], the activation entering each site
     block_inputs: Array | None = None  # LMs: the residual entering every block [n_layers, B, T, hidden]
+    start: Any = None  # what masked forwards start from, when not the batch (LMs: `Residual` at the first site)
+
+
+class Residual(NamedTuple):
+    """The residual stream entering the first decomposed layer, from the clean pass. A
+    masked forward given it starts there: the layers before hold no decomposed site and
+    compute the same residual in every forward, so they run once per step (the clean
+    pass) instead of once per forward."""
+
+    x: Array  # [B, T, hidden], compute dtype
 
 
 @dataclass(frozen=True)
@@ -60,4 +70,5 @@ class Target(Protocol):
 
     def forward(self, params: Params, batch: Array, components: Mapping[str, Factors],
                 masks: Mapping[str, SiteMask]) -> Array:
-        """The masked forward: live kinds run `site_out`, the rest their frozen path."""
+        """The masked forward: live kinds run `site_out`, the rest their frozen path.
+        `batch` may be the clean pass's `start` instead (LMs: a `Residual`)."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from pdc.decomp.components import Factors, SiteMask, site_out
 from pdc.decomp.pins import pin_batch
-from pdc.models.base import CleanPass, Params, Site
+from pdc.models.base import CleanPass, Params, Residual, Site
 from pdc.models.sites import MaskFields, live_kinds, mask_fields, site_mask_of, slice_fields
 
 Array = jax.Array
@@ -247,14 +247,22 @@ class Llama:
         x = self._embed(params, batch)
         cos, sin = rope_tables(self.config, batch.shape[-1])
         blocks, taps = [], {kind: [] for kind in self.decomposed}
+        prefix = None
         for start, stop, kinds in segments(self.config.layers, self.decomposed):
+            if start == self.first_decomposed > 0:
+                prefix = Residual(x)
             x, (seg_blocks, seg_taps) = jax.lax.scan(self._clean_body(params, kinds, cos, sin), x,
                                                      jnp.arange(start, stop))
             blocks.append(seg_blocks)
             for kind in kinds:
                 taps[kind].append(seg_taps[kind])
         site_inputs = {kind: jnp.concatenate(parts) for kind, parts in taps.items()}
-        return CleanPass(self._logits(params, x), site_inputs, jnp.concatenate(blocks))
+        return CleanPass(self._logits(params, x), site_inputs, jnp.concatenate(blocks), prefix)
+
+    @property
+    def first_decomposed(self) -> int:
+        """The first layer holding a decomposed site: masked forwards start there."""
+        return min(min(layers) for layers in self.decomposed.values())
 
     def forward(self, params: Params, batch: Array, components: Mapping[str, Factors],
                 masks: Mapping[str, SiteMask]) -> Array:
@@ -282,11 +290,18 @@ class Llama:
         weights = {k: take(w).astype(self.compute_dtype) for k, w in params["layers"].items()}
         return weights, {k: take(n) for k, n in params["norms"].items()}
 
-    def _masked(self, params: Params, batch: Array, factors: Mapping[str, Factors],
+    def _masked(self, params: Params, batch: Array | Residual, factors: Mapping[str, Factors],
                 fields: Mapping[str, MaskFields]) -> Array:
-        x = self._embed(params, batch)
-        cos, sin = rope_tables(self.config, batch.shape[-1])
+        """From the tokens, or from the clean pass's `Residual` at the first decomposed layer
+        (the frozen prefix is then not run again)."""
+        if isinstance(batch, Residual):
+            x, begin = batch.x, self.first_decomposed
+        else:
+            x, begin = self._embed(params, batch), 0
+        cos, sin = rope_tables(self.config, x.shape[1])
         for start, stop, decomposed in segments(self.config.layers, self.decomposed):
+            if stop <= begin:
+                continue
             kinds = tuple(k for k in decomposed if k in factors)
             first = {kind: self.decomposed[kind].index(start) for kind in kinds}
             xs = (jnp.arange(start, stop),
