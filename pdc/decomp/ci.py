@@ -36,6 +36,7 @@ import numpy as np
 from flax import nnx
 
 from pdc.decomp.pins import pin_batch, pin_components
+from pdc.decomp.attention import attend
 from pdc.registry.ci import (ChunkwiseTransformerKeys, GlobalMlpKeys, GlobalTransformerKeys, ScalarMlpKeys,
                              SharedMlpKeys, VectorMlpKeys)
 from pdc.registry.types import Keys
@@ -424,17 +425,15 @@ def apply_rope(x: Array, inv_freq: Array) -> Array:
 
 def attention(x: Array, block: Params, inv_freq: Array, heads: int) -> Array:
     """Bidirectional multi-head attention with RoPE on q and k; bias-free projections.
-    Scores and softmax in fp32."""
+    Scores and softmax in fp32; cuDNN's fused attention when compiled for a GPU."""
     *lead, T, d = x.shape
     hd = d // heads
 
     def project(name: str) -> Array:
-        return (x @ block[name]).reshape(*lead, T, heads, hd)
+        return (x @ block[name]).reshape(-1, T, heads, hd)
 
     q, k, v = apply_rope(project("q"), inv_freq), apply_rope(project("k"), inv_freq), project("v")
-    scores = jnp.einsum("...thd,...shd->...hts", q, k, preferred_element_type=jnp.float32) / math.sqrt(hd)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("...hts,...shd->...thd", probs, v).reshape(*lead, T, d)
+    out = attend(q, k, v, causal=False).reshape(*lead, T, d)
     return out @ block["o"]
 
 

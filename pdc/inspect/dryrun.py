@@ -31,7 +31,7 @@ from pdc.inspect.owners import owner_function
 from pdc.inspect.peak import Peak, dumped, peak
 from pdc.ir.graph import IR
 from pdc.ir.nodes import BudgetNode, MeshNode, SiteNode, TensorNode
-from pdc.lower.inputs import jitted_step, step_inputs
+from pdc.lower.inputs import StepInputs, jitted_step, lower_step, step_inputs
 from pdc.lower.program import Program, lower_program
 from pdc.lower.sharding import make_mesh
 
@@ -162,9 +162,24 @@ def dry_run(ir: IR, target: str | None = None, lint: bool = False, remat: str | 
     if lint:
         jax.eval_shape(step, *inputs)
     else:
-        _compile_into(report, ir, step.lower(*inputs), device, xla_dump)
+        _compile_into(report, ir, _lowered(report, program, mesh, inputs), device, xla_dump)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _lowered(report: DryRun, program: Program, mesh: jax.sharding.Mesh, inputs: StepInputs) -> Any:
+    """The step lowered as the target device runs it: cuDNN's fused attention on a GPU. Without
+    cuDNN's libraries (the `cuda` extra brings them) XLA's attention stands in, said in a note."""
+    if report.level != "gpu":
+        return lower_step(program, mesh, inputs, tuple(inputs), "cpu")
+    try:
+        return lower_step(program, mesh, inputs, tuple(inputs), "gpu")
+    except Exception as error:  # noqa: BLE001 — cuDNN missing is the only expected failure
+        if "cudnn" not in str(error).lower():
+            raise
+        report.notes.append(f"cuDNN is not installed ({str(error).splitlines()[0][:80]}): attention compiled with "
+                            f"XLA's, whose scores a GPU run with cuDNN never materialises; `{device_models.CUDA_EXTRA}`")
+        return lower_step(program, mesh, inputs, tuple(inputs), "cpu")
 
 
 def _compile_into(report: DryRun, ir: IR, lowered: Any, device: str, xla_dump: Path | None) -> None:

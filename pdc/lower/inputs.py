@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from pdc.decomp.attention import attention_implementation, for_platform
 from pdc.lower.program import Program
 from pdc.lower.sharding import batch_sharding, params_shardings, pins_for, state_shardings
 from pdc.lower.state import TrainState, abstract_state, lead_shape
@@ -60,8 +61,16 @@ def jitted_step(program: Program, mesh: jax.sharding.Mesh, inputs: StepInputs) -
                    donate_argnums=(0,))
 
 
+def lower_step(program: Program, mesh: jax.sharding.Mesh, inputs: StepInputs, args: tuple[Any, ...],
+               platform: str) -> Any:
+    """The step lowered on `args` (live arrays or `inputs` themselves) for `platform`: the
+    models' attention is traced as that platform runs it (cuDNN's fused attention on GPUs)."""
+    with attention_implementation(for_platform(platform)):
+        return jitted_step(program, mesh, inputs).lower(*args)
+
+
 def _placed(tree: Any, shardings: Any) -> Any:
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings)
 
 
-__all__ = ["StepInputs", "abstract_params", "jitted_step", "shardings_of", "step_inputs"]
+__all__ = ["StepInputs", "abstract_params", "jitted_step", "lower_step", "shardings_of", "step_inputs"]

@@ -31,6 +31,7 @@ import numpy as np
 
 from pdc.decomp.components import Factors, SiteMask, site_out
 from pdc.decomp.pins import pin_batch
+from pdc.decomp.attention import attend
 from pdc.models.base import CleanPass, Params, Residual, Site
 from pdc.models.sites import MaskFields, live_kinds, mask_fields, site_mask_of, slice_fields
 
@@ -156,19 +157,13 @@ def rms_norm(x: Array, weight: Array, eps: float) -> Array:
 
 def attention(cfg: LlamaConfig, q: Array, k: Array, v: Array, cos: Array, sin: Array) -> Array:
     """Causal GQA attention on projected q/k/v [B, T, heads·head_dim]; query head h reads
-    key/value head h // (heads / kv_heads). Scores and softmax in fp32."""
+    key/value head h // (heads / kv_heads). Scores and softmax in fp32; cuDNN's fused
+    attention when compiled for a GPU (`pdc.decomp.attention`)."""
     B, T, _ = q.shape
-    group = cfg.heads // cfg.kv_heads
     q = apply_rope(q.reshape(B, T, cfg.heads, cfg.head_dim), cos, sin)
     k = apply_rope(k.reshape(B, T, cfg.kv_heads, cfg.head_dim), cos, sin)
     v = v.reshape(B, T, cfg.kv_heads, cfg.head_dim)
-    q = q.reshape(B, T, cfg.kv_heads, group, cfg.head_dim)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) / math.sqrt(cfg.head_dim)
-    causal = jnp.tril(jnp.ones((T, T), dtype=bool))
-    scores = jnp.where(causal, scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
-    return out.reshape(B, T, cfg.heads * cfg.head_dim)
+    return attend(q, k, v, causal=True).reshape(B, T, cfg.heads * cfg.head_dim)
 
 
 def block(cfg: LlamaConfig, x: Array, weights: Mapping[str, Array], norms: Mapping[str, Array], site: SiteFn,

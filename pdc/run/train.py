@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 
 from pdc.ir.graph import IR
 from pdc.lower.program import Program, lower_program
-from pdc.lower.inputs import StepInputs, jitted_step, shardings_of, step_inputs
+from pdc.lower.inputs import StepInputs, lower_step, shardings_of, step_inputs
 from pdc.lower.sharding import batch_sharding, make_mesh
 from pdc.lower.state import TrainState, abstract_state, before_tracker, init_state, lead_shape
 from pdc.lower.step import make_faithfulness_warmup
@@ -169,7 +169,8 @@ class Trainer:
         checkpoints.save(manager, _step_of(state), state)
 
     def compiled_step(self, state: TrainState, params: Any, batch: Any) -> Any:
-        return jitted_step(self.program, self.mesh, self.inputs()).lower(state, params, batch).compile()
+        return lower_step(self.program, self.mesh, self.inputs(), (state, params, batch),
+                          jax.default_backend()).compile()
 
     def loop(self, max_steps: int | None = None) -> TrainState:
         manager = self.manager()
