@@ -28,7 +28,10 @@ compilation cache or allocator state leaks from one into the next):
 4. `compile_sites`: compile time against the number of decomposed sites (tiny_llama at 8
    layers: the down projections, the three MLP matrices, or all seven matrices per layer).
 5. `dryrun`: `pdc compile SPEC --devices N --format json` for specs/llama8b_l18.pd and
-   specs/llama8b_full.pd at 8, 64 and 128 devices: wall time and peak RSS of the process.
+   specs/llama8b_full.pd at 8, 64 and 128 devices: wall time and peak RSS of the process,
+   and the report's level (`gpu` with the `cuda` extra: XLA:GPU for the budget's H100;
+   else `cpu`, an approximation), per-device memory as written and after XLA's own remat,
+   the verdict and the three largest groups alive at the peak.
 
 Timings on a shared machine are noisy: every row records the 1-minute load average, and
 the markdown header gives the machine's load at the start and the end.
@@ -69,13 +72,9 @@ SPECS = {  # name → (spec file, target weights or None for random params)
 # one arena, no mmap'd chunks, trim only above 1 GiB. See docs/performance.md.
 TUNED_ALLOCATOR = "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
 DRYRUN_SPECS = ("specs/llama8b_l18.pd", "specs/llama8b_full.pd")
-# How each spec grows to a device count. `--devices N` resizes the first mesh axis, which
-# llama8b_l18 cannot do past 32 (it shards the 32 stacked layers on `dp`); it grows tensor
-# parallelism instead, as one would for that spec.
-DRYRUN_MESHES: dict[tuple[str, int], tuple[str, ...]] = {
-    ("specs/llama8b_l18.pd", 64): ("--set", "mesh.dp=8", "--set", "mesh.tp=8"),
-    ("specs/llama8b_l18.pd", 128): ("--set", "mesh.dp=16", "--set", "mesh.tp=8"),
-}
+# How each spec grows to a device count: `--devices N` resizes the first mesh axis (dp), so
+# the per-device batch shrinks as N grows.
+DRYRUN_MESHES: dict[tuple[str, int], tuple[str, ...]] = {}
 PARTS = ("peak", "throughput", "compile_depth", "compile_sites", "dryrun")
 
 
@@ -519,9 +518,14 @@ def main() -> None:
                    "wall_s": result["wall_s"],
                    "peak_rss_bytes": result["peak_rss_bytes"], "user_s": result["user_s"]}
             if data and "memory" in data:  # compiled: exit 0, or 2 when over the spec's budget
+                peak = data.get("peak") or {}
                 row.update({"outcome": "compiled", "memory_per_device": data.get("memory"),
                             "budget": data.get("budget"), "fits": data.get("fits"),
-                            "report_seconds": data.get("seconds")})
+                            "report_seconds": data.get("seconds"), "level": data.get("level"),
+                            "device_kind": data.get("device_kind"), "verdict": data.get("verdict"),
+                            "xla_remat": data.get("xla_remat"), "peak_bytes": peak.get("bytes"),
+                            "peak_top_groups": [(g["group"], g["bytes"], g["spec_line"])
+                                                for g in peak.get("groups", [])[:3]]})
             elif data and data.get("diagnostics"):  # the spec is rejected at this device count
                 first = data["diagnostics"][0]
                 row.update({"outcome": "rejected", "diagnostic": f"{first.get('code')}: {first.get('summary')}"})
@@ -620,18 +624,19 @@ def render_markdown(r: dict[str, Any]) -> str:
                              f"{_mib(c.get('peak_rss_bytes'))} | {_f(c.get('load_1m'), '.2f')} |")
             lines.append("")
     if r.get("dryrun"):
-        lines += ["## Dry-run (`pdc compile SPEC --devices N`, or a larger mesh by `--set`)", "",
-                  "| spec | devices | mesh | wall s | peak RSS MiB | exit | outcome | per-device total GiB | budget GiB | "
-                  "fits |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["## Dry-run (`pdc compile SPEC --devices N`)", "",
+                  "| spec | devices | mesh | level | wall s | peak RSS MiB | exit | outcome | per-device total GiB | "
+                  "budget GiB | verdict | largest peak group |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for d in r["dryrun"]:
             mem = d.get("memory_per_device") or {}
             outcome = d.get("outcome", "?")
             if outcome == "rejected":
                 outcome = f"rejected — {d.get('diagnostic', '')}".replace("|", "\\|")
-            lines.append(f"| {d['spec']} | {d['devices']} | `{d.get('mesh_args', '')}` | {_f(d['wall_s'], '.1f')} | "
-                         f"{_mib(d['peak_rss_bytes'])} | "
+            top = (d.get("peak_top_groups") or [("–", None, "")])[0]
+            lines.append(f"| {d['spec']} | {d['devices']} | `{d.get('mesh_args', '')}` | {d.get('level', '–')} | "
+                         f"{_f(d['wall_s'], '.1f')} | {_mib(d['peak_rss_bytes'])} | "
                          f"{d['rc']} | {outcome} | {_gib(mem.get('total'))} | {_gib(d.get('budget'))} | "
-                         f"{d.get('fits', '–')} |")
+                         f"{d.get('verdict', d.get('fits', '–'))} | {top[0]} {_gib(top[1])} |")
         lines.append("")
     return "\n".join(lines)
 

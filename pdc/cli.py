@@ -176,7 +176,8 @@ def _host_devices_ready(needed: int) -> bool:
     if "jax" not in sys.modules:
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={needed}".strip()
-        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")  # GPU models compile deviceless, from the CPU backend
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # the CUDA plugin's "no driver" info lines; warnings stay
         return True
     import jax
 
