@@ -30,8 +30,8 @@ def _from_tokens(program):  # type: ignore[no-untyped-def]
         def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
             return getattr(target, name)
 
-        def clean(self, params, batch) -> CleanPass:  # type: ignore[no-untyped-def]
-            return dataclasses.replace(target.clean(params, batch), start=None)
+        def clean(self, params, batch, **options) -> CleanPass:  # type: ignore[no-untyped-def]
+            return dataclasses.replace(target.clean(params, batch, **options), start=None)
 
     return dataclasses.replace(program, target=FromTokens())
 

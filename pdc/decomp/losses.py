@@ -82,6 +82,37 @@ def kl_divergence(clean_logits: Array, masked_logits: Array) -> Array:
     return jnp.mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1))
 
 
+def chunked_kl_divergence(clean_hidden: Array, masked_hidden: Array, head: Array, chunk: int) -> Array:
+    """`kl_divergence` of the logits `hidden @ head`, computed `chunk` sequence positions at a
+    time (all sequences of the batch together, so a data-parallel batch stays sharded): only
+    one chunk's fp32 [B, chunk, vocab] logits are ever alive, and the backward pass recomputes
+    them. `clean_hidden`/`masked_hidden` [B, T, d] are the final normed residuals; `head`
+    [d, vocab]. Equal to the unchunked form up to the order of the mean's sum."""
+    B, T, d = masked_hidden.shape
+    chunk = max(1, min(chunk, T))
+    n = -(-T // chunk)
+    pad = n * chunk - T
+
+    def chunks(x: Array) -> Array:  # [B, T, d] → [n, B, chunk, d]
+        x = jnp.pad(x, ((0, 0), (0, pad), (0, 0)))
+        return jnp.moveaxis(x.reshape(B, n, chunk, d), 1, 0)
+
+    valid = (jnp.arange(n * chunk) < T).reshape(n, 1, chunk)
+
+    @jax.checkpoint
+    def per_position(p: Array, q: Array) -> Array:
+        log_p = jax.nn.log_softmax(jnp.dot(p, head, preferred_element_type=jnp.float32), axis=-1)
+        log_q = jax.nn.log_softmax(jnp.dot(q, head, preferred_element_type=jnp.float32), axis=-1)
+        return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+
+    def body(total: Array, xs: tuple[Array, Array, Array]) -> tuple[Array, None]:
+        p, q, keep = xs
+        return total + jnp.sum(jnp.where(keep, per_position(p, q), 0.0)), None
+
+    total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (chunks(clean_hidden), chunks(masked_hidden), valid))
+    return total / (B * T)
+
+
 def mse(clean: Array, masked: Array) -> Array:
     """Mean over batch × features of (masked − clean)², fp32 (the toys' divergence)."""
     return jnp.mean(jnp.square(masked.astype(jnp.float32) - clean.astype(jnp.float32)))

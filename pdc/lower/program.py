@@ -20,6 +20,7 @@ from pdc.ir.graph import IR
 from pdc.ir.nodes import SiteNode, TieNode
 from pdc.models import Target, build_target, dtype_of
 from pdc.models.loading import hf_options
+from pdc.registry.runtime import RematKeys
 from pdc.registry.types import Keys, Schedule
 from pdc.syntax.checked import Node
 from pdc.targets import TargetShape
@@ -27,6 +28,7 @@ from pdc.targets import TargetShape
 CONSUMES = (
     "target:tms.tied", "target:resid_mlp.activation", "target:llama.rope_theta", "target:llama.rms_norm_eps",
     "target:simple_mlp.rope_theta", "target:simple_mlp.rms_norm_eps", "remat.recon_forwards", "remat.ci",
+    "remat.divergence_chunk",
     "precision.compute", "train.steps", "train.seed",
     "optimize.components.clip",
     "optimize.components.adamw.lr",
@@ -72,6 +74,12 @@ class Program:
     remat_forward: bool = False  # toys: checkpoint each masked forward (LMs remat inside their scan)
     ties: dict[str, str] = field(default_factory=dict)  # tied kind → source kind (`pdc.lower.ties`)
     target_dtype: Any = None  # the frozen weights' dtype (`target.dtype`); None: as the loader stores them
+    divergence_chunk: int = 0  # LMs: positions per chunk of the KL over the vocabulary (0: unchunked)
+
+    @property
+    def chunked_divergence(self) -> bool:
+        """Forwards end at the final normed residual and the KL maps it to logits chunk by chunk."""
+        return self.divergence == "kl" and self.divergence_chunk > 0
 
     @property
     def shape(self) -> TargetShape:
@@ -127,7 +135,9 @@ def lower_program(ir: IR, remat_recon: str | None = None, compute_dtype: str | N
                    remat is not None and remat.get("ci") == "on", "kl" if shape.output == "logits" else "mse",
                    remat_forward=recon == "whole" and not shape.has_positions,
                    ties={tie.kind: tie.source_kind for _, tie in ir.nodes(TieNode)},
-                   target_dtype=_target_dtype(_block(ir, "target")))
+                   target_dtype=_target_dtype(_block(ir, "target")),
+                   divergence_chunk=int(remat.get("divergence_chunk") if remat is not None
+                                        else RematKeys.model_fields["divergence_chunk"].default))
 
 
 def _target_dtype(target: Node) -> Any:

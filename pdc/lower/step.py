@@ -139,13 +139,15 @@ def make_step_gradients(program: Program) -> GradientsFn:
     torch reference (`tests/test_reference_step.py`) without running an optimizer."""
     target = program.target
     forward = jax.checkpoint(target.forward) if program.remat_forward else target.forward
+    hidden = {"hidden": True} if program.chunked_divergence else {}  # LMs: stop before the unembedding
+    forward = functools.partial(forward, **hidden)
     _, _, run_key, _ = rng.root_keys(program.seed)
 
     def gradients(state: TrainState, params: Any, batch: Array | None) -> StepGradients:
         step = state.step
         batch = toy_batch(program, step) if batch is None else pin_batch(batch)
         with jax.named_scope("clean"):
-            clean = _pinned_clean(jax.lax.stop_gradient(target.clean(params, batch)))
+            clean = _pinned_clean(jax.lax.stop_gradient(target.clean(params, batch, **hidden)))
         detached = jax.lax.stop_gradient(state.components)
         start = batch if clean.start is None else clean.start  # LMs: the residual at the first decomposed layer
         ascent_forward = functools.partial(forward, params, start, detached)
@@ -154,7 +156,7 @@ def make_step_gradients(program: Program) -> GradientsFn:
         def context(components: dict[str, Factors], ci: CiBundle) -> TermContext:
             return TermContext(program, step, rng.step_key(run_key, step), clean.output, ci,
                                functools.partial(forward, params, start, components), ascent_forward,
-                               weights, components)
+                               weights, components, target.head(params) if hidden else None)
 
         warm_ctx = context(detached, _ci(program, jax.lax.stop_gradient(state.ci), state, clean, detached))
         adversaries = _warm_adversaries(program, state, warm_ctx)

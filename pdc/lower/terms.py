@@ -6,6 +6,8 @@ collectives map back to the spec block that asked for them.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -83,10 +85,15 @@ class TermContext:
     ascent_forward: Forward  # detached components, for adversary ascents
     weights: Mapping[str, Array]
     components: Mapping[str, Factors]
+    head: Array | None = None  # LMs with a chunked divergence: forwards end before the unembedding, this maps them
 
     @property
     def divergence(self) -> losses.Divergence:
-        return losses.kl_divergence if self.program.divergence == "kl" else losses.mse
+        if self.program.divergence != "kl":
+            return losses.mse
+        if self.head is None:
+            return losses.kl_divergence
+        return functools.partial(losses.chunked_kl_divergence, head=self.head, chunk=self.program.divergence_chunk)
 
     def key(self, name: str) -> Array:
         return losses.term_key(self.step_key, name)

@@ -236,9 +236,10 @@ class Llama:
         return {kind: jnp.take(params["layers"][kind], np.asarray(layers), axis=0)
                 for kind, layers in self.decomposed.items()}
 
-    def clean(self, params: Params, batch: Array) -> CleanPass:
+    def clean(self, params: Params, batch: Array, hidden: bool = False) -> CleanPass:
         """All-frozen forward, segmented by the decomposed kinds so each segment emits the
-        inputs of exactly the sites it holds (no [n_layers, B, T, intermediate] stack)."""
+        inputs of exactly the sites it holds (no [n_layers, B, T, intermediate] stack).
+        `hidden`: the output is the final normed residual, not the logits (`head` maps it)."""
         x = self._embed(params, batch)
         cos, sin = rope_tables(self.config, batch.shape[-1])
         blocks, taps = [], {kind: [] for kind in self.decomposed}
@@ -252,7 +253,7 @@ class Llama:
             for kind in kinds:
                 taps[kind].append(seg_taps[kind])
         site_inputs = {kind: jnp.concatenate(parts) for kind, parts in taps.items()}
-        return CleanPass(self._logits(params, x), site_inputs, jnp.concatenate(blocks), prefix)
+        return CleanPass(self._output(params, x, hidden), site_inputs, jnp.concatenate(blocks), prefix)
 
     @property
     def first_decomposed(self) -> int:
@@ -260,24 +261,29 @@ class Llama:
         return min(min(layers) for layers in self.decomposed.values())
 
     def forward(self, params: Params, batch: Array, components: Mapping[str, Factors],
-                masks: Mapping[str, SiteMask]) -> Array:
+                masks: Mapping[str, SiteMask], hidden: bool = False) -> Array:
+        """The masked forward's logits, or with `hidden` its final normed residual."""
         live = live_kinds(self.decomposed, components, masks)
         factors = {kind: Factors(*components[kind]) for kind in live}
         fields = {kind: mask_fields(masks[kind]) for kind in live}
-        run = self._masked
+        run = functools.partial(self._masked, hidden=hidden)
         if self.remat == "whole":
             run = jax.checkpoint(run)
         return run(params, batch, factors, fields)
+
+    def head(self, params: Params) -> Array:
+        """The unembedding [hidden, vocab] in compute dtype: logits = `hidden` output @ head."""
+        head = params["embed"].T if self.config.tied else params["lm_head"]
+        return head.astype(self.compute_dtype)
 
     # -- internals --
 
     def _embed(self, params: Params, tokens: Array) -> Array:
         return jnp.take(params["embed"], tokens, axis=0).astype(self.compute_dtype)
 
-    def _logits(self, params: Params, x: Array) -> Array:
+    def _output(self, params: Params, x: Array, hidden: bool) -> Array:
         h = rms_norm(x, params["final_norm"], self.config.rms_norm_eps)
-        head = params["embed"].T if self.config.tied else params["lm_head"]
-        return jnp.dot(h, head.astype(self.compute_dtype), preferred_element_type=jnp.float32)
+        return h if hidden else jnp.dot(h, self.head(params), preferred_element_type=jnp.float32)
 
     def _layer(self, params: Params, layer: Array) -> tuple[dict[str, Array], dict[str, Array]]:
         """One layer's frozen matrices (in compute dtype) and norm weights."""
@@ -286,7 +292,7 @@ class Llama:
         return weights, {k: take(n) for k, n in params["norms"].items()}
 
     def _masked(self, params: Params, batch: Array | Residual, factors: Mapping[str, Factors],
-                fields: Mapping[str, MaskFields]) -> Array:
+                fields: Mapping[str, MaskFields], hidden: bool = False) -> Array:
         """From the tokens, or from the clean pass's `Residual` at the first decomposed layer
         (the frozen prefix is then not run again)."""
         if isinstance(batch, Residual):
@@ -306,7 +312,7 @@ class Llama:
             if self.remat == "per_layer":
                 body = jax.checkpoint(body, prevent_cse=False)
             x, _ = jax.lax.scan(body, x, xs)
-        return self._logits(params, x)
+        return self._output(params, x, hidden)
 
     def _masked_body(self, params: Params, cos: np.ndarray, sin: np.ndarray) -> Callable:
         cfg, dtype = self.config, self.compute_dtype

@@ -22,6 +22,10 @@ class RematKeys(Keys):
     recon_forwards: Literal["off", "whole", "per_layer"] = key(
         "off", doc="checkpoint each masked forward whole, or each layer inside the scan")
     ci: Switch = key("off", doc="recompute the CI network in the backward pass")
+    divergence_chunk: int = key(
+        256, doc="LMs: sequence positions per chunk of the output divergence (KL over the vocabulary): only one "
+                 "chunk's logits are ever materialised, recomputed in the backward pass; 0 = all positions at once",
+        ge=0)
 
 
 class PrecisionKeys(Keys):
