@@ -77,7 +77,7 @@ def owner_function(ir: IR) -> Callable[[hlo.Instruction | None], Owner]:
 
     def owner(instruction: hlo.Instruction | None) -> Owner:
         if instruction is None:
-            return Owner("step", "the step's own bookkeeping (no scope)", lines.spec())
+            return _unscoped(lines)
         key = (instruction.opcode, instruction.op_name)
         if key not in cache:
             cache[key] = _owner(instruction, lines)
@@ -111,7 +111,12 @@ def _owner(instruction: hlo.Instruction, lines: SpecLines) -> Owner:
     if scope.startswith("decompose."):
         kind = scope.split(".")[1]
         return Owner(f"decompose.{kind}", f"site `{kind}` outside a loss term", lines.site(kind))
-    return Owner("step", "the step's own bookkeeping (no scope)", lines.spec())
+    return _unscoped(lines)
+
+
+def _unscoped(lines: SpecLines) -> Owner:
+    """Buffers with no pdc scope: loop-carried values, buffers XLA made itself, step glue."""
+    return Owner("step", "no source scope: loop carries, XLA-made buffers, step bookkeeping", lines.spec())
 
 
 __all__ = ["SpecLines", "owner_function"]

@@ -7,7 +7,6 @@ collectives map back to the spec block that asked for them.
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
