@@ -65,7 +65,8 @@ def _peak_lines(report: DryRun) -> list[str]:
     lines = ["", f"alive at the peak: {gib(p['bytes'])} = arguments and outputs + {gib(p['temp_live'])} temp "
                  f"(XLA's temp allocation is {gib(p['temp_allocated'])}: {gib(p['packing_gap'])} of it is packing, "
                  "never alive at once)"]
-    lines += [f"  {gib(g['bytes']):>11}  {g['what']:<44} {g['spec_line']}" for g in p["groups"][:14]]
+    width = max((len(g["what"]) for g in p["groups"][:14]), default=0)
+    lines += [f"  {gib(g['bytes']):>11}  {g['what']:<{width}}  {g['spec_line']}" for g in p["groups"][:14]]
     if len(p["groups"]) > 14:
         rest = p["groups"][14:]
         lines.append(f"  {gib(sum(g['bytes'] for g in rest)):>11}  ({len(rest)} smaller groups)")
