@@ -156,11 +156,10 @@ def dry_run(ir: IR, target: str | None = None, lint: bool = False, remat: str | 
             level, kind = "gpu", targets[0].device_kind
     mesh = make_mesh(ir, targets)
     inputs = step_inputs(program, mesh)
-    step = jitted_step(program, mesh, inputs)
     report = DryRun(ir.spec.name, "lint" if lint else level, device, n, kind, {}, _limit(ir, device), [], [],
                     *_site_counts(ir), 0.0, approximation=approximation, allow_xla_remat=_allow_remat(ir))
     if lint:
-        jax.eval_shape(step, *inputs)
+        jax.eval_shape(jitted_step(program, mesh, inputs), *inputs)
     else:
         _compile_into(report, ir, _lowered(report, program, mesh, inputs), device, xla_dump)
     report.seconds = time.perf_counter() - start
@@ -190,9 +189,10 @@ def _compile_into(report: DryRun, ir: IR, lowered: Any, device: str, xla_dump: P
         dump = str(xla_dump) if xla_dump is not None else scratch
         compiled, log = _compile(lowered, {**(AS_WRITTEN if gpu else {}), **_dump_options(dump)})
         text = compiled.as_text()
-        instructions = hlo.parse(text)
-        report.memory = _memory(compiled)
-        report.peak = _peak(Path(dump), ir, report.memory)
+        found = dumped(Path(dump))
+    instructions = hlo.parse(found[0] if found is not None else text)  # one parse, of the module XLA assigned
+    report.memory = _memory(compiled)
+    report.peak = _peak(found, instructions, ir, report.memory)
     report.hlo_text = text
     report.largest = [{"shape": i.shape_text(), "bytes": i.bytes, "scope": i.scope, "phase": i.phase,
                        "op": i.opcode} for i in hlo.largest(instructions)]
@@ -222,12 +222,12 @@ def _remat_lines(log: list[str]) -> list[str]:
     return [line.strip() for line in log if "rematerializ" in line.lower()][:5]
 
 
-def _peak(directory: Path, ir: IR, memory: dict[str, int]) -> dict[str, Any] | None:
-    found = dumped(directory)
+def _peak(found: tuple[str, str, str] | None, instructions: list[hlo.Instruction], ir: IR,
+          memory: dict[str, int]) -> dict[str, Any] | None:
     if found is None:
         return None
-    module, assignment, ranges = found
-    result: Peak = peak(assignment, ranges, hlo.parse(module), owner_function(ir))
+    _, assignment, ranges = found
+    result: Peak = peak(assignment, ranges, instructions, owner_function(ir))
     return {"bytes": result.bytes, "position": result.position, "temp_live": result.temp_live,
             "temp_allocated": result.temp_allocated, "allocated_total": memory["total"],
             "packing_gap": result.temp_allocated - result.temp_live,

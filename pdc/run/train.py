@@ -76,8 +76,7 @@ class Trainer:
         else:
             raise TrainError("the target has neither `weights` nor a `pretrain` block")
         abstract = self.inputs().params
-        dtype = target.get("dtype") if "dtype" in target.schema.key_names() else None
-        host = load_params(self.program.target, path, dtype)
+        host = load_params(self.program.target, path, self.program.target_dtype)
         return jax.tree.map(lambda a, s: jax.device_put(a, s.sharding), host, abstract)
 
     def inputs(self) -> StepInputs:
