@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from pdc import devices
+from pdc.registry.runtime import RECON_FORWARDS
 from pdc.syntax.diagnostics import Diagnostic, has_errors, render_all, render_json
 from pdc.syntax.format import format_spec
 from pdc.syntax.load import CheckResult, check_file
@@ -384,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--target", choices=devices.names(),
                       help="device model to compile for (default: the budget's device; GPU models need the `cuda` "
                            f"extra: {devices.CUDA_EXTRA})")
-    comp.add_argument("--remat", choices=("off", "whole", "per_layer"), help="override remat.recon_forwards")
+    comp.add_argument("--remat", choices=RECON_FORWARDS, help="override remat.recon_forwards")
     comp.add_argument("--format", choices=("text", "json"), default="text")
     comp.add_argument("--dump", help="directory to write the JSON report, the compiled HLO and XLA's dumps (xla/: "
                                         "buffer assignment, live ranges) into")

@@ -99,10 +99,13 @@ def lowered_text(text: str) -> str:
     ("remat { recon_forwards = per_layer ci = off }", "remat { recon_forwards = off ci = off }"),
     ("remat { recon_forwards = per_layer ci = off }", "remat { recon_forwards = whole ci = off }"),
     ("remat { recon_forwards = per_layer ci = off }", "remat { recon_forwards = per_layer ci = on }"),
+    ("remat { recon_forwards = per_layer ci = off }", "remat { recon_forwards = matmuls ci = off }"),
+    ("remat { recon_forwards = off ci = off }", "remat { recon_forwards = matmuls ci = off }"),
 ])
 def test_each_remat_knob_changes_the_program(old: str, new: str) -> None:
-    assert old in TINY
-    assert lowered_text(TINY) != lowered_text(TINY.replace(old, new))
+    base = TINY.replace("remat { recon_forwards = per_layer ci = off }", old)
+    assert old in base
+    assert lowered_text(base) != lowered_text(base.replace(old, new))
 
 
 def test_whole_forward_remat_changes_a_toy_program() -> None:

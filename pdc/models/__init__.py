@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from pdc.models.base import CleanPass, Params, Site, Target
 from pdc.models.llama import Llama, LlamaConfig, RopeScaling
+from pdc.registry.runtime import RECON_FORWARDS
 from pdc.models.loading import WeightsError, hf_config, hf_options, load_llama, save_hf
 from pdc.models.resid_mlp import ResidMlp, load_resid_mlp
 from pdc.models.sites import decomposed_of, sites_of
@@ -83,8 +84,8 @@ def _llama(shape: TargetShape, sites: tuple[Site, ...], decomposed: dict[str, tu
                          rope_theta=float(options.pop("rope_theta", theta)),
                          rms_norm_eps=float(options.pop("rms_norm_eps", eps)), rope_scaling=scaling)
     remat = options.pop("remat", "off")
-    if remat not in ("off", "whole", "per_layer"):
-        raise ValueError(f"remat must be off, whole or per_layer, found {remat!r}")
+    if remat not in RECON_FORWARDS:
+        raise ValueError(f"remat must be one of {', '.join(RECON_FORWARDS)}, found {remat!r}")
     return Llama(sites, decomposed, config, remat, dtype, shape.family)
 
 

@@ -37,11 +37,12 @@ def run(ir: IR) -> IR:
 
 
 def _remat(ir: IR) -> None:
-    """Per-layer remat checkpoints the scan over an LM's layers; toys have no such scan."""
+    """Per-layer and matmul remat checkpoint the scan over an LM's layers; toys have no such scan."""
     remat = ir.spec.block("remat")
     shape: TargetShape = ir.facts["target"]
-    if remat is not None and remat.get("recon_forwards") == "per_layer" and not shape.has_positions:
-        ir.error(Diagnostic("PD0315", f"`recon_forwards = per_layer` needs a layered LM target; a {shape.family} "
+    recon = remat.get("recon_forwards") if remat is not None else "off"
+    if remat is not None and recon in ("per_layer", "matmuls") and not shape.has_positions:
+        ir.error(Diagnostic("PD0315", f"`recon_forwards = {recon}` needs a layered LM target; a {shape.family} "
                             "target has no layer scan", remat.span_of("recon_forwards"), "not for toys",
                             help=("use `whole` (checkpoint each masked forward) or `off`",)))
 

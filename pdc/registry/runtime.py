@@ -3,7 +3,7 @@ algorithm is executed. Runtime blocks may change numerics, never the algorithm."
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pdc.registry.schema import BlockSchema, Entries, Layout
 from pdc.registry.types import Dtype, Keys, Steps, Switch, key
@@ -16,11 +16,17 @@ class TrainKeys(Keys):
     seed: int = key(0, doc="seed of initialisation, masks and data", ge=0)
 
 
+ReconForwards = Literal["off", "whole", "per_layer", "matmuls"]
+RECON_FORWARDS: tuple[str, ...] = get_args(ReconForwards)
+
+
 class RematKeys(Keys):
     """Rematerialisation: trade compute for activation memory."""
 
-    recon_forwards: Literal["off", "whole", "per_layer"] = key(
-        "off", doc="checkpoint each masked forward whole, or each layer inside the scan")
+    recon_forwards: ReconForwards = key(
+        "off", doc="checkpoint each masked forward whole, or each layer inside the scan; LMs: `matmuls` keeps "
+                   "each layer's matmul outputs (and cuDNN attention's) and recomputes only norms, RoPE and "
+                   "activations in the backward pass")
     ci: Switch = key("off", doc="recompute the CI network in the backward pass")
     divergence_chunk: int = key(
         256, doc="LMs: sequence positions per chunk of the output divergence (KL over the vocabulary): only one "
