@@ -32,6 +32,11 @@ compilation cache or allocator state leaks from one into the next):
    and the report's level (`gpu` with the `cuda` extra: XLA:GPU for the budget's H100;
    else `cpu`, an approximation), per-device memory as written and after XLA's own remat,
    the verdict and the three largest groups alive at the peak.
+6. `scale` (needs the `cuda` extra; skipped with a line without it): the reference configuration
+   of the hand-written trainer (`specs/llama8b_l18_reference.pd`, 4 and 8 sequences per device ×
+   remat on / off / strict off) beside that trainer's compiled totals, the shipped llama8b_l18,
+   and llama8b_full at 32 and 64 devices: `pdc compile --target h100_sxm --format json` per cell,
+   per-device temp/total as written, the verdict and the largest groups alive at the peak.
 
 Timings on a shared machine are noisy: every row records the 1-minute load average, and
 the markdown header gives the machine's load at the start and the end.
@@ -75,7 +80,19 @@ DRYRUN_SPECS = ("specs/llama8b_l18.pd", "specs/llama8b_full.pd")
 # How each spec grows to a device count: `--devices N` resizes the first mesh axis (dp), so
 # the per-device batch shrinks as N grows.
 DRYRUN_MESHES: dict[tuple[str, int], tuple[str, ...]] = {}
-PARTS = ("peak", "throughput", "compile_depth", "compile_sites", "dryrun")
+PARTS = ("peak", "throughput", "compile_depth", "compile_sites", "dryrun", "scale")
+# `scale`: the reference configuration of issue 21 (the hand-written JAX trainer's memory probe of
+# Llama-3.1-8B layer 18) and the shipped LM specs, compiled deviceless with XLA:GPU for H100s as
+# written (the dry-run's own `xla_gpu_memory_limit_slop_factor`). `trainer_total_gib`: that
+# trainer's program compiled the same way (issue 21's table).
+SCALE_REFERENCE = "specs/llama8b_l18_reference.pd"
+REMAT_CELLS = {  # the trainer's remat on/off → pdc's knobs (`strict_off` recomputes nothing at all)
+    "on": ("remat.recon_forwards=per_layer", "remat.ci=on"),
+    "off": ("remat.recon_forwards=matmuls", "remat.ci=off"),
+    "strict_off": ("remat.recon_forwards=off", "remat.ci=off"),
+}
+TRAINER_TOTAL_GIB = {(4, "on"): 57.9, (4, "off"): 63.3, (8, "on"): 94.7, (8, "off"): 106.7}
+SCALE_GOAL = 0.8  # pdc's per-device total at most this share of the trainer's
 
 
 # ---- child side: each runs in its own process and prints one JSON line ------------------
@@ -534,6 +551,9 @@ def main() -> None:
             rows.append(row)
         report["dryrun"] = rows
 
+    if "scale" in parts:
+        report["scale"] = measure_scale(log, args.quick)
+
     report["machine"]["load_avg_end"] = list(os.getloadavg())
     report["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -553,6 +573,55 @@ def main() -> None:
     (args.out / f"{stem}.md").write_text(markdown)
     print(markdown)
     log(f"wrote {args.out / stem}.json and .md")
+
+
+def scale_plan(quick: bool) -> list[dict[str, Any]]:
+    """The `scale` cells: (label, spec, extra CLI arguments, the trainer's total if any)."""
+    cells = []
+    for per_device in ((4,) if quick else (4, 8)):
+        for remat in ("on", "off", "strict_off"):
+            sets = [f"data.batch={8 * per_device}", *REMAT_CELLS[remat]]
+            cells.append({"cell": f"reference {per_device}/device remat {remat}", "spec": SCALE_REFERENCE,
+                          "args": [a for kv in sets for a in ("--set", kv)],
+                          "trainer_total_gib": TRAINER_TOTAL_GIB.get((per_device, remat))})
+    if not quick:
+        cells.append({"cell": "llama8b_l18 (shipped)", "spec": "specs/llama8b_l18.pd", "args": []})
+        for devices in (32, 64):
+            cells.append({"cell": f"llama8b_full {devices} devices", "spec": "specs/llama8b_full.pd",
+                          "args": ["--devices", str(devices)]})
+    return cells
+
+
+def measure_scale(log: Any, quick: bool) -> dict[str, Any]:
+    """`pdc compile CELL --target h100_sxm --format json` per cell; skipped, with the reason,
+    when this environment has no deviceless XLA:GPU (the `cuda` extra)."""
+    import importlib.util
+
+    from pdc.devices import CUDA_EXTRA
+
+    if importlib.util.find_spec("jax_cuda12_plugin") is None:
+        line = f"scale: skipped — the CUDA extra is not installed ({CUDA_EXTRA}); no deviceless XLA:GPU compile here"
+        log(line)
+        return {"skipped": line}
+    rows = []
+    for cell in scale_plan(quick):
+        log(f"scale: {cell['cell']}")
+        result = run_child([sys.executable, "-m", "pdc.cli", "compile", cell["spec"], "--target", "h100_sxm",
+                            *cell["args"], "--format", "json"], _env(JAX_PLATFORMS="cpu"), timeout=3600)
+        data = _json_document(result["stdout"]) or {}
+        memory = data.get("memory") or {}
+        row = {**cell, "rc": result["rc"], "wall_s": result["wall_s"], "peak_rss_bytes": result["peak_rss_bytes"],
+               "level": data.get("level"), "device_kind": data.get("device_kind"), "verdict": data.get("verdict"),
+               "memory_per_device": memory or None, "xla_remat": data.get("xla_remat"),
+               "peak_groups": [(g["group"], g["bytes"], g["spec_line"]) for g in (data.get("peak") or {}).get(
+                   "groups", [])[:5]]}
+        if not memory:
+            row["error"] = result["stderr_tail"]
+        if memory and cell.get("trainer_total_gib"):
+            row["share_of_trainer"] = memory["total"] / 2**30 / cell["trainer_total_gib"]
+            row["goal_met"] = row["share_of_trainer"] <= SCALE_GOAL
+        rows.append(row)
+    return {"xla_flags": "xla_gpu_memory_limit_slop_factor=10000 (the dry-run's as-written compile)", "rows": rows}
 
 
 # ---- markdown ---------------------------------------------------------------------------------
@@ -637,6 +706,22 @@ def render_markdown(r: dict[str, Any]) -> str:
                          f"{_f(d['wall_s'], '.1f')} | {_mib(d['peak_rss_bytes'])} | "
                          f"{d['rc']} | {outcome} | {_gib(mem.get('total'))} | {_gib(d.get('budget'))} | "
                          f"{d.get('verdict', d.get('fits', '–'))} | {top[0]} {_gib(top[1])} |")
+        lines.append("")
+    scale = r.get("scale")
+    if scale and scale.get("skipped"):
+        lines += ["## Scale (deviceless XLA:GPU, H100)", "", scale["skipped"], ""]
+    elif scale:
+        lines += ["## Scale (deviceless XLA:GPU, 8×H100 unless named; as written)", "",
+                  "| cell | trainer total GiB | pdc temp GiB | pdc total GiB | share | verdict | largest peak groups |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in scale["rows"]:
+            mem = c.get("memory_per_device") or {}
+            groups = ", ".join(f"{g} {_gib(b)}" for g, b, _ in (c.get("peak_groups") or [])[:3])
+            share = f"{c['share_of_trainer']:.2f}" + (" ✓" if c.get("goal_met") else " ✗") if c.get(
+                "share_of_trainer") else "–"
+            lines.append(f"| {c['cell']} | {_f(c.get('trainer_total_gib'), '.1f')} | {_gib(mem.get('temp'))} | "
+                         f"**{_gib(mem.get('total'))}** | {share} | {c.get('verdict') or c.get('error', '–')[:60]} | "
+                         f"{groups} |")
         lines.append("")
     return "\n".join(lines)
 
