@@ -1,6 +1,7 @@
-"""The output divergence over token chunks (`remat.divergence_chunk`): the KL of
-`hidden @ head` computed a few positions at a time equals the KL of the whole logits, values
-and gradients, and a tiny_llama step with it equals the step without it."""
+"""The output divergence over token chunks (`remat.divergence_chunk`): the KL and the
+next-token CE of `hidden @ head` computed a few positions at a time equal those of the whole
+logits, values and gradients, and a tiny_llama step and eval batch with them equal the step
+and eval batch without."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdc.decomp.losses import chunked_kl_divergence, kl_divergence
+from pdc.decomp.losses import chunked_kl_divergence, chunked_next_token_ce, kl_divergence
+from pdc.decomp.metrics import next_token_ce
+from pdc.lower.eval_options import eval_options
 from pdc.lower.state import init_state
 from pdc.lower.step import make_step_gradients
+from pdc.run.evaluate import make_eval_batch
 
 from test_step import TINY, program_of
 
@@ -46,3 +50,36 @@ def test_a_tiny_llama_step_with_chunks_equals_the_step_without() -> None:
         np.testing.assert_allclose(float(a.values[name]), float(b.values[name]), rtol=1e-6, err_msg=name)
     for x, y in zip(jax.tree.leaves((a.components, a.ci, a.sources)), jax.tree.leaves((b.components, b.ci, b.sources))):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 10, 64])
+def test_chunked_next_token_ce_equals_the_whole_logits_ce_values_and_gradients(chunk: int) -> None:
+    rng = np.random.default_rng(1)
+    hidden = jnp.asarray(rng.normal(size=(3, 10, 8)), jnp.float32)
+    head = jnp.asarray(rng.normal(size=(8, 50)), jnp.float32)
+    tokens = jnp.asarray(rng.integers(0, 50, (3, 10)), jnp.int32)
+    whole = lambda h: next_token_ce(h @ head, tokens)  # noqa: E731
+    chunked = lambda h: chunked_next_token_ce(h, head, tokens, chunk)  # noqa: E731
+    np.testing.assert_allclose(float(chunked(hidden)), float(whole(hidden)), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.grad(chunked)(hidden)), np.asarray(jax.grad(whole)(hidden)),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_a_tiny_llama_eval_batch_with_chunks_equals_the_eval_without() -> None:
+    """ce_kl and pgd_recon read hidden states through the chunked forms: same metrics."""
+    chunked = program_of(SMALL.replace("ci = off }", "ci = off divergence_chunk = 4 }"))
+    whole = program_of(SMALL.replace("ci = off }", "ci = off divergence_chunk = 0 }"))
+    params = whole.target.init_params(jax.random.PRNGKey(1))
+    batch = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 16)), jnp.int32)
+    out = []
+    for program in (chunked, whole):
+        options = eval_options(program.ir.spec.block("eval"))
+        assert {"ce_kl", "pgd_recon"} <= set(options.metrics)
+        state = jax.jit(lambda program=program: init_state(program))()
+        out.append(jax.jit(make_eval_batch(program, options))(state, params, batch, jax.random.PRNGKey(2)))
+    a, b = out
+    np.testing.assert_allclose(float(a["pgd_recon"]), float(b["pgd_recon"]), rtol=1e-5)
+    assert set(a["ce_kl"]) == set(b["ce_kl"]) and len(b["ce_kl"]) == 16
+    for name, value in b["ce_kl"].items():  # CE differences and their ratios cancel digits of fp32 CEs ≈ 5.5
+        rtol = 2e-4 if name.startswith("ce_unrecovered") else 1e-5
+        np.testing.assert_allclose(float(a["ce_kl"][name]), float(value), rtol=rtol, atol=2e-6, err_msg=name)

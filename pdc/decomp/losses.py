@@ -88,29 +88,49 @@ def chunked_kl_divergence(clean_hidden: Array, masked_hidden: Array, head: Array
     one chunk's fp32 [B, chunk, vocab] logits are ever alive, and the backward pass recomputes
     them. `clean_hidden`/`masked_hidden` [B, T, d] are the final normed residuals; `head`
     [d, vocab]. Equal to the unchunked form up to the order of the mean's sum."""
-    B, T, d = masked_hidden.shape
-    chunk = max(1, min(chunk, T))
-    n = -(-T // chunk)
-    pad = n * chunk - T
-
-    def chunks(x: Array) -> Array:  # [B, T, d] → [n, B, chunk, d]
-        x = jnp.pad(x, ((0, 0), (0, pad), (0, 0)))
-        return jnp.moveaxis(x.reshape(B, n, chunk, d), 1, 0)
-
-    valid = (jnp.arange(n * chunk) < T).reshape(n, 1, chunk)
-
-    @jax.checkpoint
     def per_position(p: Array, q: Array) -> Array:
         log_p = jax.nn.log_softmax(jnp.dot(p, head, preferred_element_type=jnp.float32), axis=-1)
         log_q = jax.nn.log_softmax(jnp.dot(q, head, preferred_element_type=jnp.float32), axis=-1)
         return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
 
-    def body(total: Array, xs: tuple[Array, Array, Array]) -> tuple[Array, None]:
-        p, q, keep = xs
-        return total + jnp.sum(jnp.where(keep, per_position(p, q), 0.0)), None
+    B, T, _ = masked_hidden.shape
+    return chunked_mean(per_position, (clean_hidden, masked_hidden), jnp.ones((B, T), bool), chunk)
 
-    total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (chunks(clean_hidden), chunks(masked_hidden), valid))
-    return total / (B * T)
+
+def chunked_next_token_ce(hidden: Array, head: Array, tokens: Array, chunk: int) -> Array:
+    """Next-token cross-entropy of the logits `hidden @ head` (positions 0..T−2 predict tokens
+    1..T−1, as `metrics.next_token_ce`), `chunk` positions at a time: no [B, T, vocab]."""
+    B, T, _ = hidden.shape
+    targets = jnp.concatenate([tokens[:, 1:], jnp.zeros((B, 1), tokens.dtype)], axis=1).astype(jnp.int32)
+
+    def per_position(h: Array, target: Array) -> Array:
+        logits = jnp.dot(h, head, preferred_element_type=jnp.float32)
+        picked = jnp.take_along_axis(logits, target[..., None], axis=-1)[..., 0]
+        return jax.nn.logsumexp(logits, axis=-1) - picked
+
+    return chunked_mean(per_position, (hidden, targets), jnp.broadcast_to(jnp.arange(T) < T - 1, (B, T)), chunk)
+
+
+def chunked_mean(per_position: Callable[..., Array], xs: tuple[Array, ...], valid: Array, chunk: int) -> Array:
+    """The mean over the `valid [B, T]` positions of `per_position(*chunks of xs)` (each x
+    [B, T, ...]), evaluated `chunk` positions at a time under a scan whose body is
+    rematerialised: one chunk's intermediates alive, forward and backward."""
+    B, T = valid.shape
+    chunk = max(1, min(chunk, T))
+    n = -(-T // chunk)
+
+    def chunks(x: Array) -> Array:  # [B, T, ...] → [n, B, chunk, ...]
+        x = jnp.pad(x, ((0, 0), (0, n * chunk - T), *((0, 0),) * (x.ndim - 2)))
+        return jnp.moveaxis(x.reshape(B, n, chunk, *x.shape[2:]), 1, 0)
+
+    step = jax.checkpoint(per_position)
+
+    def body(total: Array, chunk_xs: tuple[Array, ...]) -> tuple[Array, None]:
+        *parts, keep = chunk_xs
+        return total + jnp.sum(jnp.where(keep, step(*parts), 0.0)), None
+
+    total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (*map(chunks, xs), chunks(valid)))
+    return total / jnp.sum(valid)
 
 
 def mse(clean: Array, masked: Array) -> Array:

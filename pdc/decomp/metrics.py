@@ -10,7 +10,7 @@ run on small NumPy arrays after the jitted eval step.
 from __future__ import annotations
 
 import fnmatch
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -104,19 +104,22 @@ def ce_kl_masks(key: Array, ci_lower: Mapping[str, Array], rounding_threshold: f
 
 
 def ce_kl_losses(key: Array, forward: Forward, clean_logits: Array, tokens: Array, ci_lower: Mapping[str, Array],
-                 rounding_threshold: float = 0.0) -> dict[str, Array]:
+                 rounding_threshold: float = 0.0, kl: Callable[[Array, Array], Array] = kl_divergence,
+                 ce: Callable[[Array, Array], Array] = next_token_ce) -> dict[str, Array]:
     """`kl_<v>` for the six variants; `ce_difference_<v>` = CE_v − CE_target and
     `ce_unrecovered_<v>` = (CE_v − CE_target) / (CE_zero − CE_target) for the five
-    non-zero ones (the caller prefixes `eval/ce_kl/`)."""
-    ce_target = next_token_ce(clean_logits, tokens)
-    out, ce = {}, {}
+    non-zero ones (the caller prefixes `eval/ce_kl/`). `kl(clean, masked)` and `ce(output,
+    tokens)` read the forwards' outputs: logits by default, or final hidden states with the
+    chunked forms (`losses.chunked_kl_divergence`, `losses.chunked_next_token_ce`)."""
+    ce_target = ce(clean_logits, tokens)
+    out, ce_of = {}, {}
     for variant, masks in ce_kl_masks(key, ci_lower, rounding_threshold).items():
         logits = forward(masks)
-        out[f"kl_{variant}"] = kl_divergence(clean_logits, logits)
-        ce[variant] = next_token_ce(logits, tokens)
+        out[f"kl_{variant}"] = kl(clean_logits, logits)
+        ce_of[variant] = ce(logits, tokens)
     for variant in CE_KL_VARIANTS[:-1]:
-        out[f"ce_difference_{variant}"] = ce[variant] - ce_target
-        out[f"ce_unrecovered_{variant}"] = (ce[variant] - ce_target) / (ce["zero_masked"] - ce_target)
+        out[f"ce_difference_{variant}"] = ce_of[variant] - ce_target
+        out[f"ce_unrecovered_{variant}"] = (ce_of[variant] - ce_target) / (ce_of["zero_masked"] - ce_target)
     return out
 
 

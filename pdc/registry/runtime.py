@@ -29,8 +29,9 @@ class RematKeys(Keys):
                    "activations in the backward pass")
     ci: Switch = key("off", doc="recompute the CI network in the backward pass")
     divergence_chunk: int = key(
-        256, doc="LMs: sequence positions per chunk of the output divergence (KL over the vocabulary): only one "
-                 "chunk's logits are ever materialised, recomputed in the backward pass; 0 = all positions at once",
+        256, doc="LMs: sequence positions per chunk of the output divergence (KL over the vocabulary) in the "
+                 "loss terms and of eval's KL and cross-entropy: only one chunk's logits are ever materialised, "
+                 "recomputed in the backward pass; 0 = all positions at once",
         ge=0)
 
 

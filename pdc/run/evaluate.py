@@ -72,15 +72,16 @@ def make_eval_batch(program: Program, options: EvalKeys) -> EvalFn:
     """(state, params, batch or None, key) → per-kind metric arrays of one eval batch
     (toys draw the batch from `fold_in(key, 0)`); metric randomness uses `fold_in(key, 1)`."""
     target, wanted = program.target, set(options.metrics)
-    divergence = losses.DIVERGENCES[program.divergence]
     columns = writes_features(program)
+    hidden = {"hidden": True} if program.chunked_divergence else {}  # LMs: no [tokens, vocab] logits, as in training
 
     def eval_batch(state: TrainState, params: Any, batch: Array | None, key: Array) -> dict[str, Any]:
         batch = toy_batch_of_key(program, jax.random.fold_in(key, 0)) if batch is None else batch
         metric_key = jax.random.fold_in(key, 1)
-        clean = target.clean(params, batch)
+        clean = target.clean(params, batch, **hidden)
         lower = _ci(program, state.ci, state, clean, state.components).lower
-        forward = functools.partial(target.forward, params, batch, state.components)
+        forward = functools.partial(target.forward, params, batch, state.components, **hidden)
+        divergence, ce = _output_measures(program, target.head(params) if hidden else None)
         out: dict[str, Any] = {"l0": metrics.ci_l0(lower, options.alive_threshold),
                                "density": metrics.activation_density(lower, options.alive_threshold)}
         if "pgd_recon" in wanted:
@@ -88,7 +89,7 @@ def make_eval_batch(program: Program, options: EvalKeys) -> EvalFn:
                                                        divergence, options.pgd_steps, options.pgd_step_size)
         if "ce_kl" in wanted:
             out["ce_kl"] = metrics.ce_kl_losses(jax.random.fold_in(metric_key, 1), forward, clean.output, batch, lower,
-                                                options.rounding_threshold)
+                                                options.rounding_threshold, kl=divergence, ce=ce)
         if wanted & {"mmcs", "ml2r"}:
             weights = target.weights(params)
             alive = {k: d > 0 for k, d in out["density"].items()}
@@ -100,6 +101,16 @@ def make_eval_batch(program: Program, options: EvalKeys) -> EvalFn:
         return out
 
     return eval_batch
+
+
+def _output_measures(program: Program, head: Array | None) -> tuple[losses.Divergence, Callable[[Array, Array], Array]]:
+    """(divergence, next-token CE) of the forwards' outputs: over logits, or — `head` given,
+    outputs the final hidden states — over `remat.divergence_chunk` positions at a time."""
+    if head is None:
+        return losses.DIVERGENCES[program.divergence], metrics.next_token_ce
+    chunk = program.divergence_chunk
+    return (functools.partial(losses.chunked_kl_divergence, head=head, chunk=chunk),
+            lambda hidden, tokens: losses.chunked_next_token_ce(hidden, head, tokens, chunk))
 
 
 def writes_features(program: Program) -> dict[str, bool]:
