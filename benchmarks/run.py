@@ -86,7 +86,8 @@ PARTS = ("peak", "throughput", "compile_depth", "compile_sites", "dryrun", "scal
 # written (the dry-run's own `xla_gpu_memory_limit_slop_factor`). `trainer_total_gib`: that
 # trainer's program compiled the same way (issue 21's table).
 SCALE_REFERENCE = "specs/llama8b_l18_reference.pd"
-REMAT_CELLS = {  # the trainer's remat on/off → pdc's knobs (`strict_off` recomputes nothing at all)
+REMAT_CELLS = {  # the trainer's remat on/off → pdc's knobs (`strict_off`, beside that trainer's off, recomputes
+    # not even norms and activations)
     "on": ("remat.recon_forwards=per_layer", "remat.ci=on"),
     "off": ("remat.recon_forwards=matmuls", "remat.ci=off"),
     "strict_off": ("remat.recon_forwards=off", "remat.ci=off"),
@@ -583,7 +584,7 @@ def scale_plan(quick: bool) -> list[dict[str, Any]]:
             sets = [f"data.batch={8 * per_device}", *REMAT_CELLS[remat]]
             cells.append({"cell": f"reference {per_device}/device remat {remat}", "spec": SCALE_REFERENCE,
                           "args": [a for kv in sets for a in ("--set", kv)],
-                          "trainer_total_gib": TRAINER_TOTAL_GIB.get((per_device, remat))})
+                          "trainer_total_gib": TRAINER_TOTAL_GIB[(per_device, remat.removeprefix("strict_"))]})
     if not quick:
         cells.append({"cell": "llama8b_l18 (shipped)", "spec": "specs/llama8b_l18.pd", "args": []})
         for devices in (32, 64):

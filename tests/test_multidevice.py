@@ -4,6 +4,7 @@ remat knobs that change the program, and layout-invariant trajectories."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jax
@@ -111,3 +112,15 @@ def test_each_remat_knob_changes_the_program(old: str, new: str) -> None:
 def test_whole_forward_remat_changes_a_toy_program() -> None:
     base = TMS.replace("train { steps = 10k seed = 0 }", "train { steps = 10k seed = 0 }\n  remat { recon_forwards = off }")
     assert lowered_text(base) != lowered_text(base.replace("recon_forwards = off", "recon_forwards = whole"))
+
+
+def test_the_chunked_divergence_shards_the_vocabulary_over_tp() -> None:
+    """Each chunk's logits [B, chunk, vocab] are pinned batch on dp and vocabulary on tp
+    (Shardy's constraint, or GSPMD's `devices=[2,1,4]` tiling on older JAX)."""
+    ir = ir_of(TINY, "mesh { dp = 2 tp = 4 }")
+    step, args = abstract_step(lower_program(ir), make_mesh(ir))
+    text = step.lower(*args).as_text()
+    vocab = ir.facts["target"].dims["vocab"]
+    shardy = rf'sharding_constraint .*\[\{{"dp"\}}, \{{\}}, \{{"tp"\}}\]> : tensor<\d+x\d+x{vocab}xf32>'
+    gspmd = rf'@Sharding.*devices=\[2,1,4\].*tensor<\d+x\d+x{vocab}xf32>'
+    assert any(re.search(shardy, line) or re.search(gspmd, line) for line in text.splitlines())

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from pdc.decomp.components import Factors, SiteMask, weight_delta
+from pdc.decomp.pins import pin_vocab
 from pdc.decomp.masks import (Layout, adversarial_masks, draw_routing, init_sources, live_routes, site_chunks,
                               stochastic_masks)
 from pdc.registry.loss import SCOPE_ALIASES, TERMS
@@ -89,8 +90,8 @@ def chunked_kl_divergence(clean_hidden: Array, masked_hidden: Array, head: Array
     them. `clean_hidden`/`masked_hidden` [B, T, d] are the final normed residuals; `head`
     [d, vocab]. Equal to the unchunked form up to the order of the mean's sum."""
     def per_position(p: Array, q: Array) -> Array:
-        log_p = jax.nn.log_softmax(jnp.dot(p, head, preferred_element_type=jnp.float32), axis=-1)
-        log_q = jax.nn.log_softmax(jnp.dot(q, head, preferred_element_type=jnp.float32), axis=-1)
+        log_p = jax.nn.log_softmax(_logits(p, head), axis=-1)
+        log_q = jax.nn.log_softmax(_logits(q, head), axis=-1)
         return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
 
     B, T, _ = masked_hidden.shape
@@ -104,11 +105,16 @@ def chunked_next_token_ce(hidden: Array, head: Array, tokens: Array, chunk: int)
     targets = jnp.concatenate([tokens[:, 1:], jnp.zeros((B, 1), tokens.dtype)], axis=1).astype(jnp.int32)
 
     def per_position(h: Array, target: Array) -> Array:
-        logits = jnp.dot(h, head, preferred_element_type=jnp.float32)
+        logits = _logits(h, head)
         picked = jnp.take_along_axis(logits, target[..., None], axis=-1)[..., 0]
         return jax.nn.logsumexp(logits, axis=-1) - picked
 
     return chunked_mean(per_position, (hidden, targets), jnp.broadcast_to(jnp.arange(T) < T - 1, (B, T)), chunk)
+
+
+def _logits(hidden: Array, head: Array) -> Array:
+    """One chunk's fp32 logits, their vocabulary sharded over tp when the mesh has it."""
+    return pin_vocab(jnp.dot(hidden, head, preferred_element_type=jnp.float32))
 
 
 def chunked_mean(per_position: Callable[..., Array], xs: tuple[Array, ...], valid: Array, chunk: int) -> Array:

@@ -25,6 +25,7 @@ class Pins:
     mesh: Mesh
     batch_axes: tuple[str, ...]  # mesh axes of the batch dimension
     component_axes: tuple[str, ...]  # mesh axes of the C dimension of x @ V
+    vocab_axes: tuple[str, ...] = ()  # mesh axes of the vocabulary of a chunk's logits (those not the batch's)
 
     def _spec(self, x: Array, lead: int, last: tuple[str, ...] | None) -> NamedSharding:
         dims: list[object] = [None] * x.ndim
@@ -38,6 +39,13 @@ class Pins:
 
     def components(self, h: Array, lead: int = 0) -> Array:
         return jax.lax.with_sharding_constraint(h, self._spec(h, lead, self.component_axes))
+
+    def vocab(self, logits: Array) -> Array:
+        shards = 1
+        for axis in self.vocab_axes:
+            shards *= self.mesh.shape[axis]
+        axes = self.vocab_axes if logits.shape[-1] % shards == 0 else ()  # an uneven vocabulary stays whole
+        return jax.lax.with_sharding_constraint(logits, self._spec(logits, 0, axes))
 
 
 def _axis(axes: tuple[str, ...]) -> object:
@@ -66,3 +74,11 @@ def pin_components(h: Array, lead: int = 0) -> Array:
     """Shard `x @ V` batch-wise and its C dim like V's: V/U are gathered for compute."""
     pins = _ACTIVE.get()
     return h if pins is None else pins.components(h, lead)
+
+
+def pin_vocab(logits: Array) -> Array:
+    """Shard a chunk's logits `[B, chunk, vocab]` batch-wise and their vocabulary over the
+    other mesh axes (tp): with tensor parallelism each device holds 1/tp of the chunk's
+    logits and the softmax reduces across the shards."""
+    pins = _ACTIVE.get()
+    return logits if pins is None else pins.vocab(logits)

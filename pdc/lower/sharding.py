@@ -104,11 +104,13 @@ def batch_sharding(ir: IR, mesh: Mesh) -> NamedSharding:
 
 
 def pins_for(ir: IR, mesh: Mesh) -> "Pins":
-    """Activation pins from the IR: the batch's mesh axes, and the axes of V's C dim."""
+    """Activation pins from the IR: the batch's mesh axes, the axes of V's C dim, and for
+    the vocabulary of a chunk's logits every other mesh axis (tp)."""
     from pdc.decomp.pins import Pins
 
     shardings = {node.tensor: node.dims for _, node in ir.nodes(ShardingNode)}
     batch = shardings["batch"][0]
     c_axes = next((dims[-1] for name, dims in shardings.items() if name.startswith("components.") and name.endswith(".V")),
                   ())
-    return Pins(mesh, tuple(batch), tuple(a for a in c_axes if a not in batch))
+    vocab = tuple(a for a in mesh.axis_names if a not in batch and mesh.shape[a] > 1)
+    return Pins(mesh, tuple(batch), tuple(a for a in c_axes if a not in batch), vocab)
