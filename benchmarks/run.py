@@ -36,7 +36,8 @@ compilation cache or allocator state leaks from one into the next):
    of the hand-written trainer (`specs/llama8b_l18_reference.pd`, 4 and 8 sequences per device ×
    remat on / off / strict off) beside that trainer's compiled totals, the shipped llama8b_l18,
    and llama8b_full at 32 and 64 devices: `pdc compile --target h100_sxm --format json` per cell,
-   per-device temp/total as written, the verdict and the largest groups alive at the peak.
+   per-device temp/total as written, the verdict, the largest groups alive at the peak and the
+   step's analytical matmul FLOPs per device (the report's `matmul_flops`).
 
 Timings on a shared machine are noisy: every row records the 1-minute load average, and
 the markdown header gives the machine's load at the start and the end.
@@ -614,6 +615,7 @@ def measure_scale(log: Any, quick: bool) -> dict[str, Any]:
         row = {**cell, "rc": result["rc"], "wall_s": result["wall_s"], "peak_rss_bytes": result["peak_rss_bytes"],
                "level": data.get("level"), "device_kind": data.get("device_kind"), "verdict": data.get("verdict"),
                "memory_per_device": memory or None, "xla_remat": data.get("xla_remat"),
+               "matmul_flops_per_device": (data["matmul_flops"] / data["devices"]) if data.get("matmul_flops") else None,
                "peak_groups": [(g["group"], g["bytes"], g["spec_line"]) for g in (data.get("peak") or {}).get(
                    "groups", [])[:5]]}
         if not memory:
@@ -713,8 +715,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines += ["## Scale (deviceless XLA:GPU, H100)", "", scale["skipped"], ""]
     elif scale:
         lines += ["## Scale (deviceless XLA:GPU, 8×H100 unless named; as written)", "",
-                  "| cell | trainer total GiB | pdc temp GiB | pdc total GiB | share | verdict | largest peak groups |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| cell | trainer total GiB | pdc temp GiB | pdc total GiB | share | verdict | matmul TFLOP/step/device "
+                  "| largest peak groups |", "|---|---|---|---|---|---|---|---|"]
         for c in scale["rows"]:
             mem = c.get("memory_per_device") or {}
             groups = ", ".join(f"{g} {_gib(b)}" for g, b, _ in (c.get("peak_groups") or [])[:3])
@@ -722,7 +724,7 @@ def render_markdown(r: dict[str, Any]) -> str:
                 "share_of_trainer") else "–"
             lines.append(f"| {c['cell']} | {_f(c.get('trainer_total_gib'), '.1f')} | {_gib(mem.get('temp'))} | "
                          f"**{_gib(mem.get('total'))}** | {share} | {c.get('verdict') or c.get('error', '–')[:60]} | "
-                         f"{groups} |")
+                         f"{_f(c.get('matmul_flops_per_device'), '.0f', 1e-12)} | {groups} |")
         lines.append("")
     return "\n".join(lines)
 

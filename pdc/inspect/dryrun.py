@@ -27,6 +27,7 @@ import jax
 
 from pdc import devices as device_models
 from pdc.inspect import hlo
+from pdc.inspect.flops import jaxpr_flops
 from pdc.inspect.owners import owner_function
 from pdc.inspect.peak import Peak, dumped, peak
 from pdc.ir.graph import IR
@@ -62,6 +63,7 @@ class DryRun:
     xla_remat: dict[str, int] | None = None  # per device after XLA:GPU rematerialised to fit, when it had to
     allow_xla_remat: bool = False
     peak: dict[str, Any] | None = None
+    matmul_flops: float | None = None  # one step's matmul FLOPs over all devices (`pdc.inspect.flops`)
     hlo_text: str = field(default="", repr=False)  # the compiled module, for --dump
 
     @property
@@ -162,6 +164,7 @@ def dry_run(ir: IR, target: str | None = None, lint: bool = False, remat: str | 
         jax.eval_shape(jitted_step(program, mesh, inputs), *inputs)
     else:
         _compile_into(report, ir, _lowered(report, program, mesh, inputs), device, xla_dump)
+        report.matmul_flops = jaxpr_flops(jax.make_jaxpr(jitted_step(program, mesh, inputs))(*inputs))
     report.seconds = time.perf_counter() - start
     return report
 

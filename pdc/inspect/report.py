@@ -2,7 +2,8 @@
 
 /2 over /1: `device`, `approximation`, `xla_remat` (memory after XLA:GPU rematerialised to
 fit, when it had to), `verdict`, and `peak` (the buffers alive at the peak, by owner and
-spec line)."""
+spec line); later within /2, a new key only: `matmul_flops` (one step's matmul FLOPs over all
+devices, counted on the traced step: `pdc.inspect.flops`)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ def _memory_lines(report: DryRun) -> list[str]:
              f"  aliased   -{gib(m['alias']):>11}  (donated state updated in place)",
              f"  temp       {gib(m['temp']):>11}",
              f"  total      {gib(m['total']):>11}{budget}"]
+    if report.matmul_flops:
+        lines.append(f"  matmul FLOPs per step (counted on the traced step, attention dense): "
+                     f"{report.matmul_flops / report.devices / 1e12:.1f} TFLOP per device, "
+                     f"{report.matmul_flops / 1e12:.1f} TFLOP in all")
     if report.xla_remat is not None:
         r = report.xla_remat
         lines.append(f"  after XLA rematerialised to fit the device: temp {gib(r['temp'])}, total {gib(r['total'])}"
