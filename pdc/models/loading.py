@@ -28,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from pdc.models.llama import LlamaConfig, RopeScaling, param_shapes
+from pdc.targets.llama import forward_options
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -215,16 +216,14 @@ def _assign(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     tree[path[-1]] = value
 
 
-def hf_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The forward's options found in an HF config.json: RoPE base, RMSNorm epsilon and
-    Llama-3 `rope_scaling` (only the keys present), for `build_target(**options)`."""
-    options: dict[str, Any] = {}
-    if "rope_theta" in config:
-        options["rope_theta"] = float(config["rope_theta"])
-    if "rms_norm_eps" in config:
-        options["rms_norm_eps"] = float(config["rms_norm_eps"])
-    if config.get("rope_scaling") is not None:
-        options["rope_scaling"] = RopeScaling.from_hf(config["rope_scaling"])
+def hf_options(config: Mapping[str, Any], family: str = "llama") -> dict[str, Any]:
+    """The forward's options found in an HF config.json, in the pre-5 or the ≥ 5 transformers
+    layout (`rope_parameters`): RoPE base, RMSNorm epsilon and RoPE scaling (only the keys
+    present), for `build_target(**options)`. Raises `TargetConfigError` on what pdc cannot run."""
+    options = forward_options(config, "config.json", family)
+    scaling = options.pop("rope_scaling")
+    if scaling is not None:
+        options["rope_scaling"] = RopeScaling.from_hf(scaling)
     return options
 
 
@@ -239,7 +238,9 @@ def hf_config(cfg: LlamaConfig) -> dict[str, Any]:
         "tie_word_embeddings": cfg.tied, "hidden_act": "gelu_pytorch_tanh" if cfg.simple_mlp else "silu",
     }
     s = cfg.rope_scaling
-    if s is not None:
+    if s is not None and s.kind == "linear":
+        config["rope_scaling"] = {"rope_type": "linear", "factor": s.factor}
+    elif s is not None:
         config["rope_scaling"] = {"rope_type": "llama3", "factor": s.factor, "low_freq_factor": s.low_freq_factor,
                                   "high_freq_factor": s.high_freq_factor,
                                   "original_max_position_embeddings": s.original_max_positions}
