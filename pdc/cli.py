@@ -26,6 +26,16 @@ from pdc.syntax.parse import parse_text, read_source
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
 EXIT_UNAVAILABLE = 1  # asked for something this install cannot do (a GPU target without the `cuda` extra)
+EXIT_INPUT = 1  # a file the spec names (weights, tokens) is missing or does not fit it: PD04xx
+INPUT_CODES = "PD04"
+
+
+def _exit_of(diagnostics: Sequence[Diagnostic]) -> int:
+    """2 for a spec error, 1 when every error is about an input file (PD04xx), else 0."""
+    errors = [d for d in diagnostics if d.severity.value == "error"]
+    if not errors:
+        return EXIT_OK
+    return EXIT_INPUT if all(d.code.startswith(INPUT_CODES) for d in errors) else EXIT_SPEC
 
 
 def spec_files(paths: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -56,7 +66,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     ok_files = []
     results = []
     for file in files:
-        result = check_file(file, passes=True, overrides=args.overrides)
+        result = check_file(file, passes=True, overrides=args.overrides, inputs=not args.no_inputs)
         sources.update(result.sources)
         diagnostics += result.diagnostics
         if not has_errors(result.diagnostics):
@@ -66,8 +76,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _show(results, diagnostics, sources, args)
     _report(diagnostics, sources, args.format, ok_files)
     if args.format == "text" and not has_errors(diagnostics):
-        print(f"ok: {len(files)} spec{'s' if len(files) != 1 else ''} checked")
-    return EXIT_SPEC if has_errors(diagnostics) else EXIT_OK
+        inputs = " (inputs not opened: --no-inputs)" if args.no_inputs else ""
+        print(f"ok: {len(files)} spec{'s' if len(files) != 1 else ''} checked{inputs}")
+    return _exit_of(diagnostics)
 
 
 def _show(results: list[CheckResult], diagnostics: list[Diagnostic], sources: dict[str, str],
@@ -222,11 +233,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train, checkpoint and resume a run (the program `pdc compile` checks)."""
-    result = check_file(args.path, passes=True, overrides=args.overrides)
+    """Train, checkpoint and resume a run (the program `pdc compile` checks); the inputs are
+    checked as `pdc check` does before anything compiles."""
+    result = check_file(args.path, passes=True, overrides=args.overrides, inputs=True)
     if has_errors(result.diagnostics) or result.ir is None:
         _report(result.diagnostics, result.sources, "text", [])
-        return EXIT_SPEC
+        return _exit_of(result.diagnostics)
     from pdc.ir.nodes import MeshNode
     from pdc.run import distributed
 
@@ -242,6 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("pdc train: this process has fewer devices than the mesh needs", file=sys.stderr)
         return EXIT_SPEC
     from pdc.run.train import TrainError, train
+    from pdc.targets.checkpoint import WeightsError
 
     out = Path(args.out) if args.out else Path("runs") / result.ir.spec.name
     try:
@@ -249,6 +262,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainError as error:
         print(f"pdc train: {error}", file=sys.stderr)
         return EXIT_SPEC
+    except WeightsError as error:  # the data past the headers `pdc check` read: truncated, unreadable
+        print(f"pdc train: error[PD0401]: {error}", file=sys.stderr)
+        return EXIT_INPUT
     print(f"pdc train: step {int(state.step)} in {out}", file=sys.stderr)
     return EXIT_OK
 
@@ -375,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument("--plan", action="store_true", help="print the resolved plan: sites, CI chunks, terms, sharding")
     check.add_argument("--print-ir", action="store_true", help="print the IR graph (a golden-file format)")
+    check.add_argument("--no-inputs", action="store_true",
+                       help="do not open the files the spec names (weights, tokens): review a spec without its data")
     _add_set(check)
     check.set_defaults(run=cmd_check)
     comp = commands.add_parser("compile", help="lower and compile the step on abstract values: the memory plan")

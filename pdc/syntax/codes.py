@@ -1,7 +1,8 @@
 """Every diagnostic code pdc emits, with a one-line title for the docs index.
 
 Ranges: PD00xx reading files, PD01xx syntax, PD02xx the registry (blocks, keys,
-values), PD03xx the IR passes (sites, shapes, sharding), PD05xx the dry-run.
+values), PD03xx the IR passes (sites, shapes, sharding), PD04xx the input files a spec names
+(weights, tokens: `pdc check` and `pdc train` exit 1 on them), PD05xx the dry-run.
 `docs/diagnostics.md` is generated from this table and the golden cases in
 `tests/golden/`; a test fails when a code has no golden case.
 """
@@ -55,4 +56,9 @@ CODES: dict[str, str] = {
     "PD0324": "a shard rule with more entries than the tensor has dimensions",
     "PD0325": "attention heads or key/value heads not divisible by the tensor-parallel degree",
     "PD0326": "(warning) a shard rule splits a stacked layer axis that the scan reads one slice at a time",
+    "PD0401": "the weights a spec names cannot be opened (missing path, unreadable file or index)",
+    "PD0402": "a tensor the target needs is missing from its weights",
+    "PD0403": "a weight tensor has the wrong shape (transposed, or another model size)",
+    "PD0404": "a weight tensor is not floating-point (I32, BOOL, ...)",
+    "PD0405": "the weights hold a tensor the target does not have (another architecture or naming)",
 }
