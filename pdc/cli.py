@@ -66,7 +66,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     ok_files = []
     results = []
     for file in files:
-        result = check_file(file, passes=True, overrides=args.overrides, inputs=not args.no_inputs)
+        result = check_file(file, passes=True, overrides=args.overrides, inputs=_opens_inputs(args))
         sources.update(result.sources)
         diagnostics += result.diagnostics
         if not has_errors(result.diagnostics):
@@ -76,9 +76,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _show(results, diagnostics, sources, args)
     _report(diagnostics, sources, args.format, ok_files)
     if args.format == "text" and not has_errors(diagnostics):
-        inputs = " (inputs not opened: --no-inputs)" if args.no_inputs else ""
+        inputs = " (inputs not opened: --no-inputs)" if not _opens_inputs(args) else ""
         print(f"ok: {len(files)} spec{'s' if len(files) != 1 else ''} checked{inputs}")
     return _exit_of(diagnostics)
+
+
+def _opens_inputs(args: argparse.Namespace) -> bool:
+    """`pdc check` opens the files a spec names, unless `--no-inputs`; `--plan` and
+    `--print-ir` show the program, which the files do not change, and never open them."""
+    return not (args.no_inputs or args.plan or args.print_ir)
 
 
 def _show(results: list[CheckResult], diagnostics: list[Diagnostic], sources: dict[str, str],
@@ -383,8 +389,18 @@ def _fmt_stdin() -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pdc")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdc", description="Declarative compiler for parameter-decomposition runs.")
+    parser.add_argument("--version", action="version", version=f"pdc {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="parse and validate specs (no JAX)")
     check.add_argument("paths", nargs="+", help="spec files or directories of *.pd files")
