@@ -94,8 +94,9 @@ def _rope_scaling(source: Any, shown: str) -> dict[str, Any] | None:
     if not isinstance(source, dict):
         raise TargetConfigError(f"`rope_scaling` in `{shown}` is not an object (found {_short(source)})", "config")
     kind = source.get("rope_type", source.get("type", "default"))
-    if kind not in ROPE_TYPES:
-        raise TargetConfigError(f"RoPE type `{kind}` in `{shown}` is not supported: pdc runs "
+    if not isinstance(kind, str) or kind not in ROPE_TYPES:
+        shown_kind = f"`{kind}`" if isinstance(kind, str) else _short(kind)
+        raise TargetConfigError(f"RoPE type {shown_kind} in `{shown}` is not supported: pdc runs "
                                 + ", ".join(f"`{k}`" for k in ROPE_TYPES), "config",
                                 "decompose a checkpoint with default, linear or llama3 RoPE")
     if kind == "default":
