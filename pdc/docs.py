@@ -15,7 +15,7 @@ from pydantic_core import PydanticUndefined
 from pdc.registry import SPEC
 from pdc.registry.schema import BlockSchema, Entries, LabelKind
 from pdc.registry.types import CallValue, Schedule
-from pdc.syntax.codes import CODES
+from pdc.syntax.codes import CODES, TOKEN_FILE_CODES
 from pdc.syntax.values import describe, field_annotation, union_arms, unwrap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,13 +206,19 @@ def diagnostics_md(golden: Path) -> str:
              "span underlined, related places as `note:` lines and fixes as `help:` lines; all",
              "problems of a file are reported in one run, sorted by position. `--format json`",
              "emits the same data (schema `pdc.diagnostics/1`). Exit codes: 0 ok, 1 internal error",
-             "(a reproducer file is written), 2 spec error.", "", "| code | meaning |", "|---|---|"]
-    lines += [f"| [{code}](#{code.lower()}) | {title} |" for code, title in CODES.items()]
-    for code, title in CODES.items():
+             "(a reproducer file is written), 2 spec error.", "",
+             "PD042x describe a token file rather than a spec: `pdc.run.tokens.inspect_token_file` returns",
+             "them as (code, message, help) for a `data tokens` file (`docs/run.md`, *Token files*).", "",
+             "| code | meaning |", "|---|---|"]
+    every = {**CODES, **TOKEN_FILE_CODES}
+    lines += [f"| [{code}](#{code.lower()}) | {title} |" for code, title in every.items()]
+    for code, title in every.items():
         lines += ["", f"## {code}", "", title[0].upper() + title[1:] + ".", ""]
         if code in examples:
             case, block = examples[code]
             lines += [f"From `tests/golden/{case}/spec.pd`:", "", "```", block, "```"]
+        elif code in TOKEN_FILE_CODES:
+            lines += ["Returned by `inspect_token_file` for a token file; `tests/test_tokens.py` produces it."]
         else:
             lines += ["*(no golden example yet)*"]
     return "\n".join(lines) + "\n"

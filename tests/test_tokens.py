@@ -23,7 +23,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from pdc.run import tokens
 from pdc.run.data import open_tokens
-from pdc.run.tokens import TokensError, build_tokens
+from pdc.run.tokens import TokensError, build_tokens, inspect_token_file
+from pdc.syntax.codes import CODES, TOKEN_FILE_CODES
 
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -284,3 +285,118 @@ def test_an_unreadable_progress_file_starts_over(model: Path, sources: Path, tmp
     assert info.notes == (f"{tokens.progress_path(out)} is unreadable; starting over",)
     build_tokens([sources], model, tmp_path / "fresh.bin", progress=False)
     assert out.read_bytes() == (tmp_path / "fresh.bin").read_bytes()
+
+
+# ---- checking -----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def built(model: Path, sources: Path, tmp_path: Path) -> Path:
+    """A good uint16 token file with its sidecar."""
+    out = tmp_path / "good" / "t.bin"
+    build_tokens([sources], model, out, progress=False)
+    return out
+
+
+def copy_of(built: Path, name: str, sidecar: bool = True) -> Path:
+    target = built.with_name(name)
+    shutil.copy(built, target)
+    if sidecar:
+        shutil.copy(tokens.sidecar_path(built), tokens.sidecar_path(target))
+    return target
+
+
+def codes(problems: list[tokens.TokenProblem]) -> list[str]:
+    return [p.code for p in problems]
+
+
+def test_a_good_file_has_no_problems(built: Path, model: Path) -> None:
+    assert inspect_token_file(built, "uint16", 64, 8, VOCAB, model) == []
+    ids = np.fromfile(built, dtype="<u2").astype(np.int32)
+    np.save(built.with_name("t.npy"), ids[:len(ids) // 2 * 2].reshape(-1, 2))  # any integer dtype, any shape
+    assert inspect_token_file(built.with_name("t.npy"), "npy", 64, 8, VOCAB) == []
+
+
+def test_too_few_rows_says_what_the_file_holds(built: Path) -> None:
+    count = built.stat().st_size // 2
+    [problem] = inspect_token_file(built, "uint16", 2048, 32, VOCAB)
+    assert problem.code == "PD0422"
+    assert problem.message == f"holds {count:,} tokens = {count // 2048:,} rows of 2048; a batch needs 32"
+    assert "data.seq_len" in problem.help
+
+
+def test_ids_outside_the_vocabulary_name_the_largest_and_the_first_offset(built: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    data = np.fromfile(built, dtype="<u2")
+    first, largest = int(np.flatnonzero(data >= 100)[0]), int(data.max())
+    problems = inspect_token_file(built, "uint16", 64, 1, 100)
+    assert codes(problems) == ["PD0423", "PD0427"]  # the ids, and the sidecar's 256-id tokenizer
+    message = problems[0].message
+    assert f"{int(np.count_nonzero(data >= 100)):,} of {len(data):,} ids" in message
+    assert f"the first at token offset {first:,}" in message
+    assert f"the largest id is {largest:,} (first at offset {int(data.argmax()):,})" in message
+    monkeypatch.setattr(tokens, "SCAN_TOKENS", 1000)  # many chunks: the same answer in bounded pieces
+    assert inspect_token_file(built, "uint16", 64, 1, 100) == problems
+
+
+def test_negative_ids_in_an_npy_are_out_of_range(tmp_path: Path) -> None:
+    np.save(tmp_path / "t.npy", np.array([3, 4, -1, 5] * 100, dtype=np.int16))
+    [problem] = inspect_token_file(tmp_path / "t.npy", "npy", 4, 2, VOCAB)
+    assert problem.code == "PD0423" and "the first at token offset 2" in problem.message
+    assert "the smallest is -1" in problem.message
+
+
+def broken_files(built: Path, other_model: Path) -> list[tuple[str, Path, str, int, str | Path | None, str]]:
+    """(case, file, format, vocab, tokenizer dir, the code it shows), one or more per code."""
+    cases: list[tuple[str, Path, str, int, str | Path | None, str]] = [
+        ("missing", built.with_name("nope.bin"), "uint16", VOCAB, None, "PD0420"),
+        ("a directory", built.parent, "uint16", VOCAB, None, "PD0420"),
+    ]
+    odd = copy_of(built, "odd.bin", sidecar=False)
+    with odd.open("ab") as handle:
+        handle.write(b"\x01")
+    np.save(built.with_name("floats.npy"), np.zeros(4096, dtype=np.float32))
+    np.save(built.with_name("ids.npy"), np.fromfile(built, dtype="<u2"))
+    cases += [("raw read as npy", built, "npy", VOCAB, None, "PD0421"),
+              ("npy read as raw", built.with_name("ids.npy"), "uint16", VOCAB, None, "PD0421"),
+              ("odd length", odd, "uint16", VOCAB, None, "PD0421"),
+              ("float npy", built.with_name("floats.npy"), "npy", VOCAB, None, "PD0421")]
+    unreadable = copy_of(built, "bad_sidecar.bin")
+    tokens.sidecar_path(unreadable).write_text("{not json")
+    not_ours = copy_of(built, "not_ours.bin")
+    tokens.sidecar_path(not_ours).write_text(json.dumps({"schema": "other/1"}))
+    truncated = copy_of(built, "truncated.bin")
+    with truncated.open("r+b") as handle:
+        handle.truncate(truncated.stat().st_size - 2)
+    np.arange(10, dtype="<u2").tofile(built.with_name("short.bin"))
+    cases += [("ten tokens", built.with_name("short.bin"), "uint16", VOCAB, None, "PD0422"),
+              ("ids beyond the vocabulary", built, "uint16", 100, None, "PD0423")]
+    cases += [("sidecar not JSON", unreadable, "uint16", VOCAB, None, "PD0424"),
+              ("sidecar of another schema", not_ours, "uint16", VOCAB, None, "PD0424"),
+              ("read as uint32", built, "uint32", 1 << 31, None, "PD0425"),
+              ("truncated", truncated, "uint16", VOCAB, None, "PD0426"),
+              ("target vocabulary smaller", built, "uint16", 300, None, "PD0427"),
+              ("another tokenizer", built, "uint16", VOCAB, other_model, "PD0428")]
+    return cases
+
+
+def test_each_problem_has_its_code_and_every_code_is_shown(built: Path, other_model: Path) -> None:
+    sidecar = json.loads(tokens.sidecar_path(built).read_text())
+    tokens.sidecar_path(built).write_text(json.dumps({**sidecar, "vocab_size": 512}))  # as if a bigger tokenizer
+    shown = set()
+    for case, path, fmt, vocab, tokenizer_dir, code in broken_files(built, other_model):
+        problems = inspect_token_file(path, fmt, 16, 2, vocab, tokenizer_dir)
+        assert code in codes(problems), (case, problems)
+        assert all(p.message and p.help for p in problems), case
+        shown.add(code)
+    assert shown == set(TOKEN_FILE_CODES)
+    assert not set(TOKEN_FILE_CODES) & set(CODES)  # a token-file code never doubles as a spec code
+
+
+def test_the_checker_names_the_other_tokenizer_and_the_uint32_reading(built: Path, model: Path,
+                                                                      other_model: Path) -> None:
+    [mismatch] = inspect_token_file(built, "uint16", 16, 2, VOCAB, other_model)
+    assert mismatch.code == "PD0428" and str(other_model / "tokenizer.json") in mismatch.message
+    wrong = inspect_token_file(built, "uint32", 16, 2, 1 << 31, model)
+    assert codes(wrong) == ["PD0425"] and "says the ids are uint16" in wrong[0].message
+    assert wrong[0].help == "write `format = uint16`"

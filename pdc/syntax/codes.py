@@ -1,9 +1,13 @@
 """Every diagnostic code pdc emits, with a one-line title for the docs index.
 
 Ranges: PD00xx reading files, PD01xx syntax, PD02xx the registry (blocks, keys,
-values), PD03xx the IR passes (sites, shapes, sharding), PD05xx the dry-run.
-`docs/diagnostics.md` is generated from this table and the golden cases in
-`tests/golden/`; a test fails when a code has no golden case.
+values), PD03xx the IR passes (sites, shapes, sharding), PD042x token files, PD05xx
+the dry-run. `docs/diagnostics.md` is generated from these tables and the golden cases
+in `tests/golden/`; a test fails when a spec code has no golden case.
+
+Token-file codes are a table of their own: they describe a data file, not a spec, so
+`pdc check` never emits them and they have no golden spec; `tests/test_tokens.py`
+produces each one from a file instead.
 """
 
 from __future__ import annotations
@@ -55,4 +59,17 @@ CODES: dict[str, str] = {
     "PD0324": "a shard rule with more entries than the tensor has dimensions",
     "PD0325": "attention heads or key/value heads not divisible by the tensor-parallel degree",
     "PD0326": "(warning) a shard rule splits a stacked layer axis that the scan reads one slice at a time",
+}
+
+TOKEN_FILE_CODES: dict[str, str] = {  # returned by pdc.run.tokens.inspect_token_file
+    "PD0420": "the token file cannot be read (missing, not a regular file, no permission)",
+    "PD0421": "the token file does not match its `format` (an .npy header that does not parse or holds non-integers, "
+              "a raw length that is not a whole number of ids, an .npy read as raw)",
+    "PD0422": "too few tokens for one batch: fewer than `batch` rows of `seq_len`",
+    "PD0423": "token ids outside the target's vocabulary (the message gives the largest id and the first offset)",
+    "PD0424": "the token file's sidecar (`<file>.json`) cannot be read or is not a `pdc.tokens/1` document",
+    "PD0425": "the sidecar's dtype differs from the `format` the spec reads the file as",
+    "PD0426": "the sidecar's token count differs from the file's (truncated, appended to, another build's sidecar)",
+    "PD0427": "the file was made with a tokenizer of more ids than the target's vocabulary",
+    "PD0428": "the file was made with another tokenizer than the target's (tokenizer.json sha256 differs)",
 }
