@@ -21,11 +21,14 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from pdc.cli import main
 from pdc.run import tokens
 from pdc.run.data import open_tokens
 from pdc.run.tokens import TokensError, build_tokens, inspect_token_file
 from pdc.syntax.codes import CODES, TOKEN_FILE_CODES
+from pdc.syntax.parse import parse_text
 
+from conftest import REPO
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 VOCAB = 256
@@ -400,3 +403,49 @@ def test_the_checker_names_the_other_tokenizer_and_the_uint32_reading(built: Pat
     wrong = inspect_token_file(built, "uint32", 16, 2, 1 << 31, model)
     assert codes(wrong) == ["PD0425"] and "says the ids are uint16" in wrong[0].message
     assert wrong[0].help == "write `format = uint16`"
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+
+def test_the_command_prints_the_summary_and_the_spec_block(model: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "t.bin"
+    assert main(["tokens", str(write_jsonl(tmp_path / "d.jsonl", DOCS)), "--tokenizer", str(model), "--out", str(out),
+                 "--quiet"]) == 0
+    captured = capsys.readouterr()
+    summary, block = captured.out.splitlines()
+    count = out.stat().st_size // 2
+    assert summary.startswith(f"pdc tokens: {count:,} tokens from {len(DOCS)} documents in 1 file, uint16")
+    assert block.startswith(f'data tokens {{ path = "{out.resolve()}" format = uint16 seq_len = 2048 batch = 32 }}')
+    _, diagnostics = parse_text(f"spec s {{\n  {block}\n}}\n", "pasted.pd")
+    assert diagnostics == []  # pastes into a spec as it is
+    assert captured.err == ""
+
+
+@pytest.mark.parametrize("case", ["missing source", "no tokenizer.json", "bad JSONL line", "no EOS",
+                                  "no such key", "not UTF-8"])
+def test_bad_inputs_are_one_line_and_exit_1(case: str, model: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_jsonl(tmp_path / "d.jsonl", DOCS)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(model / "tokenizer.json", bare / "tokenizer.json")
+    (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"text": oops}\n')
+    (tmp_path / "other.jsonl").write_text('{"body": "x"}\n')
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    sources, tokenizer, file = {
+        "missing source": ([tmp_path / "nope.txt"], model, tmp_path / "nope.txt"),
+        "no tokenizer.json": ([good], tmp_path, tmp_path / "tokenizer.json"),
+        "bad JSONL line": ([tmp_path / "bad.jsonl"], model, f"{tmp_path / 'bad.jsonl'}:2"),
+        "no EOS": ([good], bare, bare),
+        "no such key": ([tmp_path / "other.jsonl"], model, f"{tmp_path / 'other.jsonl'}:1"),
+        "not UTF-8": ([tmp_path / "latin1.txt"], model, tmp_path / "latin1.txt"),
+    }[case]
+    capsys.readouterr()
+    code = main(["tokens", *map(str, sources), "--tokenizer", str(tokenizer), "--out", str(tmp_path / "t.bin")])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"pdc: error: {file}: ") and "Traceback" not in captured.err
+    assert not list(tmp_path.glob("t.bin*"))
