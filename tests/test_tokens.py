@@ -449,3 +449,46 @@ def test_bad_inputs_are_one_line_and_exit_1(case: str, model: Path, tmp_path: Pa
     [line] = captured.err.splitlines()
     assert line.startswith(f"pdc: error: {file}: ") and "Traceback" not in captured.err
     assert not list(tmp_path.glob("t.bin*"))
+
+
+# ---- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # ~5 min on two busy cores: a tiny_llama compile and 50 steps on 8 fake devices
+def test_pdc_train_runs_on_a_built_token_file(model: Path, tmp_path: Path) -> None:
+    """tiny_llama (vocab 256, random frozen weights instead of its pretrain block) trains 50
+    steps on tokens built from 50 stdlib files with the 256-id test tokenizer."""
+    import jax
+
+    from pdc.models import build_target, hf_config, save_hf
+    from pdc.passes import run_passes
+    from pdc.syntax.load import check_text
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for file in stdlib_files(50):
+        shutil.copy(file, corpus / file.name)
+    data = tmp_path / "train.bin"
+    info = build_tokens([corpus], model, data, progress=False)
+    assert inspect_token_file(data, "uint16", 128, 16, VOCAB, model) == []
+    text = (REPO / "specs" / "tiny_llama.pd").read_text()
+    start = text.index("    pretrain {")
+    text = text[:start] + f'    weights = "{tmp_path / "weights"}"\n' + text[text.index("    }\n", start) + 6:]
+    start = text.index("  data corpus {")
+    text = (text[:start] + f'  data tokens {{\n    path = "{data}"\n    format = uint16\n    seq_len = 128\n'
+            "    batch = 16\n  }\n" + text[text.index("  }\n", start) + 4:])
+    text = text.replace("train { steps = 2000 seed = 0 }", "train { steps = 50 seed = 0 }")
+    text = text.replace("faithfulness_warmup { steps = 100", "faithfulness_warmup { steps = 10")
+    text = text.replace("log { every = 50 }", "log { every = 10 }")
+    spec = tmp_path / "tiny_tokens.pd"
+    spec.write_text(text)
+    result = check_text(text, str(spec))
+    assert result.ok and result.spec is not None, [d.summary for d in result.diagnostics]
+    ir = run_passes(result.spec)
+    target = build_target(ir.facts["target"], [n[5:] for n in ir.graph if n.startswith("site:")])
+    save_hf(target.init_params(jax.random.PRNGKey(0)), tmp_path / "weights", config=hf_config(target.config))
+    assert main(["train", str(spec), "--out", str(tmp_path / "run")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [10, 20, 30, 40, 50]
+    assert all(np.isfinite(r["loss/total"]) for r in records)
+    assert info.tokens >= 16 * 128
