@@ -260,7 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("pdc train: this process has fewer devices than the mesh needs", file=sys.stderr)
         return EXIT_SPEC
     from pdc.run.train import TrainError, train
-    from pdc.targets.checkpoint import WeightsError
+    from pdc.inputs.checkpoint import WeightsError
 
     out = Path(args.out) if args.out else Path("runs") / result.ir.spec.name
     try:
@@ -398,6 +398,28 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """Tokenize local text/JSONL/Parquet into a token file a `data tokens` block reads
+    (resumable; docs/run.md, *Token files*)."""
+    from pdc.run.tokens import TokensError, build_tokens, spec_block, summary_line
+
+    try:
+        info = build_tokens(args.sources, args.tokenizer, args.out, field=args.field, eos=args.eos,
+                            progress=not args.quiet)
+    except TokensError as error:
+        print(f"pdc: error: {error.file}: {error.problem}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as error:  # an unwritable --out, a full disk: the user's to fix, not a crash
+        print(f"pdc: error: {error.filename or args.out}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("pdc tokens: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(summary_line(info))
+    print(spec_block(info))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdc", description="Declarative compiler for parameter-decomposition runs.")
     parser.add_argument("--version", action="version", version=f"pdc {_version()}")
@@ -462,6 +484,17 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--check", action="store_true", help="exit 2 if a file is not formatted; change nothing")
     fmt.add_argument("--diff", action="store_true", help="print the changes as a unified diff; change nothing")
     fmt.set_defaults(run=cmd_fmt)
+    tok = commands.add_parser("tokens", help="tokenize text, JSONL or Parquet into a token file for `data tokens`")
+    tok.add_argument("sources", nargs="+", metavar="SOURCE",
+                     help="text files (one document each), .jsonl (one per line), .parquet (one per row), directories")
+    tok.add_argument("--tokenizer", required=True, metavar="DIR", help="a directory holding the HF tokenizer.json")
+    tok.add_argument("--out", required=True, metavar="FILE",
+                     help="the token file (raw uint16/uint32; FILE.json: its sidecar)")
+    tok.add_argument("--field", default="text", help="the JSONL key / Parquet column holding the text (default: text)")
+    tok.add_argument("--eos", type=int, metavar="ID",
+                     help="the id that ends each document (default: the tokenizer's EOS)")
+    tok.add_argument("--quiet", action="store_true", help="no progress bar")
+    tok.set_defaults(run=cmd_tokens)
     return parser
 
 

@@ -14,7 +14,7 @@ LlamaSimpleMLP names (the torch `LlamaSimpleMLP` state dict, GPT-2 style):
     h.{i}.rms_1.weight, h.{i}.rms_2.weight, ln_f.weight, lm_head.weight (optional: tied to wte)
 
 Every failure is a `WeightsError` with a one-line message naming the file and tensor. The
-name table and the reader live in `pdc.targets.checkpoint` (no JAX: `pdc check` uses them).
+name table and the reader live in `pdc.inputs.checkpoint` (no JAX: `pdc check` uses them).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from pdc.models.llama import LlamaConfig, RopeScaling, param_shapes
-from pdc.targets.checkpoint import INDEX, SINGLE, Checkpoint, WeightsError, tolerated, hf_entries
+from pdc.inputs.checkpoint import INDEX, SINGLE, Checkpoint, WeightsError, tolerated, hf_entries
 from pdc.targets.llama import forward_options
 
 

@@ -64,4 +64,14 @@ CODES: dict[str, str] = {
     "PD0403": "a weight tensor has the wrong shape (transposed, or another model size)",
     "PD0404": "a weight tensor is not floating-point (I32, BOOL, ...)",
     "PD0405": "the weights hold a tensor the target does not have (another architecture or naming)",
+    "PD0420": "the token file cannot be read (missing, not a regular file, no permission)",
+    "PD0421": "the token file does not match its `format` (an .npy header that does not parse or holds non-integers, "
+              "a raw length that is not a whole number of ids, an .npy read as raw)",
+    "PD0422": "too few tokens for one batch: fewer than `batch` rows of `seq_len`",
+    "PD0423": "token ids outside the target's vocabulary (the message gives the largest id and the first offset)",
+    "PD0424": "the token file's sidecar (`<file>.json`) cannot be read or is not a `pdc.tokens/1` document",
+    "PD0425": "the sidecar's dtype differs from the `format` the spec reads the file as",
+    "PD0426": "the sidecar's token count differs from the file's (truncated, appended to, another build's sidecar)",
+    "PD0427": "the file was made with a tokenizer of more ids than the target's vocabulary",
+    "PD0428": "the file was made with another tokenizer than the target's (tokenizer.json sha256 differs)",
 }
