@@ -64,6 +64,7 @@ CODES: dict[str, str] = {
     "PD0403": "a weight tensor has the wrong shape (transposed, or another model size)",
     "PD0404": "a weight tensor is not floating-point (I32, BOOL, ...)",
     "PD0405": "the weights hold a tensor the target does not have (another architecture or naming)",
+    "PD0406": "the target's config.json describes a model pdc cannot run (RoPE type, activation, biases)",
     "PD0420": "the token file cannot be read (missing, not a regular file, no permission)",
     "PD0421": "the token file does not match its `format` (an .npy header that does not parse or holds non-integers, "
               "a raw length that is not a whole number of ids, an .npy read as raw)",

@@ -22,6 +22,7 @@ _REQUIRED = ("vocab", "hidden", "intermediate", "layers", "heads")
 # `rope_parameters` (with `rope_theta`), older files as top-level `rope_theta` + `rope_scaling`.
 ROPE_TYPES = {"default": (), "linear": ("factor",),
               "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
+UNRUNNABLE = "PD0406"  # a config.json pdc reads but cannot run: an input problem (exit 1), not a spec error
 _ACTIVATIONS = {"llama": ("silu",), "simple_mlp": ("gelu_pytorch_tanh", "gelu_new")}  # SwiGLU; GELU(tanh)
 
 
@@ -77,7 +78,8 @@ def forward_options(config: Mapping[str, Any], shown: str, family: str) -> dict[
     rope = config.get("rope_parameters")
     if rope is not None and not (isinstance(rope, dict) and "rope_type" in rope):
         raise TargetConfigError(f"`rope_parameters` in `{shown}` is not one RoPE setting with a `rope_type` "
-                                f"(found {_short(rope)}); per-layer-type RoPE is not supported", "config")
+                                f"(found {_short(rope)}); per-layer-type RoPE is not supported", "config",
+                                code=UNRUNNABLE)
     theta = rope.get("rope_theta") if rope is not None and "rope_theta" in rope else config.get("rope_theta")
     options: dict[str, Any] = {"rope_scaling": _rope_scaling(rope if rope is not None else config.get("rope_scaling"),
                                                              shown)}
@@ -92,18 +94,20 @@ def _rope_scaling(source: Any, shown: str) -> dict[str, Any] | None:
     if source is None:
         return None
     if not isinstance(source, dict):
-        raise TargetConfigError(f"`rope_scaling` in `{shown}` is not an object (found {_short(source)})", "config")
+        raise TargetConfigError(f"`rope_scaling` in `{shown}` is not an object (found {_short(source)})", "config",
+                                code=UNRUNNABLE)
     kind = source.get("rope_type", source.get("type", "default"))
     if not isinstance(kind, str) or kind not in ROPE_TYPES:
         shown_kind = f"`{kind}`" if isinstance(kind, str) else _short(kind)
         raise TargetConfigError(f"RoPE type {shown_kind} in `{shown}` is not supported: pdc runs "
                                 + ", ".join(f"`{k}`" for k in ROPE_TYPES), "config",
-                                "decompose a checkpoint with default, linear or llama3 RoPE")
+                                "decompose a checkpoint with default, linear or llama3 RoPE", UNRUNNABLE)
     if kind == "default":
         return None
     missing = [k for k in ROPE_TYPES[kind] if k not in source]
     if missing:
-        raise TargetConfigError(f"the {kind} RoPE settings in `{shown}` have no `{missing[0]}`", "config")
+        raise TargetConfigError(f"the {kind} RoPE settings in `{shown}` have no `{missing[0]}`", "config",
+                                code=UNRUNNABLE)
     return {"rope_type": kind, **{k: _positive_number(source[k], k, shown) for k in ROPE_TYPES[kind]}}
 
 
@@ -111,16 +115,17 @@ def _check_architecture(config: Mapping[str, Any], shown: str, family: str) -> N
     act = config.get("hidden_act", _ACTIVATIONS[family][0])
     if act not in _ACTIVATIONS[family]:
         raise TargetConfigError(f"`hidden_act` in `{shown}` is `{act}`; a {family} target runs "
-                                + " or ".join(f"`{a}`" for a in _ACTIVATIONS[family]), "config")
+                                + " or ".join(f"`{a}`" for a in _ACTIVATIONS[family]), "config", code=UNRUNNABLE)
     for bias in ("attention_bias", "mlp_bias"):
         if config.get(bias):
             raise TargetConfigError(f"`{bias}` is true in `{shown}`: pdc's {family} target has no bias terms",
-                                    "config")
+                                    "config", code=UNRUNNABLE)
 
 
 def _positive_number(value: Any, name: str, shown: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise TargetConfigError(f"`{name}` in `{shown}` must be a positive number, found {_short(value)}", "config")
+        raise TargetConfigError(f"`{name}` in `{shown}` must be a positive number, found {_short(value)}", "config",
+                                code=UNRUNNABLE)
     return float(value)
 
 
