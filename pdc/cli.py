@@ -26,6 +26,16 @@ from pdc.syntax.parse import parse_text, read_source
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
 EXIT_UNAVAILABLE = 1  # asked for something this install cannot do (a GPU target without the `cuda` extra)
+EXIT_INPUT = 1  # a file the spec names (weights, tokens) is missing or does not fit it: PD04xx
+INPUT_CODES = "PD04"
+
+
+def _exit_of(diagnostics: Sequence[Diagnostic]) -> int:
+    """2 for a spec error, 1 when every error is about an input file (PD04xx), else 0."""
+    errors = [d for d in diagnostics if d.severity.value == "error"]
+    if not errors:
+        return EXIT_OK
+    return EXIT_INPUT if all(d.code.startswith(INPUT_CODES) for d in errors) else EXIT_SPEC
 
 
 def spec_files(paths: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -56,7 +66,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     ok_files = []
     results = []
     for file in files:
-        result = check_file(file, passes=True, overrides=args.overrides)
+        result = check_file(file, passes=True, overrides=args.overrides, inputs=_opens_inputs(args))
         sources.update(result.sources)
         diagnostics += result.diagnostics
         if not has_errors(result.diagnostics):
@@ -66,8 +76,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _show(results, diagnostics, sources, args)
     _report(diagnostics, sources, args.format, ok_files)
     if args.format == "text" and not has_errors(diagnostics):
-        print(f"ok: {len(files)} spec{'s' if len(files) != 1 else ''} checked")
-    return EXIT_SPEC if has_errors(diagnostics) else EXIT_OK
+        inputs = " (inputs not opened: --no-inputs)" if not _opens_inputs(args) else ""
+        print(f"ok: {len(files)} spec{'s' if len(files) != 1 else ''} checked{inputs}")
+    return _exit_of(diagnostics)
+
+
+def _opens_inputs(args: argparse.Namespace) -> bool:
+    """`pdc check` opens the files a spec names, unless `--no-inputs`; `--plan` and
+    `--print-ir` show the program, which the files do not change, and never open them."""
+    return not (args.no_inputs or args.plan or args.print_ir)
 
 
 def _show(results: list[CheckResult], diagnostics: list[Diagnostic], sources: dict[str, str],
@@ -222,11 +239,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train, checkpoint and resume a run (the program `pdc compile` checks)."""
-    result = check_file(args.path, passes=True, overrides=args.overrides)
+    """Train, checkpoint and resume a run (the program `pdc compile` checks); the inputs are
+    checked as `pdc check` does before anything compiles."""
+    result = check_file(args.path, passes=True, overrides=args.overrides, inputs=True)
     if has_errors(result.diagnostics) or result.ir is None:
         _report(result.diagnostics, result.sources, "text", [])
-        return EXIT_SPEC
+        return _exit_of(result.diagnostics)
     from pdc.ir.nodes import MeshNode
     from pdc.run import distributed
 
@@ -242,6 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("pdc train: this process has fewer devices than the mesh needs", file=sys.stderr)
         return EXIT_SPEC
     from pdc.run.train import TrainError, train
+    from pdc.inputs.checkpoint import WeightsError
 
     out = Path(args.out) if args.out else Path("runs") / result.ir.spec.name
     try:
@@ -249,6 +268,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainError as error:
         print(f"pdc train: {error}", file=sys.stderr)
         return EXIT_SPEC
+    except WeightsError as error:  # the data past the headers `pdc check` read: truncated, unreadable
+        print(f"pdc train: error[PD0401]: {error}", file=sys.stderr)
+        return EXIT_INPUT
     print(f"pdc train: step {int(state.step)} in {out}", file=sys.stderr)
     return EXIT_OK
 
@@ -367,14 +389,48 @@ def _fmt_stdin() -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pdc")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """Tokenize local text/JSONL/Parquet into a token file a `data tokens` block reads
+    (resumable; docs/run.md, *Token files*)."""
+    from pdc.run.tokens import TokensError, build_tokens, spec_block, summary_line
+
+    try:
+        info = build_tokens(args.sources, args.tokenizer, args.out, field=args.field, eos=args.eos,
+                            progress=not args.quiet)
+    except TokensError as error:
+        print(f"pdc: error: {error.file}: {error.problem}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as error:  # an unwritable --out, a full disk: the user's to fix, not a crash
+        print(f"pdc: error: {error.filename or args.out}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("pdc tokens: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(summary_line(info))
+    print(spec_block(info))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdc", description="Declarative compiler for parameter-decomposition runs.")
+    parser.add_argument("--version", action="version", version=f"pdc {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="parse and validate specs (no JAX)")
     check.add_argument("paths", nargs="+", help="spec files or directories of *.pd files")
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument("--plan", action="store_true", help="print the resolved plan: sites, CI chunks, terms, sharding")
     check.add_argument("--print-ir", action="store_true", help="print the IR graph (a golden-file format)")
+    check.add_argument("--no-inputs", action="store_true",
+                       help="do not open the files the spec names (weights, tokens): review a spec without its data")
     _add_set(check)
     check.set_defaults(run=cmd_check)
     comp = commands.add_parser("compile", help="lower and compile the step on abstract values: the memory plan")
@@ -428,6 +484,17 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--check", action="store_true", help="exit 2 if a file is not formatted; change nothing")
     fmt.add_argument("--diff", action="store_true", help="print the changes as a unified diff; change nothing")
     fmt.set_defaults(run=cmd_fmt)
+    tok = commands.add_parser("tokens", help="tokenize text, JSONL or Parquet into a token file for `data tokens`")
+    tok.add_argument("sources", nargs="+", metavar="SOURCE",
+                     help="text files (one document each), .jsonl (one per line), .parquet (one per row), directories")
+    tok.add_argument("--tokenizer", required=True, metavar="DIR", help="a directory holding the HF tokenizer.json")
+    tok.add_argument("--out", required=True, metavar="FILE",
+                     help="the token file (raw uint16/uint32; FILE.json: its sidecar)")
+    tok.add_argument("--field", default="text", help="the JSONL key / Parquet column holding the text (default: text)")
+    tok.add_argument("--eos", type=int, metavar="ID",
+                     help="the id that ends each document (default: the tokenizer's EOS)")
+    tok.add_argument("--quiet", action="store_true", help="no progress bar")
+    tok.set_defaults(run=cmd_tokens)
     return parser
 
 

@@ -205,8 +205,8 @@ def diagnostics_md(golden: Path) -> str:
              "Every problem is reported as `path:line:col: error[PDnnnn]: summary`, the offending",
              "span underlined, related places as `note:` lines and fixes as `help:` lines; all",
              "problems of a file are reported in one run, sorted by position. `--format json`",
-             "emits the same data (schema `pdc.diagnostics/1`). Exit codes: 0 ok, 1 internal error",
-             "(a reproducer file is written), 2 spec error.", "", "| code | meaning |", "|---|---|"]
+             "emits the same data (schema `pdc.diagnostics/1`). Exit codes: 0 ok, 1 an input file the",
+             "spec names is bad (PD04xx only) or an internal error (a reproducer file is written), 2 spec error.", "", "| code | meaning |", "|---|---|"]
     lines += [f"| [{code}](#{code.lower()}) | {title} |" for code, title in CODES.items()]
     for code, title in CODES.items():
         lines += ["", f"## {code}", "", title[0].upper() + title[1:] + ".", ""]

@@ -15,8 +15,19 @@ from conftest import REPO, SPECS
 
 
 def test_check_specs_ok(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", str(REPO / "specs")]) == 0
-    assert f"ok: {len(SPECS)} specs checked" in capsys.readouterr().out
+    assert main(["check", "--no-inputs", str(REPO / "specs")]) == 0
+    assert f"ok: {len(SPECS)} specs checked (inputs not opened: --no-inputs)" in capsys.readouterr().out
+
+
+def test_check_opens_the_inputs_the_shipped_specs_name(capsys: pytest.CaptureFixture[str]) -> None:
+    """The Llama-8B weights and token data are not shipped: `pdc check` says so (exit 1), the
+    rest is ok."""
+    assert main(["check", str(REPO / "specs")]) == 1
+    err = capsys.readouterr().err
+    llamas = {str(REPO / "specs" / f"{name}.pd") for name in ("llama8b_full", "llama8b_l18", "llama8b_l18_reference")}
+    for code in ("PD0401", "PD0420"):  # no weights, no token file
+        assert {line.split(":")[0] for line in err.splitlines() if f"error[{code}]" in line} == llamas
+    assert err.count("error[") == 6
 
 
 def test_fmt_check_specs_ok() -> None:

@@ -165,8 +165,18 @@ def dry_run(ir: IR, target: str | None = None, lint: bool = False, remat: str | 
     else:
         _compile_into(report, ir, _lowered(report, program, mesh, inputs), device, xla_dump)
         report.matmul_flops = jaxpr_flops(jax.make_jaxpr(jitted_step(program, mesh, inputs))(*inputs))
+    if _names_inputs(ir):
+        report.notes.append("inputs not opened: a dry-run reads only the target's shapes; `pdc check` and `pdc train` "
+                            "check the weights and token files")
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _names_inputs(ir: IR) -> bool:
+    """Does the spec name files a run reads (an LM's weights, a token file)?"""
+    target, data = ir.spec.block("target"), ir.spec.block("data")
+    weights = target is not None and "weights" in target.schema.key_names() and target.get("weights") is not None
+    return weights or (data is not None and data.label == "tokens")
 
 
 def _lowered(report: DryRun, program: Program, mesh: jax.sharding.Mesh, inputs: StepInputs) -> Any:

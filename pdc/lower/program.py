@@ -150,7 +150,7 @@ def _target_options(ir: IR, shape: TargetShape, remat: str, compute: str) -> dic
     target = _block(ir, "target")
     if shape.family in ("llama", "simple_mlp"):
         options["remat"] = remat
-        options.update(_lm_options(target))
+        options.update(_lm_options(target, shape.family))
     elif shape.family == "resid_mlp":
         options["activation"] = target.get("activation")
         options["embedding"] = target.get("embedding")
@@ -159,11 +159,11 @@ def _target_options(ir: IR, shape: TargetShape, remat: str, compute: str) -> dic
     return options
 
 
-def _lm_options(target: Node) -> dict[str, Any]:
+def _lm_options(target: Node, family: str) -> dict[str, Any]:
     """RoPE and norm settings: from the HF config when one is named, else the spec."""
     if target.get("config") is not None:
         config = Path(target.span.file).resolve().parent / target.get("config")
-        return hf_options(json.loads(config.read_text()))
+        return hf_options(json.loads(config.read_text()), family)
     return {"rope_theta": target.get("rope_theta"), "rms_norm_eps": target.get("rms_norm_eps")}
 
 

@@ -48,24 +48,29 @@ SIMPLE_MLP_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "c_fc", "down_proj")
 
 @dataclass(frozen=True)
 class RopeScaling:
-    """Llama-3 frequency rescaling (HF `rope_scaling` with `rope_type = "llama3"`)."""
+    """RoPE frequency rescaling: Llama-3's (`rope_type = "llama3"`) or linear position
+    interpolation (`"linear"`: every frequency divided by `factor`)."""
 
     factor: float
-    low_freq_factor: float
-    high_freq_factor: float
-    original_max_positions: int
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 1.0
+    original_max_positions: int = 0
+    kind: str = "llama3"
 
     @classmethod
     def from_hf(cls, config: Mapping[str, Any] | None) -> RopeScaling | None:
-        """Parse HF `rope_scaling`; `None` or type "default" means plain RoPE. Other
-        scaling types (linear, dynamic, yarn) are refused rather than silently ignored."""
+        """Parse an HF `rope_scaling` / `rope_parameters` dict; `None` or type "default" means
+        plain RoPE. Other types (dynamic, yarn, ...) are refused rather than silently ignored
+        (`pdc.targets.llama.forward_options` reports them as diagnostics first)."""
         if config is None:
             return None
         kind = config.get("rope_type", config.get("type", "default"))
         if kind == "default":
             return None
+        if kind == "linear":
+            return cls(float(config["factor"]), kind="linear")
         if kind != "llama3":
-            raise ValueError(f"rope_scaling type `{kind}` is not supported (only `llama3`)")
+            raise ValueError(f"rope_scaling type `{kind}` is not supported (default, linear, llama3)")
         return cls(float(config["factor"]), float(config["low_freq_factor"]), float(config["high_freq_factor"]),
                    int(config["original_max_position_embeddings"]))
 
@@ -114,7 +119,7 @@ def param_shapes(cfg: LlamaConfig) -> dict[str, Any]:
 # ---- RoPE -------------------------------------------------------------------------------
 
 def inv_freq(cfg: LlamaConfig) -> np.ndarray:
-    """RoPE inverse frequencies in float64, with Llama-3 scaling when configured:
+    """RoPE inverse frequencies in float64; linear scaling divides them by `factor`, Llama-3's:
     wavelengths above `original / low_freq_factor` are divided by `factor`, those below
     `original / high_freq_factor` kept, and the band between interpolated smoothly."""
     d = cfg.head_dim
@@ -122,6 +127,8 @@ def inv_freq(cfg: LlamaConfig) -> np.ndarray:
     s = cfg.rope_scaling
     if s is None:
         return base
+    if s.kind == "linear":
+        return base / s.factor
     wavelen = 2 * math.pi / base
     low_wavelen = s.original_max_positions / s.low_freq_factor
     high_wavelen = s.original_max_positions / s.high_freq_factor

@@ -13,172 +13,27 @@ LlamaSimpleMLP names (the torch `LlamaSimpleMLP` state dict, GPT-2 style):
     wte.weight, h.{i}.attn.{q,k,v,o}_proj.weight, h.{i}.mlp.{c_fc,down_proj}.weight,
     h.{i}.rms_1.weight, h.{i}.rms_2.weight, ln_f.weight, lm_head.weight (optional: tied to wte)
 
-Every failure is a `WeightsError` with a one-line message naming the file and tensor.
+Every failure is a `WeightsError` with a one-line message naming the file and tensor. The
+name table and the reader live in `pdc.inputs.checkpoint` (no JAX: `pdc check` uses them).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from pdc.models.llama import LlamaConfig, RopeScaling, param_shapes
-
-INDEX = "model.safetensors.index.json"
-SINGLE = "model.safetensors"
-
-
-class WeightsError(Exception):
-    """A weight file is missing, unreadable, or does not fit the target's shapes."""
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return " ".join(text.split())
-
-
-# ---- reading ----------------------------------------------------------------------------------
-
-@dataclass
-class Checkpoint:
-    """The tensors of one safetensors file or of an index's shards, read lazily."""
-
-    shown: str  # the path as given, for messages
-    files: dict[str, Path]  # tensor name → file holding it
-    handles: dict[Path, Any]
-
-    @classmethod
-    def open(cls, path: str | Path) -> Checkpoint:
-        """A file, an index JSON, or a directory holding `model.safetensors` or an index."""
-        path = Path(path)
-        if path.is_dir():
-            if (path / INDEX).is_file():
-                return cls._from_index(path / INDEX, str(path))
-            if (path / SINGLE).is_file():
-                return cls._from_files([path / SINGLE], str(path))
-            raise WeightsError(f"`{path}` holds neither {SINGLE} nor {INDEX}")
-        if not path.is_file():
-            raise WeightsError(f"`{path}` does not exist")
-        if path.name.endswith(".json"):
-            return cls._from_index(path, str(path))
-        return cls._from_files([path], str(path))
-
-    @classmethod
-    def _from_files(cls, paths: list[Path], shown: str) -> Checkpoint:
-        files: dict[str, Path] = {}
-        handles = {}
-        for path in paths:
-            try:
-                handles[path] = safe_open(str(path), framework="numpy")
-                names = list(handles[path].keys())
-            except (SafetensorError, OSError, ValueError) as error:
-                raise WeightsError(f"cannot read `{path}`: {_one_line(error)}") from None
-            for name in names:
-                if name in files:
-                    raise WeightsError(f"tensor `{name}` appears in both `{files[name]}` and `{path}`")
-                files[name] = path
-        return cls(shown, files, handles)
-
-    @classmethod
-    def _from_index(cls, index: Path, shown: str) -> Checkpoint:
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-            if not isinstance(weight_map, dict):
-                raise ValueError("`weight_map` is not an object")
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise WeightsError(f"cannot read index `{index}`: {_one_line(error)}") from None
-        shards = []
-        for name in dict.fromkeys(weight_map.values()):
-            shard = index.parent / str(name)
-            if not shard.is_file():
-                raise WeightsError(f"shard `{shard}` named in `{index}` does not exist")
-            shards.append(shard)
-        checkpoint = cls._from_files(shards, shown)
-        for name, file in weight_map.items():
-            if checkpoint.files.get(name) != index.parent / str(file):
-                raise WeightsError(f"missing tensor `{name}`: `{index}` maps it to `{index.parent / str(file)}`, "
-                                   "which does not hold it")
-        return checkpoint
-
-    def has(self, name: str) -> bool:
-        return name in self.files
-
-    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """The tensor, its shape checked against `shape` before its data is read."""
-        if name not in self.files:
-            raise WeightsError(f"missing tensor `{name}` in `{self.shown}`")
-        path = self.files[name]
-        try:
-            found = tuple(self.handles[path].get_slice(name).get_shape())
-            if found != tuple(shape):
-                raise WeightsError(f"tensor `{name}` in `{path}` has shape {_shape(found)}, expected {_shape(shape)}")
-            return self.handles[path].get_tensor(name)
-        except (SafetensorError, OSError, ValueError) as error:
-            raise WeightsError(f"cannot read tensor `{name}` from `{path}`: {_one_line(error)}") from None
-
-    def check_unexpected(self, used: set[str], tolerated: Callable[[str], bool] = lambda _: False) -> None:
-        """An unknown tensor usually means a different architecture or naming: refuse it."""
-        for name, path in self.files.items():
-            if name not in used and not tolerated(name):
-                raise WeightsError(f"unexpected tensor `{name}` in `{path}`")
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ")"
+from pdc.inputs.checkpoint import INDEX, SINGLE, Checkpoint, WeightsError, tolerated, hf_entries
+from pdc.targets.llama import forward_options
 
 
 def read_torch_linear(checkpoint: Checkpoint, name: str, d_in: int, d_out: int) -> np.ndarray:
     """A torch `nn.Linear` weight `(out, in)` as a right-multiplication matrix `(in, out)`."""
     return np.ascontiguousarray(checkpoint.get(name, (d_out, d_in)).T)
-
-
-# ---- the LM name table ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Entry:
-    """One HF tensor: where it lives in the params tree and whether it is transposed."""
-
-    hf: str
-    path: tuple[str, ...]  # e.g. ("layers", "q_proj")
-    layer: int | None
-    transpose: bool
-
-
-def _layer_names(simple_mlp: bool) -> dict[str, str]:
-    if simple_mlp:
-        return {"q_proj": "h.{i}.attn.q_proj.weight", "k_proj": "h.{i}.attn.k_proj.weight",
-                "v_proj": "h.{i}.attn.v_proj.weight", "o_proj": "h.{i}.attn.o_proj.weight",
-                "c_fc": "h.{i}.mlp.c_fc.weight", "down_proj": "h.{i}.mlp.down_proj.weight",
-                "attn": "h.{i}.rms_1.weight", "mlp": "h.{i}.rms_2.weight"}
-    names = {k: f"model.layers.{{i}}.self_attn.{k}.weight" for k in ("q_proj", "k_proj", "v_proj", "o_proj")}
-    names |= {k: f"model.layers.{{i}}.mlp.{k}.weight" for k in ("gate_proj", "up_proj", "down_proj")}
-    return names | {"attn": "model.layers.{i}.input_layernorm.weight",
-                    "mlp": "model.layers.{i}.post_attention_layernorm.weight"}
-
-
-def hf_entries(kinds: tuple[str, ...], n_layers: int, simple_mlp: bool, tied: bool) -> list[Entry]:
-    """Every HF tensor of the model, in a stable order (embedding, layers, final norm, head)."""
-    names = _layer_names(simple_mlp)
-    top = ("wte.weight", "ln_f.weight") if simple_mlp else ("model.embed_tokens.weight", "model.norm.weight")
-    entries = [Entry(top[0], ("embed",), None, False)]
-    for i in range(n_layers):
-        entries += [Entry(names[k].format(i=i), ("layers", k), i, True) for k in kinds]
-        entries += [Entry(names[n].format(i=i), ("norms", n), i, False) for n in ("attn", "mlp")]
-    entries.append(Entry(top[1], ("final_norm",), None, False))
-    if not tied:
-        entries.append(Entry("lm_head.weight", ("lm_head",), None, True))
-    return entries
-
-
-def _tolerated(tied: bool) -> Callable[[str], bool]:
-    """Tensors that may be present without being used: the RoPE buffer some exports keep,
-    and a tied model's `lm_head.weight` (torch state dicts list a tied weight twice)."""
-    return lambda name: name.endswith("rotary_emb.inv_freq") or (tied and name == "lm_head.weight")
 
 
 def load_llama(path: str | Path, cfg: LlamaConfig, dtype: Any = None) -> dict[str, Any]:
@@ -195,7 +50,7 @@ def load_llama(path: str | Path, cfg: LlamaConfig, dtype: Any = None) -> dict[st
         parts.setdefault(entry.path, []).append(value if dtype is None else value.astype(np.dtype(dtype)))
     if cfg.tied and checkpoint.has("lm_head.weight"):
         checkpoint.get("lm_head.weight", (cfg.vocab, cfg.hidden))  # a tied head must still fit
-    checkpoint.check_unexpected({e.hf for e in entries}, _tolerated(cfg.tied))
+    checkpoint.check_unexpected({e.hf for e in entries}, tolerated(cfg.tied))
     params: dict[str, Any] = {}
     for path_, values in parts.items():
         layered = path_[0] in ("layers", "norms")
@@ -215,16 +70,14 @@ def _assign(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     tree[path[-1]] = value
 
 
-def hf_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The forward's options found in an HF config.json: RoPE base, RMSNorm epsilon and
-    Llama-3 `rope_scaling` (only the keys present), for `build_target(**options)`."""
-    options: dict[str, Any] = {}
-    if "rope_theta" in config:
-        options["rope_theta"] = float(config["rope_theta"])
-    if "rms_norm_eps" in config:
-        options["rms_norm_eps"] = float(config["rms_norm_eps"])
-    if config.get("rope_scaling") is not None:
-        options["rope_scaling"] = RopeScaling.from_hf(config["rope_scaling"])
+def hf_options(config: Mapping[str, Any], family: str = "llama") -> dict[str, Any]:
+    """The forward's options found in an HF config.json, in the pre-5 or the ≥ 5 transformers
+    layout (`rope_parameters`): RoPE base, RMSNorm epsilon and RoPE scaling (only the keys
+    present), for `build_target(**options)`. Raises `TargetConfigError` on what pdc cannot run."""
+    options = forward_options(config, "config.json", family)
+    scaling = options.pop("rope_scaling")
+    if scaling is not None:
+        options["rope_scaling"] = RopeScaling.from_hf(scaling)
     return options
 
 
@@ -239,7 +92,9 @@ def hf_config(cfg: LlamaConfig) -> dict[str, Any]:
         "tie_word_embeddings": cfg.tied, "hidden_act": "gelu_pytorch_tanh" if cfg.simple_mlp else "silu",
     }
     s = cfg.rope_scaling
-    if s is not None:
+    if s is not None and s.kind == "linear":
+        config["rope_scaling"] = {"rope_type": "linear", "factor": s.factor}
+    elif s is not None:
         config["rope_scaling"] = {"rope_type": "llama3", "factor": s.factor, "low_freq_factor": s.low_freq_factor,
                                   "high_freq_factor": s.high_freq_factor,
                                   "original_max_position_embeddings": s.original_max_positions}

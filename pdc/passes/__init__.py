@@ -9,7 +9,7 @@ from typing import Callable
 
 from pdc.ir.graph import IR, verify
 from pdc.passes import (
-    build_ci, check_losses, check_stacked_shards, collect_budget, expand_sites, hashes, infer_shapes, resolve_sharding, resolve_target,
+    build_ci, check_inputs, check_losses, check_stacked_shards, collect_budget, expand_sites, hashes, infer_shapes, resolve_sharding, resolve_target,
     tie_sites,
 )
 from pdc.syntax.checked import Spec
@@ -21,6 +21,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("expand_sites", expand_sites.run),
     ("tie_sites", tie_sites.run),
     ("infer_shapes", infer_shapes.run),
+    ("check_inputs", check_inputs.run),
     ("build_ci", build_ci.run),
     ("check_losses", check_losses.run),
     ("resolve_sharding", resolve_sharding.run),
@@ -34,9 +35,11 @@ class VerifierError(AssertionError):
     """The IR broke an invariant between passes: a compiler bug, never a spec error."""
 
 
-def run_passes(spec: Spec, check_invariants: bool = False, devices: int | None = None) -> IR:
-    """Run the pipeline; `devices` resizes the mesh's first axis to use that many devices."""
+def run_passes(spec: Spec, check_invariants: bool = False, devices: int | None = None, inputs: bool = False) -> IR:
+    """Run the pipeline; `devices` resizes the mesh's first axis to use that many devices;
+    `inputs` opens the files the spec names (weights headers) and checks them."""
     ir = IR(spec)
+    ir.facts["inputs"] = inputs
     if devices is not None:
         ir.facts["devices"] = devices
     for name, run in PIPELINE:

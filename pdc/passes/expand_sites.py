@@ -31,6 +31,8 @@ def run(ir: IR) -> IR:
             hits = [m.path for m in shape.matrices if matches(entry.pattern, m.path)]
         if not hits:
             ir.error(_no_match(entry, shape))
+        elif (beyond := _indices_beyond(entry, paths)):
+            ir.error(beyond)
         for path in hits:
             if path in claimed:
                 ir.error(Diagnostic("PD0304", f"`{path}` is claimed by two site patterns", entry.pattern.span,
@@ -56,6 +58,29 @@ def _no_match(entry: Entry, shape: TargetShape) -> Diagnostic:
     help_.append(f"sites of this {shape.family} target look like {examples}")
     return Diagnostic("PD0303", f"site pattern `{entry.pattern.text}` matches no matrix of the target",
                       entry.pattern.span, "matches nothing", help=tuple(help_))
+
+
+def _indices_beyond(entry: Entry, paths: set[str]) -> Diagnostic | None:
+    """`layers[2..5]` on a 4-layer model matches layers 2 and 3; the 4 and 5 it also names
+    do not exist. Matching what exists and dropping the rest would decompose fewer sites
+    than the spec says."""
+    for segment in entry.pattern.segments:
+        if not segment.indices or not isinstance(segment.part, str):
+            continue
+        have = {int(parts[i + 1]) for parts in (p.split(".") for p in paths)
+                for i in range(len(parts) - 1) if parts[i] == segment.part and parts[i + 1].isdigit()}
+        named = {i for r in segment.indices for i in range(r.first, r.last + 1)}
+        missing = sorted(named - have)
+        if have and missing:
+            return Diagnostic("PD0328", f"site pattern `{entry.pattern.text}` names {segment.part} "
+                              f"{_ranges(missing)}, which the target does not have", segment.span,
+                              "beyond the target", help=(f"this target's {segment.part} are numbered "
+                                                         f"{min(have)}..{max(have)}",))
+    return None
+
+
+def _ranges(indices: list[int]) -> str:
+    return ", ".join(str(i) for i in indices[:6]) + (", ..." if len(indices) > 6 else "")
 
 
 def _examples(paths: list[str]) -> list[str]:

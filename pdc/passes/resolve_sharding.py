@@ -69,6 +69,7 @@ def run(ir: IR) -> IR:
             ir.add(f"sharding:{tensor.path}", ShardingNode(tensor.path, rule.index, dims, per_device),
                    tensor_id, rule_id)
     reports.emit(ir)
+    _presets_that_shard_nothing(ir, rules, mesh)
     _shadowed(ir, rules, taken, matched)
     _heads_vs_tp(ir, mesh)
     return ir
@@ -144,16 +145,24 @@ def _rank_text(tensor: TensorNode) -> str:
     return f"rank {len(shape)} {shape}"
 
 
+def preset_axes(mesh: MeshNode) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The presets' data and model axes: the axes named `dp` and `tp`, else the mesh's first
+    and second axes whatever their names (`mesh { data = 4 model = 2 }`)."""
+    names = [a for a, _ in mesh.axes]
+    data = "dp" if "dp" in names else names[0]
+    model = "tp" if "tp" in names else next((a for a in names[1:] if a != data), None)
+    return (data,), (model,) if model is not None else ()
+
+
 def _preset(name: str, tensor: TensorNode, mesh: MeshNode) -> Dims:
     rank = len(tensor.shape)
     dims: list[tuple[str, ...]] = [()] * rank
-    axis = {a for a, _ in mesh.axes}
-    dp, tp = ("dp",) if "dp" in axis else (), ("tp",) if "tp" in axis else ()
+    dp, tp = preset_axes(mesh)
     role = tensor.role
     if name == "dp" or (role == "batch" and name != "replicated"):
         dims[0] = dp
     elif name == "fsdp" and dp:
-        divisible = [i for i, s in enumerate(tensor.shape) if s % mesh.size("dp") == 0]
+        divisible = [i for i, s in enumerate(tensor.shape) if s % mesh.size(dp[0]) == 0]
         if divisible:
             dims[max(divisible, key=lambda i: tensor.shape[i])] = dp
     elif name in ("tp", "fsdp_tp") and rank >= 2:
@@ -162,6 +171,33 @@ def _preset(name: str, tensor: TensorNode, mesh: MeshNode) -> Dims:
             for offset, kind in layout:
                 dims[rank + offset] = tp if kind == "tp" else (dp if name == "fsdp_tp" else ())
     return tuple(dims)
+
+
+def _presets_that_shard_nothing(ir: IR, rules: list[tuple[str, ShardRuleNode]], mesh: MeshNode) -> None:
+    """A sharding preset over axes with more than one device that leaves most of its tensors'
+    bytes whole (`ci.** = fsdp` on `dp = 3`: no dimension divisible) would silently replicate
+    them; say so. Small tensors left whole (biases) are what FSDP does anyway."""
+    shapes = {t.path: t.shape for _, t in ir.nodes(TensorNode)}
+    by_rule: dict[int, list[ShardingNode]] = {}
+    for _, node in ir.nodes(ShardingNode):
+        by_rule.setdefault(node.rule, []).append(node)
+    dp, tp = preset_axes(mesh)
+    for _, rule in rules:
+        nodes = by_rule.get(rule.index, [])
+        if not isinstance(rule.spec, str) or rule.spec in ("replicated", "dp") or rule.pattern == "batch" or not nodes:
+            continue
+        axes = [a for a in (dp if rule.spec == "fsdp" else tp + dp) if mesh.size(a) > 1]
+        whole = [n for n in nodes if not any(n.dims)]
+        size = {n.tensor: math.prod(shapes[n.tensor]) for n in nodes}
+        if not axes or 2 * sum(size[n.tensor] for n in whole) <= sum(size.values()):
+            continue
+        largest = max(whole, key=lambda n: size[n.tensor])
+        ir.error(Diagnostic(
+            "PD0327", f"rule `{rule.pattern} = {rule.spec}` leaves {len(whole)} of its {len(nodes)} tensors "
+            f"({100 * sum(size[n.tensor] for n in whole) // sum(size.values())}% of their elements) replicated: no "
+            f"dimension divides {', '.join(f'{a} = {mesh.size(a)}' for a in axes)}", rule.span, "would replicate them",
+            help=("write `replicated` to keep them whole on purpose, or size the mesh axis to divide their dimensions "
+                  f"(the largest, `{largest.tensor}`, is {list(shapes[largest.tensor])})",)))
 
 
 # role → (dim offset from the end, "tp" | "dp") for the tp/fsdp_tp presets

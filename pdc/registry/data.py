@@ -19,7 +19,7 @@ class SparseFeatureKeys(Keys):
 
 
 class TokenKeys(Keys):
-    """Pre-tokenized LM data: an `.npy` array or a raw uint16/uint32 token file."""
+    """Pre-tokenized LM data: an `.npy` array or a raw uint16/uint32 token file (`pdc tokens` writes one)."""
 
     path: FilePath = key(doc="token file (.npy, or raw with `format`)")
     seq_len: int = key(doc="tokens per sequence", ge=2)

@@ -39,7 +39,10 @@ def from_environment(coordinator: str | None, count: int | None, index: int | No
 def initialize(processes: Processes, mesh_devices: int) -> None:
     """Join the job. On CPU each process holds mesh_devices / N fake devices."""
     if mesh_devices % processes.count:
-        raise ValueError(f"the mesh's {mesh_devices} devices do not split over {processes.count} processes")
+        hint = f"; give the mesh {processes.count} devices or a multiple, e.g. `--set mesh.dp={processes.count}`" \
+            if mesh_devices < processes.count else ""
+        raise ValueError(f"the mesh's {mesh_devices} device{'s' if mesh_devices != 1 else ''} do not split over "
+                         f"{processes.count} processes{hint}")
     if os.environ.get("JAX_PLATFORMS", "cpu") == "cpu":
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={mesh_devices // processes.count}"

@@ -1,7 +1,8 @@
 """Every diagnostic code pdc emits, with a one-line title for the docs index.
 
 Ranges: PD00xx reading files, PD01xx syntax, PD02xx the registry (blocks, keys,
-values), PD03xx the IR passes (sites, shapes, sharding), PD05xx the dry-run.
+values), PD03xx the IR passes (sites, shapes, sharding), PD04xx the input files a spec names
+(weights, tokens: `pdc check` and `pdc train` exit 1 on them), PD05xx the dry-run.
 `docs/diagnostics.md` is generated from this table and the golden cases in
 `tests/golden/`; a test fails when a code has no golden case.
 """
@@ -55,4 +56,23 @@ CODES: dict[str, str] = {
     "PD0324": "a shard rule with more entries than the tensor has dimensions",
     "PD0325": "attention heads or key/value heads not divisible by the tensor-parallel degree",
     "PD0326": "(warning) a shard rule splits a stacked layer axis that the scan reads one slice at a time",
+    "PD0327": "a sharding preset that would leave most of its tensors replicated (no dimension divides the axis)",
+    "PD0328": "a site pattern names layer indices the target does not have",
+    "PD0329": "a target with neither `weights` nor a `pretrain` block",
+    "PD0401": "the weights a spec names cannot be opened (missing path, unreadable file or index)",
+    "PD0402": "a tensor the target needs is missing from its weights",
+    "PD0403": "a weight tensor has the wrong shape (transposed, or another model size)",
+    "PD0404": "a weight tensor is not floating-point (I32, BOOL, ...)",
+    "PD0405": "the weights hold a tensor the target does not have (another architecture or naming)",
+    "PD0406": "the target's config.json describes a model pdc cannot run (RoPE type, activation, biases)",
+    "PD0420": "the token file cannot be read (missing, not a regular file, no permission)",
+    "PD0421": "the token file does not match its `format` (an .npy header that does not parse or holds non-integers, "
+              "a raw length that is not a whole number of ids, an .npy read as raw)",
+    "PD0422": "too few tokens for one batch: fewer than `batch` rows of `seq_len`",
+    "PD0423": "token ids outside the target's vocabulary (the message gives the largest id and the first offset)",
+    "PD0424": "the token file's sidecar (`<file>.json`) cannot be read or is not a `pdc.tokens/1` document",
+    "PD0425": "the sidecar's dtype differs from the `format` the spec reads the file as",
+    "PD0426": "the sidecar's token count differs from the file's (truncated, appended to, another build's sidecar)",
+    "PD0427": "the file was made with a tokenizer of more ids than the target's vocabulary",
+    "PD0428": "the file was made with another tokenizer than the target's (tokenizer.json sha256 differs)",
 }

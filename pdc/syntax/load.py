@@ -48,9 +48,11 @@ def check_text(text: str, path: str = "<string>", overrides: Sequence[str] = ())
                        override_args=tuple(overrides))
 
 
-def check_file(path: str | Path, passes: bool = False, overrides: Sequence[str] = ()) -> CheckResult:
+def check_file(path: str | Path, passes: bool = False, overrides: Sequence[str] = (), inputs: bool = False
+               ) -> CheckResult:
     """Check one file; with `passes`, also run the IR passes (site expansion, shapes,
-    sharding) so the result proves the spec is buildable. `overrides` as in `check_text`."""
+    sharding) so the result proves the spec is buildable, and with `inputs` open the files it
+    names (weights headers). `overrides` as in `check_text`."""
     text, diagnostics = read_source(str(path))
     if text is None:
         return CheckResult(str(path), _shown_text(str(path)), None, diagnostics)
@@ -59,7 +61,7 @@ def check_file(path: str | Path, passes: bool = False, overrides: Sequence[str] 
         return result
     from pdc.passes import run_passes
 
-    ir = run_passes(result.spec)
+    ir = run_passes(result.spec, inputs=inputs)
     return replace(result, diagnostics=sorted_diagnostics(result.diagnostics + ir.diagnostics), ir=ir)
 
 

@@ -53,9 +53,12 @@ class TargetShape:
 
 
 class TargetConfigError(Exception):
-    """Raised by a family's shape builder; the pass turns it into a diagnostic at `key`."""
+    """Raised by a family's shape builder; the pass turns it into a diagnostic `code` at
+    `key` (PD0301: the target cannot be resolved; PD0406: its config.json describes a model
+    pdc cannot run — an input-file problem, like the weights')."""
 
-    def __init__(self, message: str, key: str = "", help_: str = "") -> None:
+    def __init__(self, message: str, key: str = "", help_: str = "", code: str = "PD0301") -> None:
         super().__init__(message)
         self.key = key
         self.help = help_
+        self.code = code

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 from pdc.registry.target import LlamaKeys
 from pdc.targets.base import FrozenTensor, Matrix, TargetConfigError, TargetShape
@@ -17,6 +18,12 @@ _HF_FIELDS = {
     "head_dim": "head_dim",
 }
 _REQUIRED = ("vocab", "hidden", "intermediate", "layers", "heads")
+# RoPE scaling types pdc runs, with the keys each needs; transformers ≥ 5 writes them inside
+# `rope_parameters` (with `rope_theta`), older files as top-level `rope_theta` + `rope_scaling`.
+ROPE_TYPES = {"default": (), "linear": ("factor",),
+              "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
+UNRUNNABLE = "PD0406"  # a config.json pdc reads but cannot run: an input problem (exit 1), not a spec error
+_ACTIVATIONS = {"llama": ("silu",), "simple_mlp": ("gelu_pytorch_tanh", "gelu_new")}  # SwiGLU; GELU(tanh)
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,8 @@ def dims(keys: LlamaKeys, spec_dir: Path) -> LlamaDims:
     return _complete(values, origin, tied)
 
 
-def _from_config(path: Path, shown: str) -> tuple[dict[str, int], dict[str, str], bool]:
+def read_config(path: Path, shown: str) -> dict[str, Any]:
+    """An HF config.json as a dict, or a `TargetConfigError` saying what the file holds."""
     try:
         config = json.loads(path.read_text())
     except OSError as error:
@@ -59,12 +67,81 @@ def _from_config(path: Path, shown: str) -> tuple[dict[str, int], dict[str, str]
         raise TargetConfigError(f"`{shown}` is not valid JSON: {error}", "config") from None
     if not isinstance(config, dict):
         raise TargetConfigError(f"`{shown}` is not a JSON object", "config")
+    return config
+
+
+def forward_options(config: Mapping[str, Any], shown: str, family: str) -> dict[str, Any]:
+    """The forward's settings in an HF config.json, in either transformers layout, checked:
+    `rope_theta` and `rms_norm_eps` (when present) and `rope_scaling` (None, or a dict with
+    `rope_type` linear | llama3 and its keys as numbers). What pdc cannot run — another
+    activation, biases, a RoPE type it does not implement — is an error, never ignored."""
+    rope = config.get("rope_parameters")
+    if rope is not None and not (isinstance(rope, dict) and "rope_type" in rope):
+        raise TargetConfigError(f"`rope_parameters` in `{shown}` is not one RoPE setting with a `rope_type` "
+                                f"(found {_short(rope)}); per-layer-type RoPE is not supported", "config",
+                                code=UNRUNNABLE)
+    theta = rope.get("rope_theta") if rope is not None and "rope_theta" in rope else config.get("rope_theta")
+    options: dict[str, Any] = {"rope_scaling": _rope_scaling(rope if rope is not None else config.get("rope_scaling"),
+                                                             shown)}
+    for name, value in (("rope_theta", theta), ("rms_norm_eps", config.get("rms_norm_eps"))):
+        if value is not None:
+            options[name] = _positive_number(value, name, shown)
+    _check_architecture(config, shown, family)
+    return options
+
+
+def _rope_scaling(source: Any, shown: str) -> dict[str, Any] | None:
+    if source is None:
+        return None
+    if not isinstance(source, dict):
+        raise TargetConfigError(f"`rope_scaling` in `{shown}` is not an object (found {_short(source)})", "config",
+                                code=UNRUNNABLE)
+    kind = source.get("rope_type", source.get("type", "default"))
+    if not isinstance(kind, str) or kind not in ROPE_TYPES:
+        shown_kind = f"`{kind}`" if isinstance(kind, str) else _short(kind)
+        raise TargetConfigError(f"RoPE type {shown_kind} in `{shown}` is not supported: pdc runs "
+                                + ", ".join(f"`{k}`" for k in ROPE_TYPES), "config",
+                                "decompose a checkpoint with default, linear or llama3 RoPE", UNRUNNABLE)
+    if kind == "default":
+        return None
+    missing = [k for k in ROPE_TYPES[kind] if k not in source]
+    if missing:
+        raise TargetConfigError(f"the {kind} RoPE settings in `{shown}` have no `{missing[0]}`", "config",
+                                code=UNRUNNABLE)
+    return {"rope_type": kind, **{k: _positive_number(source[k], k, shown) for k in ROPE_TYPES[kind]}}
+
+
+def _check_architecture(config: Mapping[str, Any], shown: str, family: str) -> None:
+    act = config.get("hidden_act", _ACTIVATIONS[family][0])
+    if act not in _ACTIVATIONS[family]:
+        raise TargetConfigError(f"`hidden_act` in `{shown}` is `{act}`; a {family} target runs "
+                                + " or ".join(f"`{a}`" for a in _ACTIVATIONS[family]), "config", code=UNRUNNABLE)
+    for bias in ("attention_bias", "mlp_bias"):
+        if config.get(bias):
+            raise TargetConfigError(f"`{bias}` is true in `{shown}`: pdc's {family} target has no bias terms",
+                                    "config", code=UNRUNNABLE)
+
+
+def _positive_number(value: Any, name: str, shown: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise TargetConfigError(f"`{name}` in `{shown}` must be a positive number, found {_short(value)}", "config",
+                                code=UNRUNNABLE)
+    return float(value)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _from_config(path: Path, shown: str) -> tuple[dict[str, int], dict[str, str], bool]:
+    config = read_config(path, shown)
     values, origin = {}, {}
     for key, field in _HF_FIELDS.items():
         value = config.get(field)
         if value is None:
             continue
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise TargetConfigError(f"`{field}` in `{shown}` must be a positive integer, found {value!r}", "config")
         values[key], origin[key] = value, f"{field} in {shown}"
     missing = [_HF_FIELDS[k] for k in _REQUIRED if k not in values]
@@ -132,6 +209,8 @@ def _tensors(d: LlamaDims, kinds: list[Matrix]) -> list[FrozenTensor]:
 
 def shape(keys: LlamaKeys, spec_dir: Path, family: str = "llama") -> TargetShape:
     d = dims(keys, spec_dir)
+    if keys.config is not None:  # the forward's settings are checked where the dimensions are read
+        forward_options(read_config(spec_dir / keys.config, keys.config), keys.config, family)
     simple = family == "simple_mlp"
     matrices = [m for i in range(d.layers) for m in _layer_matrices(d, i, simple)]
     facts = {"vocab": d.vocab, "hidden": d.hidden, "intermediate": d.intermediate, "layers": d.layers,

@@ -1,0 +1,248 @@
+"""HF safetensors checkpoints without JAX: the LM tensor-name table, a lazy reader of
+one file or an index's shards, and the check `pdc check` runs on a spec's `weights`
+(headers and index only, never the tensor data). `pdc.models.loading` reads the tensors.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+
+INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")  # safetensors dtype names a weight may be stored in
+
+
+class WeightsError(Exception):
+    """A weight file is missing, unreadable, or does not fit the target's shapes."""
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+@dataclass
+class Checkpoint:
+    """The tensors of one safetensors file or of an index's shards, read lazily."""
+
+    shown: str  # the path as given, for messages
+    files: dict[str, Path]  # tensor name → file holding it
+    handles: dict[Path, Any]
+
+    @classmethod
+    def open(cls, path: str | Path) -> Checkpoint:
+        """A file, an index JSON, or a directory holding `model.safetensors` or an index."""
+        path = Path(path)
+        if path.is_dir():
+            if (path / INDEX).is_file():
+                return cls._from_index(path / INDEX, str(path))
+            if (path / SINGLE).is_file():
+                return cls._from_files([path / SINGLE], str(path))
+            raise WeightsError(f"`{path}` holds neither {SINGLE} nor {INDEX}")
+        if not path.is_file():
+            raise WeightsError(f"`{path}` does not exist")
+        if path.name.endswith(".json"):
+            return cls._from_index(path, str(path))
+        return cls._from_files([path], str(path))
+
+    @classmethod
+    def _from_files(cls, paths: list[Path], shown: str) -> Checkpoint:
+        files: dict[str, Path] = {}
+        handles = {}
+        for path in paths:
+            try:
+                handles[path] = safe_open(str(path), framework="numpy")
+                names = list(handles[path].keys())
+            except (SafetensorError, OSError, ValueError) as error:
+                raise WeightsError(f"cannot read `{path}`: {_one_line(error)}") from None
+            for name in names:
+                if name in files:
+                    raise WeightsError(f"tensor `{name}` appears in both `{files[name]}` and `{path}`")
+                files[name] = path
+        return cls(shown, files, handles)
+
+    @classmethod
+    def _from_index(cls, index: Path, shown: str) -> Checkpoint:
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+            if not isinstance(weight_map, dict):
+                raise ValueError("`weight_map` is not an object")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise WeightsError(f"cannot read index `{index}`: {_one_line(error)}") from None
+        shards = []
+        for name in dict.fromkeys(weight_map.values()):
+            shard = index.parent / str(name)
+            if not shard.is_file():
+                raise WeightsError(f"shard `{shard}` named in `{index}` does not exist")
+            shards.append(shard)
+        checkpoint = cls._from_files(shards, shown)
+        for name, file in weight_map.items():
+            if checkpoint.files.get(name) != index.parent / str(file):
+                raise WeightsError(f"missing tensor `{name}`: `{index}` maps it to `{index.parent / str(file)}`, "
+                                   "which does not hold it")
+        return checkpoint
+
+    def has(self, name: str) -> bool:
+        return name in self.files
+
+    def header(self, name: str) -> tuple[tuple[int, ...], str]:
+        """(shape, safetensors dtype name) of a tensor, from the file's header only."""
+        found = self.handles[self.files[name]].get_slice(name)
+        return tuple(found.get_shape()), str(found.get_dtype())
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The tensor, its shape checked against `shape` before its data is read."""
+        if name not in self.files:
+            raise WeightsError(f"missing tensor `{name}` in `{self.shown}`")
+        path = self.files[name]
+        try:
+            found, dtype = self.header(name)
+            if found != tuple(shape):
+                raise WeightsError(f"tensor `{name}` in `{path}` has shape {_shape(found)}, expected {_shape(shape)}")
+            if dtype not in FLOAT_DTYPES:
+                raise WeightsError(f"tensor `{name}` in `{path}` holds {dtype} values, not floating-point weights")
+            return self.handles[path].get_tensor(name)
+        except (SafetensorError, OSError, ValueError) as error:
+            raise WeightsError(f"cannot read tensor `{name}` from `{path}`: {_one_line(error)}") from None
+
+    def check_unexpected(self, used: set[str], tolerated: Callable[[str], bool] = lambda _: False) -> None:
+        """An unknown tensor usually means a different architecture or naming: refuse it."""
+        for name, path in self.files.items():
+            if name not in used and not tolerated(name):
+                raise WeightsError(f"unexpected tensor `{name}` in `{path}`")
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+# ---- the LM name table ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    """One HF tensor: where it lives in the params tree and whether it is transposed."""
+
+    hf: str
+    path: tuple[str, ...]  # e.g. ("layers", "q_proj")
+    layer: int | None
+    transpose: bool
+
+
+def _layer_names(simple_mlp: bool) -> dict[str, str]:
+    if simple_mlp:
+        return {"q_proj": "h.{i}.attn.q_proj.weight", "k_proj": "h.{i}.attn.k_proj.weight",
+                "v_proj": "h.{i}.attn.v_proj.weight", "o_proj": "h.{i}.attn.o_proj.weight",
+                "c_fc": "h.{i}.mlp.c_fc.weight", "down_proj": "h.{i}.mlp.down_proj.weight",
+                "attn": "h.{i}.rms_1.weight", "mlp": "h.{i}.rms_2.weight"}
+    names = {k: f"model.layers.{{i}}.self_attn.{k}.weight" for k in ("q_proj", "k_proj", "v_proj", "o_proj")}
+    names |= {k: f"model.layers.{{i}}.mlp.{k}.weight" for k in ("gate_proj", "up_proj", "down_proj")}
+    return names | {"attn": "model.layers.{i}.input_layernorm.weight",
+                    "mlp": "model.layers.{i}.post_attention_layernorm.weight"}
+
+
+def hf_entries(kinds: tuple[str, ...], n_layers: int, simple_mlp: bool, tied: bool) -> list[Entry]:
+    """Every HF tensor of the model, in a stable order (embedding, layers, final norm, head)."""
+    names = _layer_names(simple_mlp)
+    top = ("wte.weight", "ln_f.weight") if simple_mlp else ("model.embed_tokens.weight", "model.norm.weight")
+    entries = [Entry(top[0], ("embed",), None, False)]
+    for i in range(n_layers):
+        entries += [Entry(names[k].format(i=i), ("layers", k), i, True) for k in kinds]
+        entries += [Entry(names[n].format(i=i), ("norms", n), i, False) for n in ("attn", "mlp")]
+    entries.append(Entry(top[1], ("final_norm",), None, False))
+    if not tied:
+        entries.append(Entry("lm_head.weight", ("lm_head",), None, True))
+    return entries
+
+
+def tolerated(tied: bool) -> Callable[[str], bool]:
+    """Tensors that may be present without being used: the RoPE buffer some exports keep,
+    and a tied model's `lm_head.weight` (torch state dicts list a tied weight twice)."""
+    return lambda name: name.endswith("rotary_emb.inv_freq") or (tied and name == "lm_head.weight")
+
+
+# ---- checking without reading the data (`pdc check`) -------------------------------------------
+
+@dataclass(frozen=True)
+class WeightProblem:
+    """One thing wrong with a checkpoint, as a diagnostic code, a message and a fix."""
+
+    code: str
+    message: str
+    help: str = ""
+
+
+SHOWN_PER_CODE = 4  # a wholly different checkpoint would otherwise list every tensor
+
+
+def hf_expected(shapes: Mapping[str, tuple[int, ...]], simple_mlp: bool) -> dict[str, tuple[int, ...]]:
+    """Every HF tensor name of a checkpoint with the shape it must have on disk, from the
+    params' shapes by dotted path (`embed`, `layers.q_proj` [L, d_in, d_out], `norms.attn`,
+    `final_norm`, `lm_head` when untied)."""
+    kinds = tuple(k.split(".", 1)[1] for k in shapes if k.startswith("layers."))
+    n_layers = shapes[f"layers.{kinds[0]}"][0]
+    out = {}
+    for entry in hf_entries(kinds, n_layers, simple_mlp, "lm_head" not in shapes):
+        shape = tuple(shapes[".".join(entry.path)])
+        shape = shape[1:] if entry.layer is not None else shape
+        out[entry.hf] = tuple(reversed(shape)) if entry.transpose else shape
+    return out
+
+
+def inspect_lm(path: str | Path, shapes: Mapping[str, tuple[int, ...]], simple_mlp: bool) -> list[WeightProblem]:
+    """What is wrong with the LM checkpoint at `path` for params of `shapes` (`hf_expected`), read from the safetensors
+    headers and the index only (no tensor data): unreadable files, missing, mis-shaped
+    (transposed said so), non-float and unexpected tensors. Empty when it loads."""
+    try:
+        checkpoint = Checkpoint.open(path)
+    except WeightsError as error:
+        return [WeightProblem("PD0401", str(error), "point `weights` at an HF model directory, its index or a "
+                                                    ".safetensors file")]
+    expected = hf_expected(shapes, simple_mlp)
+    tied, (vocab, hidden) = "lm_head" not in shapes, shapes["embed"]
+    found: dict[str, list[str]] = {}
+    for name, shape in expected.items():
+        code, message = _tensor_problem(checkpoint, name, shape)
+        if code:
+            found.setdefault(code, []).append(message)
+    unexpected = [n for n in checkpoint.files if n not in expected and not tolerated(tied)(n)]
+    if tied and checkpoint.has("lm_head.weight"):
+        code, message = _tensor_problem(checkpoint, "lm_head.weight", (vocab, hidden))
+        if code:
+            found.setdefault(code, []).append(message)
+    found |= {"PD0405": [f"unexpected tensor `{n}` in `{checkpoint.files[n]}`" for n in unexpected]} if unexpected \
+        else {}
+    return [WeightProblem(code, _summarised(messages), _HELP[code]) for code, messages in sorted(found.items())]
+
+
+_HELP = {
+    "PD0402": "the checkpoint is of another architecture or size than the spec's target",
+    "PD0403": "HF stores nn.Linear weights as (out, in); check the config's dimensions",
+    "PD0404": "weights are stored as F32, F16 or BF16",
+    "PD0405": "a tensor pdc does not know means another architecture or naming (biases, extra heads)",
+}
+
+
+def _tensor_problem(checkpoint: Checkpoint, name: str, shape: tuple[int, ...]) -> tuple[str, str]:
+    if not checkpoint.has(name):
+        return "PD0402", f"missing tensor `{name}` in `{checkpoint.shown}`"
+    found, dtype = checkpoint.header(name)
+    where = f"tensor `{name}` in `{checkpoint.files[name]}`"
+    if found != shape:
+        transposed = " (transposed)" if found == tuple(reversed(shape)) and len(shape) == 2 else ""
+        return "PD0403", f"{where} has shape {_shape(found)}{transposed}, expected {_shape(shape)}"
+    if dtype not in FLOAT_DTYPES:
+        return "PD0404", f"{where} holds {dtype} values, not floating-point weights"
+    return "", ""
+
+
+def _summarised(messages: list[str]) -> str:
+    more = len(messages) - SHOWN_PER_CODE
+    return "; ".join(messages[:SHOWN_PER_CODE]) + (f"; and {more} more" if more > 0 else "")

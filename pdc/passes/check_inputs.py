@@ -1,0 +1,77 @@
+"""Pass — open the files the spec names, cheaply, before any compute: an LM's `weights`
+(safetensors headers and index only: names, shapes, dtypes) against the shapes the target
+resolved to, and its token files (format, length, ids against the vocabulary in one
+chunked pass, the sidecar and tokenizer hash). Runs only when asked (`run_passes(..., inputs=True)`: `pdc check` unless
+`--no-inputs`, and `pdc train`); a dry-run needs only the config and skips it. Every problem
+is a diagnostic at the spec line naming the file, saying what the file holds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pdc.ir.graph import IR
+from pdc.syntax.diagnostics import Diagnostic
+from pdc.targets.base import TargetShape
+from pdc.inputs.checkpoint import inspect_lm
+from pdc.inputs.token_file import inspect_token_file
+
+CONSUMES = ("target:llama.weights", "target:simple_mlp.weights", "data:tokens.path", "data:tokens.eval_path",
+            "data:tokens.format")
+
+
+def run(ir: IR) -> IR:
+    shape: TargetShape | None = ir.facts.get("target")
+    if not ir.facts.get("inputs") or shape is None or shape.family not in ("llama", "simple_mlp"):
+        return ir
+    spec_dir = Path(ir.spec.path).resolve().parent if ir.spec.path != "<string>" else Path.cwd()
+    _weights(ir, shape, spec_dir)
+    _tokens(ir, shape, spec_dir)
+    return ir
+
+
+def _shown(path: Path) -> Path:
+    """A file as the user would type it: relative to the working directory."""
+    return Path(os.path.relpath(path))
+
+
+def _weights(ir: IR, shape: TargetShape, spec_dir: Path) -> None:
+    target = ir.spec.block("target")
+    if target is None or target.get("weights") is None:
+        return
+    shapes = {t.path.removeprefix("target."): t.shape for t in shape.tensors}
+    for problem in inspect_lm(_shown(spec_dir / target.get("weights")), shapes, shape.family == "simple_mlp"):
+        ir.error(Diagnostic(problem.code, problem.message, target.span_of("weights"), "named here",
+                            help=(problem.help,) if problem.help else ()))
+
+
+def _tokens(ir: IR, shape: TargetShape, spec_dir: Path) -> None:
+    """The training (and held-out) token files against the target's vocabulary and, when the
+    target's directory holds a `tokenizer.json`, against the tokenizer they were made with."""
+    data = ir.spec.block("data")
+    if data is None or data.label != "tokens":
+        return
+    tokenizer = _tokenizer_dir(ir, spec_dir)
+    for key in ("path", "eval_path"):
+        if data.get(key) is None:
+            continue
+        problems = inspect_token_file(_shown(spec_dir / data.get(key)), data.get("format"), int(data.get("seq_len")),
+                                      int(data.get("batch")), shape.dims["vocab"], tokenizer)
+        for problem in problems:
+            ir.error(Diagnostic(problem.code, problem.message, data.span_of(key), "named here",
+                                help=(problem.help,) if problem.help else ()))
+
+
+def _tokenizer_dir(ir: IR, spec_dir: Path) -> Path | None:
+    """The directory of the target's `tokenizer.json`: its weights directory, else its config's."""
+    target = ir.spec.block("target")
+    if target is None:
+        return None
+    for key in ("weights", "config"):
+        value = target.get(key) if key in target.schema.key_names() else None
+        if value is not None:
+            path = spec_dir / value
+            directory = path if path.is_dir() else path.parent
+            if (directory / "tokenizer.json").is_file():
+                return _shown(directory)
+    return None
