@@ -157,11 +157,56 @@ def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
 
 # ---- the block ----------------------------------------------------------------------------
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def rms_norm(x: Array, weight: Array, eps: float) -> Array:
-    """Normalised in fp32 (as HF does), then cast back before the weight multiplies."""
+    """Normalised in fp32 (as HF does), then cast back before the weight multiplies. Its
+    backward keeps the input, the weight and 1/rms (as a fused norm kernel does), not the
+    fp32 copies autodiff would: in a masked forward without remat that is two fp32
+    [tokens, hidden] stacks per layer less (llama8b_l18_reference, strict `off`, 8
+    sequences per device with SwiGLU's below: 92.6 → 70.5 GiB per H100)."""
+    return _rms_norm_fwd(x, weight, eps)[0]
+
+
+def _rms_norm_fwd(x: Array, weight: Array, eps: float) -> tuple[Array, tuple[Array, Array, Array]]:
     x32 = x.astype(jnp.float32)
-    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
-    return normed.astype(x.dtype) * weight.astype(x.dtype)
+    rstd = jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return (x32 * rstd).astype(x.dtype) * weight.astype(x.dtype), (x, weight, rstd)
+
+
+def _rms_norm_bwd(eps: float, saved: tuple[Array, Array, Array], dy: Array) -> tuple[Array, Array]:
+    x, weight, rstd = saved
+    normed = x.astype(jnp.float32) * rstd
+    dn = dy.astype(jnp.float32) * weight.astype(jnp.float32)
+    dx = rstd * (dn - normed * jnp.mean(dn * normed, axis=-1, keepdims=True))
+    dw = jnp.sum((dy.astype(jnp.float32) * normed).reshape(-1, normed.shape[-1]), axis=0)
+    return dx.astype(x.dtype), dw.astype(weight.dtype)
+
+
+rms_norm.defvjp(_rms_norm_fwd, _rms_norm_bwd)
+
+
+@jax.custom_vjp
+def swiglu(gate: Array, up: Array) -> Array:
+    """silu(gate) · up, whose backward keeps only `gate` and `up` and recomputes the sigmoid
+    (in fp32), as a fused SwiGLU kernel does; autodiff would keep the sigmoid, silu and
+    their product too: three more [tokens, intermediate] tensors per layer."""
+    return jax.nn.silu(gate) * up
+
+
+def _swiglu_fwd(gate: Array, up: Array) -> tuple[Array, tuple[Array, Array]]:
+    return swiglu(gate, up), (gate, up)
+
+
+def _swiglu_bwd(saved: tuple[Array, Array], dy: Array) -> tuple[Array, Array]:
+    gate, up = saved
+    g = gate.astype(jnp.float32)
+    sig = jax.nn.sigmoid(g)
+    dy32 = dy.astype(jnp.float32)
+    return ((dy32 * up.astype(jnp.float32) * sig * (1 + g * (1 - sig))).astype(gate.dtype),
+            (dy32 * g * sig).astype(up.dtype))
+
+
+swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
 
 
 def attention(cfg: LlamaConfig, q: Array, k: Array, v: Array, cos: Array, sin: Array) -> Array:
@@ -188,7 +233,7 @@ def block(cfg: LlamaConfig, x: Array, weights: Mapping[str, Array], norms: Mappi
     if cfg.simple_mlp:
         act = jax.nn.gelu(site("c_fc", h, weights["c_fc"]), approximate=True)
     else:
-        act = jax.nn.silu(site("gate_proj", h, weights["gate_proj"])) * site("up_proj", h, weights["up_proj"])
+        act = swiglu(site("gate_proj", h, weights["gate_proj"]), site("up_proj", h, weights["up_proj"]))
     return pin_batch(x + site("down_proj", act, weights["down_proj"]))
 
 
