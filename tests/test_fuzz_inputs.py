@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import struct
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 from pdc.cli import main
+
+from conftest import REPO
 
 SPEC = """spec fuzz {
   target llama {
@@ -43,12 +46,7 @@ CONFIG: dict[str, Any] = {
     "rope_parameters": {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
                         "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
 }
-SHAPES = {"model.embed_tokens.weight": (16, 8), "model.norm.weight": (8,), "lm_head.weight": (16, 8),
-          "model.layers.0.input_layernorm.weight": (8,), "model.layers.0.post_attention_layernorm.weight": (8,),
-          "model.layers.0.self_attn.q_proj.weight": (8, 8), "model.layers.0.self_attn.k_proj.weight": (4, 8),
-          "model.layers.0.self_attn.v_proj.weight": (4, 8), "model.layers.0.self_attn.o_proj.weight": (8, 8),
-          "model.layers.0.mlp.gate_proj.weight": (16, 8), "model.layers.0.mlp.up_proj.weight": (16, 8),
-          "model.layers.0.mlp.down_proj.weight": (8, 16)}
+CHECKPOINT = REPO / "tests" / "golden" / "_inputs" / "model.safetensors"  # a tiny Llama matching CONFIG
 VALUES = [None, -1, 0, 1, 3, 1.5, 1e30, "x", "silu", [], {}, [1, 2], True, False, 2**40, {"rope_type": "yarn"}]
 DTYPES = [np.float16, np.int32, np.int8, np.uint8, np.bool_, np.float64]
 
@@ -113,8 +111,7 @@ def mutate_bytes(r: random.Random, path: Path) -> None:
 def write_case(directory: Path, seed: int) -> None:
     r = random.Random(seed)
     config = json.loads(json.dumps(CONFIG))
-    rng = np.random.default_rng(seed)
-    tensors = {n: rng.normal(size=s).astype(np.float32) for n, s in SHAPES.items()}
+    tensors = load_file(str(CHECKPOINT))
     steps: list[Callable[[], None]] = []
     for _ in range(r.randint(1, 3)):
         which = r.randrange(3)
@@ -156,8 +153,7 @@ def test_the_unmutated_directory_checks_clean(tmp_path: Path, capsys: pytest.Cap
     directory.mkdir()
     (directory / "spec.pd").write_text(SPEC)
     (directory / "config.json").write_text(json.dumps(CONFIG))
-    rng = np.random.default_rng(0)
-    save_file({n: rng.normal(size=s).astype(np.float32) for n, s in SHAPES.items()}, str(directory / "model.safetensors"))
+    shutil.copy(CHECKPOINT, directory / "model.safetensors")
     assert main(["check", str(directory / "spec.pd")]) == 0, capsys.readouterr().err
 
 
