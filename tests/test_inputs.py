@@ -76,3 +76,17 @@ def test_presets_use_any_mesh_axis_names() -> None:
     rename = {"dp": "data", "tp": "model"}
     assert dims[renamed] == {t: tuple(tuple(rename[a] for a in d) for d in ds) for t, ds in dims[text].items()}
     assert any(any(d) for d in dims[renamed].values())
+
+
+def test_a_toy_target_whose_weights_do_not_open(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (REPO / "specs" / "tms_5-2.pd").read_text()
+    weights = next(line for line in text.splitlines() if "weights =" in line)
+    spec = tmp_path / "tms.pd"
+    spec.write_text(text.replace(weights, '    weights = "missing.safetensors"'))
+    assert main(["check", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "error[PD0401]" in err and "missing.safetensors" in err
+    (tmp_path / "missing.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    assert main(["check", str(spec)]) == 1
+    assert "error[PD0401]" in capsys.readouterr().err
+    assert main(["check", str(REPO / "specs" / "tms_5-2.pd")]) == 0  # the shipped toy weights open

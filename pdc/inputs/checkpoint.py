@@ -179,6 +179,7 @@ class WeightProblem:
     help: str = ""
 
 
+_OPEN_HELP = "point `weights` at an HF model directory, its index or a .safetensors file"
 SHOWN_PER_CODE = 4  # a wholly different checkpoint would otherwise list every tensor
 
 
@@ -196,6 +197,15 @@ def hf_expected(shapes: Mapping[str, tuple[int, ...]], simple_mlp: bool) -> dict
     return out
 
 
+def inspect_file(path: str | Path) -> list[WeightProblem]:
+    """That a safetensors file (or an index and its shards) opens and its header parses."""
+    try:
+        Checkpoint.open(path)
+    except WeightsError as error:
+        return [WeightProblem("PD0401", str(error), _OPEN_HELP)]
+    return []
+
+
 def inspect_lm(path: str | Path, shapes: Mapping[str, tuple[int, ...]], simple_mlp: bool) -> list[WeightProblem]:
     """What is wrong with the LM checkpoint at `path` for params of `shapes` (`hf_expected`), read from the safetensors
     headers and the index only (no tensor data): unreadable files, missing, mis-shaped
@@ -203,8 +213,7 @@ def inspect_lm(path: str | Path, shapes: Mapping[str, tuple[int, ...]], simple_m
     try:
         checkpoint = Checkpoint.open(path)
     except WeightsError as error:
-        return [WeightProblem("PD0401", str(error), "point `weights` at an HF model directory, its index or a "
-                                                    ".safetensors file")]
+        return [WeightProblem("PD0401", str(error), _OPEN_HELP)]
     expected = hf_expected(shapes, simple_mlp)
     tied, (vocab, hidden) = "lm_head" not in shapes, shapes["embed"]
     found: dict[str, list[str]] = {}

@@ -13,16 +13,17 @@ from pathlib import Path
 from pdc.ir.graph import IR
 from pdc.syntax.diagnostics import Diagnostic
 from pdc.targets.base import TargetShape
-from pdc.inputs.checkpoint import inspect_lm
+from pdc.inputs.checkpoint import inspect_file, inspect_lm
 from pdc.inputs.token_file import inspect_token_file
 
-CONSUMES = ("target:llama.weights", "target:simple_mlp.weights", "data:tokens.path", "data:tokens.eval_path",
+LM_FAMILIES = ("llama", "simple_mlp")
+CONSUMES = ("target:llama.weights", "target:simple_mlp.weights", "target:tms.weights", "target:resid_mlp.weights", "data:tokens.path", "data:tokens.eval_path",
             "data:tokens.format")
 
 
 def run(ir: IR) -> IR:
     shape: TargetShape | None = ir.facts.get("target")
-    if not ir.facts.get("inputs") or shape is None or shape.family not in ("llama", "simple_mlp"):
+    if not ir.facts.get("inputs") or shape is None:
         return ir
     spec_dir = Path(ir.spec.path).resolve().parent if ir.spec.path != "<string>" else Path.cwd()
     _weights(ir, shape, spec_dir)
@@ -39,13 +40,18 @@ def _weights(ir: IR, shape: TargetShape, spec_dir: Path) -> None:
     target = ir.spec.block("target")
     if target is None or target.get("weights") is None:
         return
-    shapes = {t.path.removeprefix("target."): t.shape for t in shape.tensors}
-    for problem in inspect_lm(_shown(spec_dir / target.get("weights")), shapes, shape.family == "simple_mlp"):
+    path = _shown(spec_dir / target.get("weights"))
+    if shape.family not in LM_FAMILIES:  # a toy's torch state dict: that it opens (its loader checks the rest)
+        problems = inspect_file(path)
+    else:
+        shapes = {t.path.removeprefix("target."): t.shape for t in shape.tensors}
+        problems = inspect_lm(path, shapes, shape.family == "simple_mlp")
+    for problem in problems:
         ir.error(Diagnostic(problem.code, problem.message, target.span_of("weights"), "named here",
                             help=(problem.help,) if problem.help else ()))
 
 
-def _tokens(ir: IR, shape: TargetShape, spec_dir: Path) -> None:
+def _tokens(ir: IR, shape: TargetShape, spec_dir: Path) -> None:  # LMs only: toys draw their batches
     """The training (and held-out) token files against the target's vocabulary and, when the
     target's directory holds a `tokenizer.json`, against the tokenizer they were made with."""
     data = ir.spec.block("data")
