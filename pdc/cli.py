@@ -241,7 +241,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train, checkpoint and resume a run (the program `pdc compile` checks); the inputs are
     checked as `pdc check` does before anything compiles."""
-    result = check_file(args.path, passes=True, overrides=args.overrides, inputs=True)
+    result = check_file(args.path, passes=True, overrides=args.overrides, inputs="required")
     if has_errors(result.diagnostics) or result.ir is None:
         _report(result.diagnostics, result.sources, "text", [])
         return _exit_of(result.diagnostics)

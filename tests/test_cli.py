@@ -20,14 +20,14 @@ def test_check_specs_ok(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_check_opens_the_inputs_the_shipped_specs_name(capsys: pytest.CaptureFixture[str]) -> None:
-    """The Llama-8B weights and token data are not shipped: `pdc check` says so (exit 1), the
-    rest is ok."""
-    assert main(["check", str(REPO / "specs")]) == 1
+    """The Llama-8B weights and token data are not shipped: `pdc check` warns that they are
+    not there yet (and so not checked) and passes; `pdc train` would refuse them."""
+    assert main(["check", str(REPO / "specs")]) == 0
     err = capsys.readouterr().err
     llamas = {str(REPO / "specs" / f"{name}.pd") for name in ("llama8b_full", "llama8b_l18", "llama8b_l18_reference")}
     for code in ("PD0401", "PD0420"):  # no weights, no token file
-        assert {line.split(":")[0] for line in err.splitlines() if f"error[{code}]" in line} == llamas
-    assert err.count("error[") == 6
+        assert {line.split(":")[0] for line in err.splitlines() if f"warning[{code}]" in line} == llamas
+    assert err.count("warning[") == 6 and "error[" not in err
 
 
 def test_fmt_check_specs_ok() -> None:

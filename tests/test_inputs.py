@@ -30,6 +30,18 @@ def test_train_reports_a_broken_checkpoint_like_check(case: str, code: str, tmp_
     assert not (tmp_path / "run").exists()
 
 
+def test_not_downloaded_inputs_warn_in_check_and_stop_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "case" / "spec.pd"
+    shutil.copytree(GOLDEN / "pd0402_missing_tensor", spec.parent)
+    spec.write_text(spec.read_text().replace('weights = "model.safetensors"', 'weights = "not-downloaded/"'))
+    assert main(["check", str(spec)]) == 0
+    assert "warning[PD0401]" in capsys.readouterr().err
+    assert main(["train", str(spec), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "error[PD0401]" in err and "not-downloaded" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_truncated_checkpoint_is_an_input_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "case" / "spec.pd"
     shutil.copytree(GOLDEN / "pd0402_missing_tensor", spec.parent)
@@ -83,9 +95,9 @@ def test_a_toy_target_whose_weights_do_not_open(tmp_path: Path, capsys: pytest.C
     weights = next(line for line in text.splitlines() if "weights =" in line)
     spec = tmp_path / "tms.pd"
     spec.write_text(text.replace(weights, '    weights = "missing.safetensors"'))
-    assert main(["check", str(spec)]) == 1
+    assert main(["check", str(spec)]) == 0  # not downloaded yet: a warning for check, an error for train
     err = capsys.readouterr().err
-    assert "error[PD0401]" in err and "missing.safetensors" in err
+    assert "warning[PD0401]" in err and "missing.safetensors" in err
     (tmp_path / "missing.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
     assert main(["check", str(spec)]) == 1
     assert "error[PD0401]" in capsys.readouterr().err

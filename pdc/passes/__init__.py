@@ -35,9 +35,10 @@ class VerifierError(AssertionError):
     """The IR broke an invariant between passes: a compiler bug, never a spec error."""
 
 
-def run_passes(spec: Spec, check_invariants: bool = False, devices: int | None = None, inputs: bool = False) -> IR:
+def run_passes(spec: Spec, check_invariants: bool = False, devices: int | None = None, inputs: bool | str = False) -> IR:
     """Run the pipeline; `devices` resizes the mesh's first axis to use that many devices;
-    `inputs` opens the files the spec names (weights headers) and checks them."""
+    `inputs` opens the files the spec names (weights headers, token files) and checks them;
+    `"required"` (`pdc train`) also makes a file that does not exist an error, not a warning."""
     ir = IR(spec)
     ir.facts["inputs"] = inputs
     if devices is not None:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from pdc.ir.graph import IR
-from pdc.syntax.diagnostics import Diagnostic
+from pdc.syntax.diagnostics import Diagnostic, Severity
 from pdc.targets.base import TargetShape
 from pdc.inputs.checkpoint import inspect_file, inspect_lm
 from pdc.inputs.token_file import inspect_token_file
@@ -31,6 +31,21 @@ def run(ir: IR) -> IR:
     return ir
 
 
+def _report(ir: IR, code: str, message: str, span, help_: str, absent: bool) -> None:
+    """An input problem at `span`. A file that does not exist yet (weights or tokens not
+    downloaded, the shipped Llama-8B specs) is a warning for `pdc check` and an error only
+    where the run needs it (`pdc train`: `inputs = "required"`)."""
+    missing = absent and ir.facts.get("inputs") != "required"
+    ir.error(Diagnostic(code, message, span, "named here", help=(help_,) if help_ else (),
+                        severity=Severity.WARNING if missing else Severity.ERROR))
+
+
+def _not_downloaded(path: Path) -> bool:
+    """Weights not there yet: no such path, or a model directory holding its config but no
+    weight files."""
+    return not path.exists() or (path.is_dir() and not any(path.glob("*.safetensors*")))
+
+
 def _shown(path: Path) -> Path:
     """A file as the user would type it: relative to the working directory."""
     return Path(os.path.relpath(path))
@@ -47,8 +62,7 @@ def _weights(ir: IR, shape: TargetShape, spec_dir: Path) -> None:
         shapes = {t.path.removeprefix("target."): t.shape for t in shape.tensors}
         problems = inspect_lm(path, shapes, shape.family == "simple_mlp")
     for problem in problems:
-        ir.error(Diagnostic(problem.code, problem.message, target.span_of("weights"), "named here",
-                            help=(problem.help,) if problem.help else ()))
+        _report(ir, problem.code, problem.message, target.span_of("weights"), problem.help, _not_downloaded(path))
 
 
 def _tokens(ir: IR, shape: TargetShape, spec_dir: Path) -> None:  # LMs only: toys draw their batches
@@ -61,11 +75,11 @@ def _tokens(ir: IR, shape: TargetShape, spec_dir: Path) -> None:  # LMs only: to
     for key in ("path", "eval_path"):
         if data.get(key) is None:
             continue
-        problems = inspect_token_file(_shown(spec_dir / data.get(key)), data.get("format"), int(data.get("seq_len")),
-                                      int(data.get("batch")), shape.dims["vocab"], tokenizer)
+        path = _shown(spec_dir / data.get(key))
+        problems = inspect_token_file(path, data.get("format"), int(data.get("seq_len")), int(data.get("batch")),
+                                      shape.dims["vocab"], tokenizer)
         for problem in problems:
-            ir.error(Diagnostic(problem.code, problem.message, data.span_of(key), "named here",
-                                help=(problem.help,) if problem.help else ()))
+            _report(ir, problem.code, problem.message, data.span_of(key), problem.help, not path.exists())
 
 
 def _tokenizer_dir(ir: IR, spec_dir: Path) -> Path | None:

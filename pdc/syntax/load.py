@@ -48,7 +48,7 @@ def check_text(text: str, path: str = "<string>", overrides: Sequence[str] = ())
                        override_args=tuple(overrides))
 
 
-def check_file(path: str | Path, passes: bool = False, overrides: Sequence[str] = (), inputs: bool = False
+def check_file(path: str | Path, passes: bool = False, overrides: Sequence[str] = (), inputs: bool | str = False
                ) -> CheckResult:
     """Check one file; with `passes`, also run the IR passes (site expansion, shapes,
     sharding) so the result proves the spec is buildable, and with `inputs` open the files it
