@@ -100,15 +100,11 @@ class Checkpoint:
 
     def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """The tensor, its shape checked against `shape` before its data is read."""
-        if name not in self.files:
-            raise WeightsError(f"missing tensor `{name}` in `{self.shown}`")
+        code, message = _tensor_problem(self, name, tuple(shape))  # the checks `pdc check` runs, one tensor
+        if code:
+            raise WeightsError(message)
         path = self.files[name]
         try:
-            found, dtype = self.header(name)
-            if found != tuple(shape):
-                raise WeightsError(f"tensor `{name}` in `{path}` has shape {_shape(found)}, expected {_shape(shape)}")
-            if dtype not in FLOAT_DTYPES:
-                raise WeightsError(f"tensor `{name}` in `{path}` holds {dtype} values, not floating-point weights")
             return self.handles[path].get_tensor(name)
         except (SafetensorError, OSError, ValueError) as error:
             raise WeightsError(f"cannot read tensor `{name}` from `{path}`: {_one_line(error)}") from None
