@@ -93,12 +93,13 @@ def jax_imported(path: Path) -> bool:
 
 def phases(path: Path, repeat: int = 3) -> dict[str, float]:
     """Best-of-`repeat` in-process seconds of each front-end phase (imports already paid)."""
-    from pdc.syntax.load import check_file, check_text
+    from pdc.passes import check
+    from pdc.syntax.load import check_text
     from pdc.syntax.parse import parse_text
 
     text = path.read_text()
     steps = {"parse": lambda: parse_text(text, str(path)), "parse_validate": lambda: check_text(text, str(path)),
-             "check_with_passes": lambda: check_file(path, passes=True)}
+             "check_with_passes": lambda: check(path)}
     out = {}
     for name, step in steps.items():
         times = []

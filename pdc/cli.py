@@ -21,7 +21,8 @@ from pdc import devices
 from pdc.registry.runtime import RECON_FORWARDS
 from pdc.syntax.diagnostics import Diagnostic, has_errors, render_all, render_json
 from pdc.syntax.format import format_spec
-from pdc.syntax.load import CheckResult, check_file
+from pdc import api
+from pdc.syntax.load import CheckResult
 from pdc.syntax.parse import parse_text, read_source
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
@@ -66,7 +67,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     ok_files = []
     results = []
     for file in files:
-        result = check_file(file, passes=True, overrides=args.overrides, inputs=_opens_inputs(args))
+        result = api.check(file, args.overrides, inputs=_opens_inputs(args))
         sources.update(result.sources)
         diagnostics += result.diagnostics
         if not has_errors(result.diagnostics):
@@ -120,7 +121,7 @@ def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: str, ok
 def cmd_graph(args: argparse.Namespace) -> int:
     from pdc.ir.render import write_graph
 
-    result = check_file(args.path, passes=True)
+    result = api.check(args.path)
     if has_errors(result.diagnostics) or result.ir is None:
         _report(result.diagnostics, {args.path: result.text or ""}, "text", [])
         return EXIT_SPEC
@@ -134,33 +135,33 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     """Lower and compile the step on abstract values; exit 2 when it does not fit."""
-    result = check_file(args.path, passes=True, overrides=args.overrides)
+    result = api.check(args.path, args.overrides)
     if has_errors(result.diagnostics) or result.spec is None:
         _report(result.diagnostics, result.sources, args.format, [])
         return EXIT_SPEC
-    from pdc.passes import run_passes
-
     problem = _devices_problem(result.ir, args.devices)
     if problem:
         print(f"pdc compile: {problem}", file=sys.stderr)
         return EXIT_SPEC
-    ir = run_passes(result.spec, devices=args.devices)
-    if ir.failed:
-        _report(ir.diagnostics, result.sources, args.format, [])
-        return EXIT_SPEC
-    if ir.diagnostics and args.format == "text":  # warnings (PD0326: a split stack axis) before the compile
-        print(render_all(ir.diagnostics, result.sources), file=sys.stderr)
+    if args.devices is not None:
+        result = api.check(args.path, args.overrides, devices=args.devices)
+        if has_errors(result.diagnostics):
+            _report(result.diagnostics, result.sources, args.format, [])
+            return EXIT_SPEC
+    ir = result.ir
+    if result.diagnostics and args.format == "text":  # warnings (PD0326: a split stack axis) before the compile
+        print(render_all(result.diagnostics, result.sources), file=sys.stderr)
     from pdc.ir.nodes import MeshNode
 
     needed = next(p for _, p in ir.nodes(MeshNode)).devices
     if not _host_devices_ready(needed):
         return _compile_in_subprocess(args, needed)
-    from pdc.inspect.dryrun import DryRunError, dry_run
+    from pdc.inspect.dryrun import DryRunError
     from pdc.inspect.report import render, to_json
 
     try:
-        report = dry_run(ir, target=args.target, lint=args.lint, remat=args.remat,
-                         xla_dump=Path(args.dump) / "xla" if args.dump else None)
+        report = api.dry_run(ir, target=args.target, lint=args.lint, remat=args.remat,
+                             xla_dump=Path(args.dump) / "xla" if args.dump else None)
     except DryRunError as error:
         print(f"pdc compile: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -223,12 +224,11 @@ def _dump(report: object, directory: Path) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Train the target of a spec's `pretrain` block (cached by the target's hash)."""
-    result = check_file(args.path, passes=True, overrides=args.overrides)
+    result = api.check(args.path, args.overrides)
     if has_errors(result.diagnostics) or result.ir is None:
         _report(result.diagnostics, result.sources, "text", [])
         return EXIT_SPEC
-    target = result.ir.spec.block("target")
-    if target is None or target.child("pretrain") is None:
+    if result.ir.options("target.pretrain") is None:
         print(f"pdc pretrain: {args.path} has no `pretrain` block in its target", file=sys.stderr)
         return EXIT_SPEC
     from pdc.run.pretrain import pretrained
@@ -241,7 +241,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train, checkpoint and resume a run (the program `pdc compile` checks); the inputs are
     checked as `pdc check` does before anything compiles."""
-    result = check_file(args.path, passes=True, overrides=args.overrides, inputs="required")
+    result = api.check(args.path, args.overrides, inputs="required")
     if has_errors(result.diagnostics) or result.ir is None:
         _report(result.diagnostics, result.sources, "text", [])
         return _exit_of(result.diagnostics)

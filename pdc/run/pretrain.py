@@ -32,31 +32,25 @@ from pdc.decomp.metrics import next_token_ce
 from pdc.ir.graph import IR
 from pdc.lower.program import lower_program, schedule_fn
 from pdc.models import Llama, ResidMlp, Tms, hf_config, save_hf
-from pdc.run.data import open_tokens, python_stdlib_bytes, sparse_features
+from pdc.decomp.features import sparse_features
+from pdc.run.data import open_tokens, python_stdlib_bytes
 
-CONSUMES = (
-    *(f"target:{f}.pretrain.{k}" for f in ("tms", "resid_mlp")
-      for k in ("steps", "batch", "lr", "weight_decay", "seed", "feature_probability", "init_bias_to_zero")),
-    *(f"target:{f}.pretrain.{k}" for f in ("llama", "simple_mlp")
-      for k in ("corpus", "tokenizer", "steps", "batch", "seq_len", "lr", "weight_decay", "seed")),
-)
 CHUNK = 100  # steps per jitted call: one dispatch per chunk, progress between chunks
 
 
 def target_hash(ir: IR) -> str:
-    target, data = ir.spec.block("target"), ir.spec.block("data")
-    assert target is not None and data is not None
-    keyed = {"family": target.label, "target": target.keys.model_dump(mode="json"),  # type: ignore[union-attr]
-             "pretrain": target.child("pretrain").keys.model_dump(mode="json")}  # type: ignore[union-attr]
+    target, data = ir.options_node("target"), ir.options_node("data")
+    keyed = {"family": target.label, "target": target.keys.model_dump(mode="json"),
+             "pretrain": ir.options("target.pretrain").model_dump(mode="json")}
     if data.label == "sparse_features":
-        keyed["data"] = data.keys.model_dump(mode="json", exclude={"batch"})  # type: ignore[union-attr]
+        keyed["data"] = data.keys.model_dump(mode="json", exclude={"batch"})
     keyed["target"].pop("weights", None)
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cache_dir(ir: IR) -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pdc" / "targets"
-    return root / f"{ir.spec.block('target').label}-{target_hash(ir)}"  # type: ignore[union-attr]
+    return root / f"{ir.options_node('target').label}-{target_hash(ir)}"
 
 
 def weights_path(ir: IR) -> Path:
@@ -72,14 +66,14 @@ def pretrained(ir: IR, force: bool = False) -> Path:
     if done.exists() and not force:
         return path
     target = lower_program(ir).target
-    pretrain = ir.spec.block("target").child("pretrain")  # type: ignore[union-attr]
-    assert pretrain is not None and pretrain.keys is not None
-    loss_fn, fixed, trainable, assemble = _recipe(ir, target, pretrain.keys)
-    final, trained = _fit(loss_fn, fixed, trainable, pretrain.keys)
+    pretrain = ir.options("target.pretrain")
+    assert pretrain is not None, "a target without weights has a `pretrain` block (PD0329)"
+    loss_fn, fixed, trainable, assemble = _recipe(ir, target, pretrain)
+    final, trained = _fit(loss_fn, fixed, trainable, pretrain)
     params = assemble(trained, fixed)
     cache_dir(ir).mkdir(parents=True, exist_ok=True)
     _save(target, params, path)
-    report = {"target_hash": target_hash(ir), "final_loss": final, "steps": pretrain.get("steps"),
+    report = {"target_hash": target_hash(ir), "final_loss": final, "steps": pretrain.steps,
               **_sanity(target, params)}
     done.write_text(json.dumps(report, indent=2) + "\n")  # written last: marks the cache entry complete
     return path
@@ -99,8 +93,7 @@ def _merge(train: Any, fix: Any) -> Any:
 def _recipe(ir: IR, target: Any, keys: Any) -> Recipe:
     """(loss, fixed params, initial trainable params, assemble) for the family."""
     init = target.init_params(jax.random.PRNGKey(int(keys.seed)))
-    data = ir.spec.block("data")
-    assert data is not None
+    data = ir.options("data")
     if isinstance(target, Tms):
         return _tms(target, init, keys, data)
     if isinstance(target, ResidMlp):
@@ -109,8 +102,8 @@ def _recipe(ir: IR, target: Any, keys: Any) -> Recipe:
 
 
 def _features(keys: Any, data: Any, features: int) -> Callable[[jax.Array], jax.Array]:
-    probability = keys.feature_probability if keys.feature_probability is not None else data.get("probability")
-    values, distribution = tuple(data.get("values")), data.get("distribution")
+    probability = keys.feature_probability if keys.feature_probability is not None else data.probability
+    values, distribution = tuple(data.values), data.distribution
     return lambda key: sparse_features(key, int(keys.batch), features, float(probability), values, distribution)
 
 
