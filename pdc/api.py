@@ -4,6 +4,7 @@ scripts. The CLI is a thin shell over these.
     spec = pdc.load_spec("specs/tms_5-2.pd")            # parse + validate: a checked Spec
     result = pdc.check("specs/tms_5-2.pd")              # + the IR passes: diagnostics and the IR
     print(pdc.plan(result))                             # sites, CI chunks, terms, sharding table
+    program = pdc.compile("specs/tms_5-2.pd")           # the lowered static plan (JAX)
     report = pdc.dry_run("specs/tms_5-2.pd")            # lower + compile on abstract values: memory
     run = pdc.train("specs/tms_5-2.pd", "runs/tms", overrides=["train.steps=100"])
     run = pdc.load_run("runs/tms")                      # spec, IR, state, V/U per site
@@ -24,9 +25,11 @@ from pdc.syntax.checked import Spec
 from pdc.syntax.diagnostics import SpecError, has_errors
 from pdc.syntax.load import CheckResult
 from pdc.syntax.load import load_spec as _load_spec
+from pdc.terms.plugins import PluginError, check_plugins
 
 if TYPE_CHECKING:  # JAX-importing modules, loaded only when their function is called
     from pdc.inspect.dryrun import DryRun
+    from pdc.lower.program import Program
     from pdc.run.load import Run
 
 
@@ -38,11 +41,13 @@ def load_spec(path_or_text: str | Path) -> Spec:
 
 def check(path: str | Path, overrides: Sequence[str] = (), inputs: bool | Literal["required"] = False,
           devices: int | None = None) -> CheckResult:
-    """Check a spec file through the IR passes; `overrides` are `--set` strings
+    """Check a spec file through the IR passes (raises `PluginError` when an installed
+    plugin did not load); `overrides` are `--set` strings
     (`"train.steps=100"`), `inputs` opens the weights and token files the spec names (as
     `pdc check` does; `"required"` also refuses files not downloaded yet), `devices` resizes
     the mesh's first axis. Never raises on a bad spec: read `result.ok` and
     `result.diagnostics`."""
+    check_plugins()
     return _check(path, overrides, inputs, devices)
 
 
@@ -53,6 +58,15 @@ def plan(spec: str | Path | CheckResult | IR, fmt: Literal["text", "json"] = "te
 
     ir = _ir(spec)
     return render_plan(ir) if fmt == "text" else plan_data(ir)
+
+
+def compile(spec: str | Path | CheckResult | IR, devices: int | None = None,
+            overrides: Sequence[str] = ()) -> "Program":
+    """The lowered static plan of the step (`pdc.lower.program.Program`): the target model,
+    the site layout, the CI network's graph, each term's options, the optimizers."""
+    from pdc.lower.program import lower_program
+
+    return lower_program(_ir(spec, overrides, devices))
 
 
 def dry_run(spec: str | Path | CheckResult | IR, target: str | None = None, devices: int | None = None,
@@ -103,4 +117,5 @@ def _ir(spec: str | Path | CheckResult | IR, overrides: Sequence[str] = (), devi
     return result.ir
 
 
-__all__ = ["CheckResult", "IR", "Spec", "SpecError", "check", "dry_run", "load_run", "load_spec", "plan", "train"]
+__all__ = ["CheckResult", "IR", "PluginError", "Spec", "SpecError", "check", "compile", "dry_run", "load_run", "load_spec", "plan",
+           "train"]

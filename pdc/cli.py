@@ -27,6 +27,7 @@ from pdc.syntax.parse import parse_text, read_source
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
 EXIT_UNAVAILABLE = 1  # asked for something this install cannot do (a GPU target without the `cuda` extra)
+EXIT_ENVIRONMENT = 3  # an installed plugin (entry point) that does not load
 EXIT_INPUT = 1  # a file the spec names (weights, tokens) is missing or does not fit it: PD04xx
 INPUT_CODES = "PD04"
 
@@ -510,6 +511,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         reexec_with_tuned_malloc(sys.argv[1:])
     args = build_parser().parse_args(argv)
+    from pdc.terms.plugins import PROBLEMS
+
+    if PROBLEMS:  # an installed plugin that did not load: say which, before doing anything
+        for problem in PROBLEMS:
+            print(f"pdc: error: {problem}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)

@@ -14,6 +14,7 @@ cross-entropy on the byte corpus.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -128,6 +129,8 @@ def _resid_mlp(target: ResidMlp, init: Any, keys: Any, data: Any) -> Recipe:
     batch = _features(keys, data, target.features)
     fixed = {"W_E": init["W_E"], "W_U": init["W_U"]}
     trainable = {k: v for k, v in init.items() if k not in fixed}
+    if keys.init_bias_to_zero and "biases" in trainable:
+        trainable["biases"] = jax.tree.map(jnp.zeros_like, trainable["biases"])
 
     def loss(train: Any, fix: Any, key: jax.Array) -> jax.Array:
         x = batch(key)
@@ -154,22 +157,23 @@ def _fit(loss: Loss, fixed: Any, params: Any, keys: Any) -> tuple[float, Any]:
     opt = optax.adamw(schedule_fn(keys.lr, steps), weight_decay=float(keys.weight_decay))
     root = jax.random.PRNGKey(int(keys.seed) + 1)
 
-    @jax.jit
-    def chunk(params: Any, state: Any, start: jax.Array) -> tuple[Any, Any, jax.Array]:
+    @functools.partial(jax.jit, static_argnums=3)
+    def chunk(params: Any, state: Any, start: jax.Array, length: int) -> tuple[Any, Any, jax.Array]:
         def body(carry: Any, step: jax.Array) -> tuple[Any, jax.Array]:
             p, s = carry
             value, grads = jax.value_and_grad(loss)(p, fixed, jax.random.fold_in(root, step))
             updates, s = opt.update(grads, s, p)
             return (optax.apply_updates(p, updates), s), value
 
-        (params, state), values = jax.lax.scan(body, (params, state), start + jnp.arange(CHUNK))
+        (params, state), values = jax.lax.scan(body, (params, state), start + jnp.arange(length))
         return params, state, values[-1]
 
     state, value, t0 = opt.init(params), jnp.zeros(()), time.perf_counter()
-    for start in range(0, steps, CHUNK):  # the last chunk may run past `steps`: the schedule holds its end value
-        params, state, value = chunk(params, state, jnp.asarray(start))
-        rate = (start + CHUNK) / (time.perf_counter() - t0)
-        print(f"\rpretrain step {min(start + CHUNK, steps)}/{steps}  loss {float(value):.4g}  {rate:.0f} steps/s",
+    for start in range(0, steps, CHUNK):  # exactly `steps`: the last chunk is shorter (one more compile)
+        length = min(CHUNK, steps - start)
+        params, state, value = chunk(params, state, jnp.asarray(start), length)
+        rate = (start + length) / (time.perf_counter() - t0)
+        print(f"\rpretrain step {start + length}/{steps}  loss {float(value):.4g}  {rate:.0f} steps/s",
               end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return float(value), params

@@ -14,8 +14,9 @@ so `pdc check` never loads JAX.
 from __future__ import annotations
 
 import importlib
+
 from pdc.terms.base import LossTerm, Role, TermValue
-from pdc.terms.plugins import entry_point_objects
+from pdc.terms.plugins import PROBLEMS, entry_point_objects
 
 BUILTIN = (
     "faithfulness", "stochastic_recon", "stochastic_recon_layerwise", "ci_masked_recon", "ci_masked_recon_layerwise",
@@ -27,7 +28,9 @@ def _load() -> dict[str, LossTerm]:
     terms = {name: importlib.import_module(f"pdc.terms.{name}").TERM for name in BUILTIN}
     for term in entry_point_objects("pdc.terms", LossTerm):
         if term.name in terms:
-            raise ValueError(f"loss term `{term.name}` from an entry point clashes with one already registered")
+            PROBLEMS.append(f"loss term `{term.name}` from a `pdc.terms` entry point clashes with one already "
+                            "registered; left out")
+            continue
         terms[term.name] = term
     return terms
 

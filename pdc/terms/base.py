@@ -10,8 +10,9 @@ from pdc.registry.schema import BlockSchema
 from pdc.registry.types import Keys
 
 # reconstruction: a masked forward against the clean output (needs ≥ 1 in a spec);
-# importance: the CI sparsity penalty (exactly 1); faithfulness: W against V·U.
-Role = Literal["reconstruction", "importance", "faithfulness"]
+# importance: the CI sparsity penalty (exactly 1); faithfulness: W against V·U;
+# penalty: any other term added to the total (no rule on how many).
+Role = Literal["reconstruction", "importance", "faithfulness", "penalty"]
 
 
 @dataclass(frozen=True)
