@@ -9,6 +9,7 @@ Observers (what a probe compares, base spec against changed spec):
               shardings) — not the nodes that copy keys (options, terms, rules, budget) nor hashes
     check     the diagnostics of `pdc check` (a key that only bounds others: max_positions)
     step      the lowered train step and faithfulness warmup (StableHLO text)
+    eval      the lowered eval batch function (StableHLO text)
     init      the initial train state (values the network keeps as buffers, such as RoPE tables)
     run       a 2-step run's records: metrics.jsonl, eval.jsonl, checkpoint steps, TensorBoard files
     weights   the frozen target as training loads it (values and dtype)
@@ -74,7 +75,7 @@ TOY = """spec probe_toy {
     IMPORTANCE
   }
   optimize {
-    components { clip = 1.0 adamw { lr = 1e-3 betas = [0.9, 0.999] eps = 1e-8 weight_decay = 0.0 } }
+    components { clip = 1.0 adamw { lr = cosine(1e-3, final = 0.1) betas = [0.9, 0.999] eps = 1e-8 weight_decay = 0.0 } }
     ci { clip = 1.0 adamw { lr = 1e-3 betas = [0.9, 0.999] eps = 1e-8 weight_decay = 0.0 } }
     faithfulness_warmup { steps = 2 lr = 1e-2 weight_decay = 0.1 }
   }
@@ -168,6 +169,7 @@ LM = """spec probe_lm {
   optimize { components { adamw { lr = 1e-3 } } ci { adamw { lr = 1e-3 } } }
   train { steps = 4 seed = 0 }
   remat { recon_forwards = off ci = off divergence_chunk = 8 }
+  eval { metrics = [ci_l0, ce_kl] }
 }
 """
 LM_DATA = 'data tokens { path = "TOKENS" seq_len = 16 batch = 4 format = npy eval_path = "EVAL_TOKENS" }'
@@ -197,7 +199,7 @@ def _toy_probes() -> dict[str, Probe]:
     add("target:tms.features", ("features = 5 hidden = 2 hidden_layers = 0", "features = 6 hidden = 2 hidden_layers = 0"), "ir")
     add("target:tms.hidden", ("features = 5 hidden = 2 hidden_layers = 0", "features = 5 hidden = 3 hidden_layers = 0"), "ir")
     add("target:tms.hidden_layers", ("hidden_layers = 0", "hidden_layers = 1"), "ir")
-    add("target:tms.tied", "target.tied=false", "weights")
+    add("target:tms.tied", "target.tied=false", "pretrain", "tms_pretrain")  # init and what pretraining fits
     add("target:tms.weights", "target.weights=\"OTHER_TMS_WEIGHTS\"", "weights")
     for key, change in {"steps": "3", "batch": "4", "lr": "1e-2", "weight_decay": "0.1", "seed": "1",
                         "feature_probability": "0.2", "init_bias_to_zero": "true"}.items():
@@ -206,7 +208,7 @@ def _toy_probes() -> dict[str, Probe]:
     add("data:sparse_features.batch", "data.batch=16", "ir")
     add("data:sparse_features.values", "data.values=[0.5, 1.0]", "step")
     add("data:sparse_features.distribution", "data.distribution=exactly_one_active", "step")
-    add("decompose.<entry>.C", "decompose.linear1.C=9", "ir")
+    add("decompose.<entry>.C", ("C = 8 }\n    linear2 { C = 8", "C = 9 }\n    linear2 { C = 9"), "ir")
     add("decompose.<entry>.tied_to", ("linear2 { C = 8 tied_to = linear1 }", "linear2 { C = 8 }"), "ir")
     for variant, default in (("mlp", "[16]"), ("vector_mlp", "[8]"), ("shared_mlp", "[16]"), ("global_mlp", "[256]")):
         base = "toy" if variant == "mlp" else f"toy_{variant}"
@@ -237,7 +239,7 @@ def _toy_probes() -> dict[str, Probe]:
         add(f"loss.smooth_l0.{key}", f"loss.smooth_l0.{key}={value}", "step", "toy_l0")
     for group in ("components", "ci"):
         add(f"optimize.{group}.clip", f"optimize.{group}.clip=0.5", "step")
-        for key, value in {"lr": "cosine(1e-3, final = 0.1)", "betas": "[0.8, 0.99]", "eps": "1e-6",
+        for key, value in {"lr": "linear(1e-3, 1e-4)", "betas": "[0.8, 0.99]", "eps": "1e-6",
                            "weight_decay": "0.1"}.items():
             add(f"optimize.{group}.adamw.{key}", f"optimize.{group}.adamw.{key}={value}", "step")
     for key, value in {"steps": "3", "lr": "2e-2", "weight_decay": "0.2"}.items():
@@ -259,9 +261,11 @@ def _toy_probes() -> dict[str, Probe]:
     add("log.every", "log.every=2", "run")
     add("log.tensorboard", "log.tensorboard=true", "run")
     for key, value in {"every": "2", "metrics": "[ci_l0]", "batches": "2", "alive_threshold": "0.5",
-                       "alive_window": "32", "pgd_steps": "3", "pgd_step_size": "0.3", "identity_tol": "0.5",
-                       "rounding_threshold": "0.5"}.items():
+                       "alive_window": "32", "identity_tol": "0.5"}.items():
         add(f"eval.{key}", f"eval.{key}={value}", "run")
+    add("eval.pgd_steps", "eval.pgd_steps=3", "eval")
+    add("eval.pgd_step_size", "eval.pgd_step_size=0.3", "eval")
+    add("eval.rounding_threshold", "eval.rounding_threshold=0.5", "eval", "lm_llama")
     add("eval.ci_pattern.<patterns>", ("linear2 = identity }", "linear2 = dense(1) }"), "run")
     return p
 
@@ -485,6 +489,21 @@ def _step(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
     return step.lower(*args).as_text() + warmup
 
 
+def _eval(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
+    import jax
+
+    from pdc.lower.eval_options import eval_options
+    from pdc.lower.inputs import step_inputs
+    from pdc.lower.program import lower_program
+    from pdc.lower.sharding import make_mesh
+    from pdc.run.evaluate import make_eval_batch
+
+    program = lower_program(_checked(path, overrides))
+    inputs = step_inputs(program, make_mesh(program.ir))
+    fn = jax.jit(make_eval_batch(program, eval_options(program.ir)))
+    return fn.lower(inputs.state, inputs.params, inputs.batch, jax.random.PRNGKey(0)).as_text()
+
+
 def _init(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
     import jax
 
@@ -571,7 +590,7 @@ def _dryrun(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
     import pdc
 
     report = pdc.dry_run(path, overrides=overrides)
-    return json.dumps([report.limit, report.verdict, report.device_kind])
+    return json.dumps([report.budget, report.verdict, report.device])
 
 
 def _digest(arrays: dict[str, Any]) -> str:
@@ -584,7 +603,7 @@ def _digest(arrays: dict[str, Any]) -> str:
 
 
 OBSERVERS: dict[str, Callable[[Path, tuple[str, ...], Path], str]] = {
-    "ir": _ir, "check": _check, "step": _step, "init": _init, "run": _run, "weights": _weights, "tokens": _tokens,
+    "ir": _ir, "check": _check, "step": _step, "eval": _eval, "init": _init, "run": _run, "weights": _weights, "tokens": _tokens,
     "pretrain": _pretrain, "dryrun": _dryrun,
 }
 

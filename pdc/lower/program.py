@@ -91,7 +91,7 @@ def lower_program(ir: IR, remat_recon: str | None = None, compute_dtype: str | N
     remat, precision, train, ci = ir.options("remat"), ir.options("precision"), ir.options("train"), ir.options_node("ci")
     recon = remat_recon or remat.recon_forwards
     compute = compute_dtype or precision.compute
-    options: dict[str, Any] = {"compute_dtype": compute, **shape.forward}
+    options: dict[str, Any] = {"compute_dtype": compute}  # and the target's own `shape.forward`
     if shape.has_positions:
         options["remat"] = recon
     target = build_target(shape, [s.path for s in sites], **options)
