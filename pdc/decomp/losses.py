@@ -559,7 +559,7 @@ def clip_by_global_norm_eps(max_norm: float, eps: float = 1e-6) -> optax.Gradien
 __all__ = [
     "DIVERGENCES", "Divergence", "Forward", "Penalty", "PpgdState", "SourceOptimizer", "TERM_NAMES",
     "canonical_scope", "ci_masked_recon", "ci_masked_recon_layerwise", "clip_by_global_norm_eps", "draw_keys",
-    "entry_keys", "faithfulness", "importance_minimality", "kl_divergence", "layerwise_recon", "mse", "pgd_recon",
+    "entry_keys", "importance_minimality", "kl_divergence", "layerwise_recon", "mse", "pgd_recon",
     "pgd_recon_layerwise", "ppgd_active", "ppgd_final_ascent", "ppgd_init", "ppgd_recon", "ppgd_warmup",
     "schedule_value", "smooth_l0", "source_ascent", "stochastic_recon", "term_key", "unmasked_recon",
     "warmup_steps",

@@ -30,7 +30,7 @@ from pdc.lower.terms import TermContext, term_losses
 from pdc.lower.ties import merge_updates
 from pdc.models.base import CleanPass
 from pdc.registry.types import schedule_keys
-from pdc.terms.faithfulness import faithfulness
+from pdc.terms.faithfulness import faithfulness, warmup_form
 
 Array = jax.Array
 Metrics = dict[str, Array]
@@ -273,7 +273,7 @@ def make_faithfulness_warmup(program: Program) -> Callable[[dict[str, Factors], 
 
     def warmup(components: dict[str, Factors], params: Any) -> dict[str, Factors]:
         weights = program.target.weights(params)
-        form = program.term("faithfulness").options.form if program.term("faithfulness") else "absolute"
+        form = warmup_form(program.terms)
 
         def body(carry: tuple[Any, Any], _: None) -> tuple[tuple[Any, Any], None]:
             comps, opt_state = carry

@@ -37,6 +37,9 @@ class LossTerm:
     lower: Lower
     children: tuple[BlockSchema, ...] = ()
     state: Literal["sources"] | None = None  # persistent adversarial sources in the train state
+    # in-tree terms: the index of the term's random stream and its place in the registry's order
+    # (never reused or renumbered: runs must replay); out-of-tree terms follow, in name order
+    stream: int | None = None
 
     @property
     def schema(self) -> BlockSchema:

@@ -22,4 +22,4 @@ def lower(plan: Any, ctx: Any) -> Any:
     return losses.ci_masked_recon(ctx.key(plan.name), *ctx.recon_args, routing=plan.options.routing)
 
 
-TERM = LossTerm("ci_masked_recon", CiMaskedReconKeys, "reconstruction", lower)
+TERM = LossTerm("ci_masked_recon", CiMaskedReconKeys, "reconstruction", lower, stream=3)

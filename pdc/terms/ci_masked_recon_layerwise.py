@@ -14,4 +14,4 @@ def lower(plan: Any, ctx: Any) -> Any:
     return losses.ci_masked_recon_layerwise(*ctx.recon_args)
 
 
-TERM = LossTerm("ci_masked_recon_layerwise", WeightOnlyKeys, "reconstruction", lower)
+TERM = LossTerm("ci_masked_recon_layerwise", WeightOnlyKeys, "reconstruction", lower, stream=4)

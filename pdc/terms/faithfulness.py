@@ -5,7 +5,7 @@ defines the term — its keys, role, lowering and math. The faithfulness warmup 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 from pdc.registry.types import Keys, key
 from pdc.terms._shared import WEIGHT
@@ -45,4 +45,10 @@ def lower(plan: Any, ctx: Any) -> Any:
     return faithfulness(ctx.weights, ctx.components, plan.options.form)
 
 
-TERM = LossTerm("faithfulness", FaithfulnessKeys, "faithfulness", lower)
+def warmup_form(terms: Sequence[Any]) -> Form:
+    """The normalisation the faithfulness warmup minimises: the term's `form` when the spec
+    has the term, else `absolute`."""
+    return next((t.options.form for t in terms if t.name == TERM.name), "absolute")
+
+
+TERM = LossTerm("faithfulness", FaithfulnessKeys, "faithfulness", lower, stream=0)

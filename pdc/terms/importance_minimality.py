@@ -26,4 +26,4 @@ def lower(plan: Any, ctx: Any) -> Any:
                                                                reference_tokens(plan)))
 
 
-TERM = LossTerm("importance_minimality", ImportanceMinimalityKeys, "importance", lower, (FREQUENCY,))
+TERM = LossTerm("importance_minimality", ImportanceMinimalityKeys, "importance", lower, (FREQUENCY,), stream=9)

@@ -37,4 +37,4 @@ def lower(plan: Any, ctx: Any) -> Any:
                              ctx.divergence, ctx.program.layout, routing=plan.options.routing, active=active)
 
 
-TERM = LossTerm("persistent_pgd", PersistentPgdKeys, "reconstruction", lower, state="sources")
+TERM = LossTerm("persistent_pgd", PersistentPgdKeys, "reconstruction", lower, state="sources", stream=8)

@@ -30,4 +30,4 @@ def lower(plan: Any, ctx: Any) -> Any:
                             scope=o.scope, ascent_forward=ctx.ascent_forward, routing=o.routing)
 
 
-TERM = LossTerm("pgd_recon", PgdReconKeys, "reconstruction", lower)
+TERM = LossTerm("pgd_recon", PgdReconKeys, "reconstruction", lower, stream=6)

@@ -27,4 +27,4 @@ def lower(plan: Any, ctx: Any) -> Any:
                                       steps=o.steps, scope=o.scope, ascent_forward=ctx.ascent_forward)
 
 
-TERM = LossTerm("pgd_recon_layerwise", PgdLayerwiseKeys, "reconstruction", lower)
+TERM = LossTerm("pgd_recon_layerwise", PgdLayerwiseKeys, "reconstruction", lower, stream=7)

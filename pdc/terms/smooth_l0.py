@@ -25,4 +25,4 @@ def lower(plan: Any, ctx: Any) -> Any:
                                                    reference_tokens(plan)))
 
 
-TERM = LossTerm("smooth_l0", SmoothL0Keys, "importance", lower, (FREQUENCY,))
+TERM = LossTerm("smooth_l0", SmoothL0Keys, "importance", lower, (FREQUENCY,), stream=10)

@@ -29,4 +29,4 @@ def lower(plan: Any, ctx: Any) -> Any:
                                    samples=o.samples, sites_per_chunk=o.sites_per_chunk)
 
 
-TERM = LossTerm("stochastic_recon", StochasticReconKeys, "reconstruction", lower)
+TERM = LossTerm("stochastic_recon", StochasticReconKeys, "reconstruction", lower, stream=1)

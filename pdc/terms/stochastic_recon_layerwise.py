@@ -24,4 +24,4 @@ def lower(plan: Any, ctx: Any) -> Any:
                                   samples=plan.options.samples)
 
 
-TERM = LossTerm("stochastic_recon_layerwise", LayerwiseReconKeys, "reconstruction", lower)
+TERM = LossTerm("stochastic_recon_layerwise", LayerwiseReconKeys, "reconstruction", lower, stream=2)

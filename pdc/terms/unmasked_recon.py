@@ -14,4 +14,4 @@ def lower(plan: Any, ctx: Any) -> Any:
     return losses.unmasked_recon(ctx.forward, ctx.clean, ctx.ci.lower, ctx.divergence)
 
 
-TERM = LossTerm("unmasked_recon", WeightOnlyKeys, "reconstruction", lower)
+TERM = LossTerm("unmasked_recon", WeightOnlyKeys, "reconstruction", lower, stream=5)
