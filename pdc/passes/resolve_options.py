@@ -12,24 +12,28 @@ from pathlib import Path
 
 from pdc.ir.graph import IR
 from pdc.ir.nodes import OptionsNode
+from pdc.registry.schema import BlockSchema
 from pdc.registry.spec import SPEC
 from pdc.syntax.checked import Node
 
 # Blocks read whole by the lowering and the run; `decompose`, `loss`, `optimize`'s groups,
 # `mesh`, `shard` and `budget` have node kinds of their own (sites, terms, groups, mesh, rules).
 TOP_BLOCKS = ("target", "data", "ci", "train", "remat", "precision", "checkpoint", "log", "eval")
-CHILD_BLOCKS = (("target", "pretrain"), ("optimize", "faithfulness_warmup"))
+# sub-blocks read whole, and whether the registry's defaults stand in when one is left out: a
+# missing faithfulness warmup is "no warmup"; a missing `pretrain` means the target has weights
+CHILD_BLOCKS = (("target", "pretrain", False), ("optimize", "faithfulness_warmup", True))
 
 
 def run(ir: IR) -> IR:
     base = _spec_dir(ir)
     for name in TOP_BLOCKS:
-        _add(ir, name, ir.spec.block(name), base)
-    for parent, name in CHILD_BLOCKS:
+        _add(ir, name, ir.spec.block(name), SPEC.child(name), base)
+    for parent, name, defaults in CHILD_BLOCKS:
         holder = ir.spec.block(parent)
         child = holder.child(name) if holder is not None else None
-        if child is not None or _default_schema(parent, name, holder) is not None:
-            _add(ir, f"{parent}.{name}", child, base, holder)
+        schema = SPEC.child(parent)
+        if child is not None or defaults:
+            _add(ir, f"{parent}.{name}", child, schema.child(name) if schema is not None else None, base)
     return ir
 
 
@@ -37,24 +41,12 @@ def _spec_dir(ir: IR) -> Path:
     return Path(ir.spec.path).resolve().parent if ir.spec.path != "<string>" else Path.cwd()
 
 
-def _add(ir: IR, block: str, node: Node | None, base: Path, holder: Node | None = None) -> None:
-    """The block's node; a missing block gets its schema's defaults (or no node when the
-    schema has no keys, e.g. the `pretrain` of a target that names its weights)."""
+def _add(ir: IR, block: str, node: Node | None, schema: BlockSchema | None, base: Path) -> None:
+    """The block's node: its checked keys, relative paths resolved against the directory of
+    the file that holds it; a block left out gets its schema's defaults (blocks with a label
+    — target, data, ci — are required, so a default never needs one)."""
     if node is not None:
         where = Path(node.span.file).resolve().parent if node.span.file not in ("", "<string>") else base
         ir.add(f"options:{block}", OptionsNode(block, node.label, node.keys, base=str(where)))
-        return
-    schema = _default_schema(*block.split("."), holder) if "." in block else SPEC.child(block)
-    if schema is None or schema.keys is None:
-        return
-    ir.add(f"options:{block}", OptionsNode(block, None, schema.keys(), base=str(base), written=False))
-
-
-def _default_schema(parent: str, name: str, holder: Node | None) -> object:
-    """The schema of an optional child block whose defaults apply when it is left out:
-    `optimize.faithfulness_warmup` (no warmup); a target without `pretrain` has none."""
-    if parent == "optimize":
-        optimize = SPEC.child("optimize")
-        return optimize.child(name) if optimize is not None else None
-    return None
-
+    elif schema is not None and schema.keys is not None:
+        ir.add(f"options:{block}", OptionsNode(block, None, schema.keys(), base=str(base), written=False))
