@@ -73,7 +73,7 @@ def test_a_tiny_llama_eval_batch_with_chunks_equals_the_eval_without() -> None:
     batch = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 16)), jnp.int32)
     out = []
     for program in (chunked, whole):
-        options = eval_options(program.ir.spec.block("eval"))
+        options = eval_options(program.ir)
         assert {"ce_kl", "pgd_recon"} <= set(options.metrics)
         state = jax.jit(lambda program=program: init_state(program))()
         out.append(jax.jit(make_eval_batch(program, options))(state, params, batch, jax.random.PRNGKey(2)))
