@@ -25,7 +25,7 @@ from pdc.syntax.checked import Spec
 from pdc.syntax.diagnostics import SpecError, has_errors
 from pdc.syntax.load import CheckResult
 from pdc.syntax.load import load_spec as _load_spec
-from pdc.terms.plugins import PluginError, check_plugins
+from pdc.plugins import PluginError, check_plugins
 
 if TYPE_CHECKING:  # JAX-importing modules, loaded only when their function is called
     from pdc.inspect.dryrun import DryRun

@@ -511,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         reexec_with_tuned_malloc(sys.argv[1:])
     args = build_parser().parse_args(argv)
-    from pdc.terms.plugins import PROBLEMS
+    from pdc.plugins import PROBLEMS
 
     if PROBLEMS:  # an installed plugin that did not load: say which, before doing anything
         for problem in PROBLEMS:

@@ -8,6 +8,7 @@ sources added to the state; eval metrics valid for the target."""
 from __future__ import annotations
 
 from pdc.ir.graph import IR
+from pdc.metrics import METRICS
 from pdc.ir.nodes import CiChunkNode, OptGroupNode, OptionsNode, ScheduleNode, SiteNode, TensorNode, TermNode
 from pdc.registry.loss import IMPORTANCE_TERMS, LOSS_TERMS, RECON_TERMS, SCOPE_ALIASES
 from pdc.registry.types import Schedule, schedule_keys
@@ -170,26 +171,21 @@ def _resolved(entries: tuple[Entry, ...], sites: list[str]) -> tuple[tuple[str, 
     return tuple((path, entry.value) for path, entry in found if entry is not None)
 
 
-_METRIC_NEEDS = {"ce_kl": ("logits", "a language-model target"), "pgd_recon": (None, ""),
-                 "mmcs": ("tms", "a TMS target"), "ml2r": ("tms", "a TMS target")}
-
-
 def _eval(ir: IR) -> None:
     node = ir.spec.block("eval")
     if node is None:
         return
     shape: TargetShape = ir.facts["target"]
-    for metric in node.get("metrics"):
-        need, what = _METRIC_NEEDS.get(metric, (None, ""))
-        if need is not None and need not in (shape.output, shape.family):
-            ir.error(Diagnostic("PD0315", f"metric `{metric}` needs {what}; this target is {shape.family}",
-                                node.span_of("metrics"), f"not for {shape.family}"))
     patterns = node.child("ci_pattern")
     entries = patterns.entries if patterns is not None else ()
-    if "identity_ci_error" in node.get("metrics") and not entries:
-        ir.error(Diagnostic("PD0315", "metric `identity_ci_error` needs the expected pattern of each site",
-                            node.span_of("metrics"), "no `ci_pattern`",
-                            help=("add `ci_pattern { linear1 = identity linear2 = identity }` to `eval`",)))
+    for metric in (METRICS[name] for name in node.get("metrics")):
+        if metric.needs is not None and metric.needs not in (shape.output, shape.family):
+            ir.error(Diagnostic("PD0315", f"metric `{metric.name}` needs {metric.needs_text}; this target is "
+                                f"{shape.family}", node.span_of("metrics"), f"not for {shape.family}"))
+        if metric.needs_ci_pattern and not entries:
+            ir.error(Diagnostic("PD0315", f"metric `{metric.name}` needs the expected pattern of each site",
+                                node.span_of("metrics"), "no `ci_pattern`",
+                                help=("add `ci_pattern { linear1 = identity linear2 = identity }` to `eval`",)))
     sites = [s.path for _, s in ir.nodes(SiteNode)]
     if entries:
         ir.add("options:eval.ci_pattern", OptionsNode("eval.ci_pattern", None, None, _resolved(entries, sites)),

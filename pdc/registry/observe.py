@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from pdc import devices
+from pdc.metrics import METRICS
 from pdc.registry.schema import BlockSchema, Entries
 from pdc.registry.types import Bytes, Fraction, Keys, Steps, key
 
 Device = Literal[devices.names()]  # type: ignore[valid-type]  # cpu and every vendored GPU model
-Metric = Literal["ci_l0", "ce_kl", "pgd_recon", "mmcs", "ml2r", "identity_ci_error", "activation_density"]
+Metric = Literal[tuple(METRICS)]  # type: ignore[valid-type]  # each a file in pdc/metrics/ (or a plugin)
 
 
 class BudgetKeys(Keys):

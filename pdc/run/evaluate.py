@@ -27,11 +27,12 @@ from pdc.decomp import losses, metrics, rng
 from pdc.ir.graph import IR
 from pdc.ir.nodes import SiteNode
 from pdc.lower.eval_options import eval_options
-from pdc.registry.observe import EvalKeys
 from pdc.lower.program import Program
 from pdc.lower.state import UNTRACKED, TrainState, lead_shape
 from pdc.lower.step import _ci  # the step's own CI computation, so eval reads exactly the CI training used
 from pdc.lower.step import alive_counts, toy_batch_of_key
+from pdc.metrics import METRICS, BatchContext, RecordContext
+from pdc.registry.observe import EvalKeys
 from pdc.run.data import TokenRows, open_tokens
 from pdc.run.distributed import host_value
 
@@ -60,7 +61,8 @@ def ci_patterns(ir: IR) -> dict[str, Any]:
 def make_eval_batch(program: Program, options: EvalKeys) -> EvalFn:
     """(state, params, batch or None, key) → per-kind metric arrays of one eval batch
     (toys draw the batch from `fold_in(key, 0)`); metric randomness uses `fold_in(key, 1)`."""
-    target, wanted = program.target, set(options.metrics)
+    target = program.target
+    wanted = [m for name, m in METRICS.items() if name in options.metrics]  # registry order
     columns = writes_features(program)
     hidden = {"hidden": True} if program.chunked_divergence else {}  # LMs: no [tokens, vocab] logits, as in training
 
@@ -73,20 +75,11 @@ def make_eval_batch(program: Program, options: EvalKeys) -> EvalFn:
         divergence, ce = _output_measures(program, target.head(params) if hidden else None)
         out: dict[str, Any] = {"l0": metrics.ci_l0(lower, options.alive_threshold),
                                "density": metrics.activation_density(lower, options.alive_threshold)}
-        if "pgd_recon" in wanted:
-            out["pgd_recon"] = metrics.pgd_recon_probe(jax.random.fold_in(metric_key, 0), forward, clean.output, lower,
-                                                       divergence, options.pgd_steps, options.pgd_step_size)
-        if "ce_kl" in wanted:
-            out["ce_kl"] = metrics.ce_kl_losses(jax.random.fold_in(metric_key, 1), forward, clean.output, batch, lower,
-                                                options.rounding_threshold, kl=divergence, ce=ce)
-        if wanted & {"mmcs", "ml2r"}:
-            weights = target.weights(params)
-            alive = {k: d > 0 for k, d in out["density"].items()}
-            oriented = {k: metrics.feature_major(weights[k], f, columns[k]) for k, f in state.components.items()}
-            out["mmcs"] = {k: jax.vmap(metrics.mmcs)(*wf, alive[k]) for k, wf in oriented.items()}
-            out["ml2r"] = {k: jax.vmap(metrics.ml2r)(*wf, alive[k]) for k, wf in oriented.items()}
-        if "identity_ci_error" in wanted:
-            out["probe_ci"] = probe_ci(program, state, params)
+        for metric in wanted:
+            if metric.compute is not None:
+                ctx = BatchContext(program, options, state, params, batch, clean, lower, out["density"], forward,
+                                   divergence, ce, jax.random.fold_in(metric_key, metric.stream), columns)
+                out[metric.name] = metric.compute(ctx)
         return out
 
     return eval_batch
@@ -188,25 +181,12 @@ def reduce_record(program: Program, options: EvalKeys, mean: dict[str, Any]) -> 
     """Per-kind means → the flat, per-site record (JSON-ready Python numbers)."""
     mean = jax.tree.map(host_value, mean)  # multi-host: this process's copy of replicated values
     paths = site_paths(program.ir)
-    wanted = set(options.metrics)
-    record: dict[str, Any] = {}
-    l0 = {p: float(v) for p, v in metrics.by_site(mean["l0"], paths).items()}
     density = metrics.by_site(mean["density"], paths)
-    if "ci_l0" in wanted:
-        record.update({f"eval/l0/{options.alive_threshold:g}_{p}": v for p, v in l0.items()})
-        record[f"eval/l0/{options.alive_threshold:g}_total"] = float(sum(l0.values()))
-    record.update({f"eval/alive/{p}": int(np.sum(d > 0)) for p, d in density.items()})
-    if "activation_density" in wanted:
-        record.update({f"eval/activation_density/{p}": [float(x) for x in d] for p, d in density.items()})
-    for name in ("mmcs", "ml2r"):
-        if name in wanted:
-            record.update({f"eval/{name}/{p}": float(v) for p, v in metrics.by_site(mean[name], paths).items()})
-    if "pgd_recon" in wanted:
-        record["eval/pgd_recon"] = float(mean["pgd_recon"])
-    if "ce_kl" in wanted:
-        record.update({f"eval/ce_kl/{k}": float(v) for k, v in mean["ce_kl"].items()})
-    if "identity_ci_error" in wanted:
-        record.update(probe_records(program, options, mean["probe_ci"]))
+    record: dict[str, Any] = {f"eval/alive/{p}": int(np.sum(d > 0)) for p, d in density.items()}
+    ctx = RecordContext(program, options, mean, paths)
+    for name, metric in METRICS.items():
+        if name in options.metrics:
+            record.update(metric.record(ctx))
     return record
 
 

@@ -17,9 +17,9 @@ import importlib
 import pkgutil
 
 from pdc.terms.base import LossTerm, Role, TermValue
-from pdc.terms.plugins import PROBLEMS, entry_point_objects
+from pdc.plugins import PROBLEMS, entry_point_objects
 
-_NOT_TERMS = ("base", "plugins")
+_NOT_TERMS = ("base",)
 
 
 def _builtin() -> list[LossTerm]:

@@ -1,4 +1,4 @@
-"""Out-of-tree extensions through Python entry points (`pdc.terms`, ...): installed
+"""Out-of-tree extensions through Python entry points (`pdc.terms`, `pdc.metrics`): installed
 distributions declare them; a spec never names a file to execute.
 
 A plugin that cannot load (an import error, an object of the wrong kind, a name that clashes)
