@@ -9,8 +9,10 @@ skipped silently, and it never turns `import pdc` into a traceback.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 PROBLEMS: list[str] = []
@@ -42,3 +44,24 @@ def check_plugins() -> None:
     """Raise `PluginError` listing every plugin that did not load."""
     if PROBLEMS:
         raise PluginError("; ".join(PROBLEMS))
+
+
+def extensions(package: str, attr: str, kind: type[T], group: str, rank: Callable[[T], int | None],
+               noun: str) -> dict[str, T]:
+    """name → extension: the in-tree ones first — every public module of `package` that
+    defines `attr`, in `rank` order (ranks fixed and distinct: runs replay) — then those of
+    the entry point group `group` in name order; one whose name is taken is left out and
+    recorded in `PROBLEMS`."""
+    modules = [m.name for m in pkgutil.iter_modules(importlib.import_module(package).__path__)
+               if not m.name.startswith("_")]
+    found = [obj for obj in (getattr(importlib.import_module(f"{package}.{m}"), attr, None) for m in modules) if obj]
+    ranks = [rank(obj) for obj in found]
+    assert None not in ranks and len(set(ranks)) == len(ranks), f"in-tree {noun}s need distinct ranks: {ranks}"
+    out = {obj.name: obj for obj in sorted(found, key=rank)}  # type: ignore[attr-defined]
+    for obj in entry_point_objects(group, kind):
+        name = obj.name  # type: ignore[attr-defined]
+        if name in out:
+            PROBLEMS.append(f"{noun} `{name}` from a `{group}` entry point clashes with one already registered; left out")
+            continue
+        out[name] = obj
+    return out

@@ -538,30 +538,29 @@ def _final_weights(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
                     for name, value in zip("VU", run.components(site))})
 
 
-def _weights(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
+def _trainer(path: Path, overrides: tuple[str, ...], tmp: Path) -> Any:
+    """The trainer of the spec (never started): what loads the weights and opens the tokens."""
     from pdc.lower.program import lower_program
     from pdc.lower.sharding import make_mesh
     from pdc.run.rundir import RunDir
     from pdc.run.train import Trainer
 
     ir = _checked(path, overrides)
-    program = lower_program(ir)
-    params = Trainer(ir, RunDir(tmp / "unused"), program, make_mesh(ir)).params()
+    return Trainer(ir, RunDir(tmp / "unused"), lower_program(ir), make_mesh(ir))
+
+
+def _weights(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
     import jax
 
+    params = _trainer(path, overrides, tmp).params()
     return _digest({"/".join(map(str, k)): v for k, v in jax.tree_util.tree_flatten_with_path(params)[0]})
 
 
 def _tokens(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
-    from pdc.lower.program import lower_program
-    from pdc.lower.sharding import make_mesh
     from pdc.run.evaluate import eval_rows
-    from pdc.run.rundir import RunDir
-    from pdc.run.train import Trainer
 
-    ir = _checked(path, overrides)
-    program = lower_program(ir)
-    rows = Trainer(ir, RunDir(tmp / "unused"), program, make_mesh(ir)).tokens()
+    trainer = _trainer(path, overrides, tmp)
+    program, rows = trainer.program, trainer.tokens()
     assert rows is not None
     held_out, seed = eval_rows(program, rows)
     assert held_out is not None

@@ -13,36 +13,10 @@ so `pdc check` never loads JAX.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from pdc.plugins import extensions
 from pdc.terms.base import LossTerm, Role, TermValue
-from pdc.plugins import PROBLEMS, entry_point_objects
 
-_NOT_TERMS = ("base",)
-
-
-def _builtin() -> list[LossTerm]:
-    """Every module of this package that defines a term (`TERM`), in stream order."""
-    names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_") and m.name not in _NOT_TERMS]
-    terms = sorted((importlib.import_module(f"{__name__}.{name}").TERM for name in names), key=lambda t: t.stream)
-    streams = [t.stream for t in terms]
-    assert None not in streams and len(set(streams)) == len(streams), f"in-tree terms need distinct streams: {streams}"
-    return terms
-
-
-def _load() -> dict[str, LossTerm]:
-    terms = {term.name: term for term in _builtin()}
-    for term in entry_point_objects("pdc.terms", LossTerm):
-        if term.name in terms:
-            PROBLEMS.append(f"loss term `{term.name}` from a `pdc.terms` entry point clashes with one already "
-                            "registered; left out")
-            continue
-        terms[term.name] = term
-    return terms
-
-
-TERMS: dict[str, LossTerm] = _load()
+TERMS: dict[str, LossTerm] = extensions(__name__, "TERM", LossTerm, "pdc.terms", lambda t: t.stream, "loss term")
 
 
 def names_of(role: Role) -> tuple[str, ...]:
