@@ -24,7 +24,6 @@ class IR:
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)  # pass results that are not nodes (hashes, shape)
-    consumed: set[str] = field(default_factory=set)  # registry key paths some pass read
 
     _order: list[tuple[str, Any]] | None = field(default=None, repr=False)  # cached `ordered()`
 
