@@ -33,6 +33,7 @@ from pdc.registry.schema import BlockSchema, Entries, variant_of
 from pdc.syntax.ast import Assign, Block, Item, strip_spans
 from pdc.syntax.codes import CODES
 from pdc.syntax.diagnostics import Diagnostic, render_all, render_json
+from pdc.syntax.family import FILE_SCHEMA
 from pdc.syntax.format import format_spec
 from pdc.syntax.load import CheckResult, check_text
 from pdc.syntax.parse import build_parser, parse_text
@@ -49,18 +50,18 @@ FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCh
 # ---- the two properties ----------------------------------------------------------------
 
 
-def check_never_raises(text: str) -> CheckResult:
+def check_never_raises(text: str, path: str = PATH) -> CheckResult:
     """`check_text` returns diagnostics with documented codes and sane positions, and they render."""
-    result = check_text(text, PATH)
+    result = check_text(text, path)
     for d in result.diagnostics:
         assert isinstance(d, Diagnostic)
         assert CODE.match(d.code) and d.code in CODES, d
         assert d.span.line >= 1 and d.span.col >= 1, d
-    rendered = render_all(result.diagnostics, {PATH: text})
+    rendered = render_all(result.diagnostics, {path: text})
     for line in rendered.split("\n"):  # no `\r`, `\x85`, `\u2028` ... from the source breaks a row
         assert len(line.splitlines()) <= 1, repr(line)
     for d, block in zip(result.diagnostics, rendered.split("\n\n")):
-        assert block.startswith(f"{PATH}:{d.span.line}:{d.span.col}: {d.severity.value}[{d.code}]: ")
+        assert block.startswith(f"{path}:{d.span.line}:{d.span.col}: {d.severity.value}[{d.code}]: ")
     render_json(result.diagnostics)
     return result
 
@@ -88,7 +89,7 @@ def check_all(text: str) -> None:
 
 # ---- what the formatter may reorder (stated independently of format.py) -------------------
 
-ROOT = BlockSchema("<file>", "", children=(SPEC,))
+ROOT = FILE_SCHEMA  # `param`, `params`, `spec`, `base`, `sweep`: pdc fmt's top-level order
 
 
 def canonical(items: Sequence[Item], schema: BlockSchema | None) -> tuple[Item, ...]:
@@ -338,7 +339,7 @@ def test_mutated_specs(text: str) -> None:
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
 def test_example_specs_are_formatted_and_stable(spec) -> None:
     text = spec.read_text()
-    result = check_never_raises(text)
+    result = check_never_raises(text, str(spec))  # its own path: imports are relative to it
     assert result.ok, result.diagnostics
     source, diagnostics = parse_text(text, str(spec))
     assert source is not None and not diagnostics
