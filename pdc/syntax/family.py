@@ -239,7 +239,7 @@ def rebase(block: Block, schema: BlockSchema, origin: Path, root_dir: Path) -> B
         if isinstance(item, Block):
             child = schema.child(item.key.text)
             items.append(rebase(item, child, origin, root_dir) if child is not None else item)
-        elif isinstance(item.value, String) and _is_path(schema, item.key.text) and \
+        elif isinstance(item.value, String) and is_path(schema, item.key.text) and \
                 not Path(item.value.value).is_absolute():
             moved = os.path.relpath(origin / item.value.value, root_dir)
             items.append(replace(item, value=replace(item.value, value=moved)))
@@ -248,7 +248,7 @@ def rebase(block: Block, schema: BlockSchema, origin: Path, root_dir: Path) -> B
     return replace(block, items=tuple(items))
 
 
-def _is_path(schema: BlockSchema, key: str) -> bool:
+def is_path(schema: BlockSchema, key: str) -> bool:
     if schema.keys is None or key not in schema.keys.model_fields:
         return False
     annotation = field_annotation(schema.keys, key)
@@ -441,7 +441,7 @@ def _walk(items: Sequence[Item], path: tuple[str, ...], out: dict[str, str]) -> 
 def where(span: Span) -> str:
     """`file:line`, or `--set N` for the N-th command-line override."""
     if span.file.startswith("<--set "):
-        return span.file[2:-1]
+        return span.file[1:-1]
     return f"{span.file}:{span.line}"
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from pdc.syntax.ast import Assign, Block, ListValue
-from pdc.syntax.diagnostics import Diagnostic
+from pdc.syntax.diagnostics import Diagnostic, Related
 from pdc.syntax.format import value_text
 from pdc.syntax.patterns import render_pattern_segments
 
@@ -71,17 +71,21 @@ def expand(sweep: Block, diagnostics: list[Diagnostic]) -> list[Point]:
                 ok = False
                 continue
             columns.append([Assign(assign.key, v, v.span) for v in assign.value.items])
-        if not columns:
+        if not item.items:
             bad(f"`{item.key.text}` sets no keys", item.key.span, "empty", "e.g. `grid { train.seed = [0, 1, 2] }`")
             ok = False
+            continue
+        if not columns:  # every key was reported
             continue
         if item.key.text == "zip":
             lengths = {len(c) for c in columns}
             if len(lengths) > 1:
-                longest = max(columns, key=len)[0].key
-                bad(f"the lists of a `zip` have different lengths: {', '.join(str(len(c)) for c in columns)}",
-                    longest.span, "another length", "a `zip` pairs its lists element by element; use `grid` for "
-                    "every combination")
+                longest, shortest = max(columns, key=len), min(columns, key=len)
+                diagnostics.append(Diagnostic(
+                    "PD0610", f"the lists of a `zip` have different lengths: {', '.join(str(len(c)) for c in columns)}",
+                    longest[0].key.span, f"{len(longest)} values", (Related(shortest[0].key.span,
+                                                                            f"{len(shortest)} values"),),
+                    ("a `zip` pairs its lists element by element; use `grid` for every combination",)))
                 ok = False
                 continue
             axes.append([tuple(row) for row in zip(*columns)])
@@ -115,4 +119,29 @@ def sweep_name(block: Block) -> str:
     return _name(block)
 
 
-__all__ = ["Point", "expand", "sweep_name"]
+__all__ = ["Point", "check_points", "expand", "sweep_name", "sweep_points"]
+
+
+def sweep_points(sweeps: Sequence[Block], diagnostics: list[Diagnostic]) -> tuple[Block | None, list[Point]]:
+    """The file's one sweep and its points (a second `sweep` block is PD0610)."""
+    if not sweeps:
+        return None, []
+    for extra in sweeps[1:]:
+        diagnostics.append(Diagnostic("PD0610", "more than one `sweep` in this file", extra.key.span, "a second sweep",
+                                      help=("write one sweep per file; a sweep may hold several `grid` and `zip` "
+                                            "blocks",)))
+    return sweeps[0], expand(sweeps[0], diagnostics)
+
+
+def check_points(path: str, overrides: Sequence[str] = (), inputs: bool | str = False,
+                 passes: bool = True) -> tuple[Block | None, list[tuple[Point, object]], list[Diagnostic]]:
+    """Check every point of the file's sweep as its own spec: (sweep, [(point, CheckResult)],
+    the expansion's diagnostics)."""
+    from pdc.syntax.load import check_file
+
+    base = check_file(path, passes=False, overrides=overrides)
+    diagnostics: list[Diagnostic] = []
+    sweep, points = sweep_points(base.family.sweeps if base.family is not None else (), diagnostics)
+    results = [(p, check_file(path, passes=passes, overrides=overrides, inputs=inputs, point=p.assigns))
+               for p in points]
+    return sweep, results, diagnostics
