@@ -173,12 +173,14 @@ _COMMENT = st.text(st.characters(codec="utf-8", exclude_characters="\n"), max_si
 EXPLICIT = {
     "NAME": _word(_NAME), "NUMBER": _word(_NUMBER), "PATTERN": _word(_PATTERN), "STRING": _word(_STRING),
     "UNIT": _word(st.sampled_from(sorted(UNIT_WORDS))),
+    "PARAM": _word(st.from_regex(_TERMINALS["PARAM"], fullmatch=True)), "IMPORT": _word(st.just("import")),
     "LBRACE": _punct("{"), "RBRACE": _punct("}"), "EQUAL": _punct("="), "COMMA": _punct(","),
     "LSQB": _punct("["), "RSQB": _punct("]"), "LPAR": _punct("("), "RPAR": _punct(")"),
     "WS": st.sampled_from([" ", "\n", "\n\n  "]), "COMMENT": _COMMENT,
 }
 GRAMMAR_TEXT = from_lark(GRAMMAR, explicit=EXPLICIT)
-IN_SPEC = GRAMMAR_TEXT.map(lambda body: f"spec s {{\n{body}\n}}\n")
+_LEADING_IMPORT = re.compile(r'^(?:\s|#[^\n]*)*import\b')  # `import "..."` lines belong at the top of a file only
+IN_SPEC = GRAMMAR_TEXT.filter(lambda body: not _LEADING_IMPORT.match(body)).map(lambda body: f"spec s {{\n{body}\n}}\n")
 # a grammar string parses; only the builder's own checks (patterns, number literals, double units)
 # and the nesting limit may still object
 _BUILDER_CODES = {"PD0105", "PD0106", "PD0209"}
@@ -227,7 +229,7 @@ def test_grammar_strings_in_a_spec_block(text: str) -> None:
 # (value types, units, ranges, calls, duplicates) on generated input.
 
 VALUE_TEXT = st.one_of(
-    from_lark(GRAMMAR, start="value", explicit=EXPLICIT),
+    from_lark(GRAMMAR, start="value", explicit={k: v for k, v in EXPLICIT.items() if k != "IMPORT"}),
     st.sampled_from(["0", "-1", "1e400", "1e300 TB", "80 GiB", "80GB", "80k GiB", "150%", "-5%", "0.5", "2k", "3M",
                      "none", "true", "bf16", "[]", "[1, 2, 3]", "[[dp, tp], _]", "[dp, _, _, _]", "cosine()",
                      "cosine(1e-3, final = 0.1, warmup = 2.5%)", "linear(1, 2, 3)", "constant(1, warmup = -1)",

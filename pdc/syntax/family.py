@@ -119,16 +119,21 @@ def resolve(source: SpecFile, overrides: Sequence[str] = (), point: Sequence[Ass
     top = replace(top, key=plain_key("spec", top.key.span),
                   trivia=replace(top.trivia, leading=(*header, *top.trivia.leading)))
     merged = replace(source, items=(top, *others), imports=())
-    applied: list[Override] = []
+    params, broken = _params(loader, bindings, diagnostics)
+    used: set[str] = set()
+    merged = replace(merged, items=tuple(_substitute(i, params, used, broken, diagnostics) for i in merged.items))
+    applied: list[Override] = []  # applied to the substituted spec, so `was` is a value, not a `$name`
     if keys and not is_base:
         merged, applied, more = apply_assigns(merged, keys)
         diagnostics += more
     if overrides and not is_base:
         merged, more_applied, more = apply_overrides(merged, overrides)
         applied, diagnostics = applied + more_applied, diagnostics + more
-    params, broken = _params(loader, bindings, diagnostics)
-    used: set[str] = set()
-    merged = replace(merged, items=tuple(_substitute(i, params, used, broken, diagnostics) for i in merged.items))
+    if applied:  # an override's value may itself be a `$name`
+        more = []
+        merged = replace(merged, items=tuple(_substitute(i, params, used, broken, more) for i in merged.items))
+        reported = {d.span for d in diagnostics}
+        diagnostics += [d for d in more if d.span not in reported]
     for name, param in params.items():
         if name not in used and not any(d.code == "PD0602" for d in diagnostics):
             diagnostics.append(Diagnostic("PD0605", f"parameter `{name}` is never used", param.span, "never used",
