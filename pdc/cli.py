@@ -171,7 +171,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
     result = check_file(args.path, passes=True)
     if has_errors(result.diagnostics) or result.ir is None:
-        _report(result.diagnostics, {args.path: result.text or ""}, "text", [])
+        _report(result.diagnostics, result.sources, "text", [])
         return EXIT_SPEC
     problem = write_graph(result.ir, Path(args.output))
     if problem:

@@ -205,10 +205,10 @@ def render(d: Diff) -> str:
             {"decomposition": "decomposition", "runtime": "runtime"}[name] not in d.groups else ""
         lines.append(f"{name} hash: {ha} → {hb}{why}" if ha != hb else f"{name} hash: {ha} (unchanged)")
     notes = {"decomposition": "the trained weights will differ",
-             "runtime": "the same math, another program (memory, speed)",
+             "runtime": "the same math, another program: memory and speed",
              "observation only": "bit-identical weights; only what is logged, evaluated or saved changes"}
     for group in d.groups:
-        lines += ["", f"{group} ({notes[group]}):"]
+        lines += ["", f"{group} — {notes[group]}:"]
         for c in (c for c in d.changes if c.group == group):
             lines.append(f"  {c.key}: {_show(c.a)} → {_show(c.b)}    ({c.a_from} → {c.b_from})")
     if d.memory:
