@@ -216,7 +216,7 @@ runtime blocks and the budget, seeds removed) — and exits 2 if a point does no
 `pdc train SWEEP --point NAME` trains one point into `runs/<spec>-<point>`;
 `pdc train SWEEP --slurm` prints a SLURM array script with one task per point.
 
-    import "../tms_5-2.pd"
+    import "tms_5-2.pd"
 
     sweep seeds {
       grid { train.seed = [0, 1, 2, 3, 4, 5, 6, 7] }

@@ -185,7 +185,7 @@ def test_check_validates_every_point(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_train_point_and_slurm_helper(capsys: pytest.CaptureFixture[str]) -> None:
-    sweep = str(REPO / "specs" / "sweeps" / "tms_5-2_seeds.pd")
+    sweep = str(REPO / "specs" / "tms_5-2_seeds.pd")
     assert main(["train", sweep, "--point", "seed9"]) == 2
     assert "no point `seed9`; points: seed0, seed1" in capsys.readouterr().err
     assert main(["train", sweep, "--slurm"]) == 0
@@ -194,7 +194,7 @@ def test_train_point_and_slurm_helper(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_tms_seed_sweep_compiles_once(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["compile", str(REPO / "specs" / "sweeps" / "tms_5-2_seeds.pd")]) == 0
+    assert main(["compile", str(REPO / "specs" / "tms_5-2_seeds.pd")]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.strip().startswith("seed")]
     assert len(rows) == 8 and sum("compiled" in r.split()[-1] for r in rows) == 1
@@ -202,9 +202,22 @@ def test_tms_seed_sweep_compiles_once(capsys: pytest.CaptureFixture[str]) -> Non
     assert len({r.split()[2] for r in rows}) == 8  # a seed changes the decomposition hash
 
 
+def test_a_sweep_point_hashes_as_the_same_override() -> None:
+    """The TMS 5-2 seed sweep reproduces docs/results.md's `--set train.seed=S` runs exactly."""
+    from pdc.syntax.sweep import check_points
+
+    _, results, diagnostics = check_points(str(REPO / "specs" / "tms_5-2_seeds.pd"), passes=False)
+    assert not diagnostics and [p.name for p, _ in results] == [f"seed{s}" for s in range(8)]
+    point, result = results[3]
+    _, direct = _ir(REPO / "specs" / "tms_5-2.pd", overrides=["train.seed=3"])
+    assert run_passes(result.spec).facts["decomposition_hash"] == direct.facts["decomposition_hash"]
+    assert [o.to_json() for o in result.overrides] == [{"arg": "train.seed=3", "path": "train.seed", "value": "3",
+                                                         "was": "0"}]
+
+
 @pytest.mark.slow
 def test_tiny_llama_sweep_of_3_seeds_by_2_batches_compiles_twice(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["compile", str(REPO / "specs" / "sweeps" / "tiny_llama_seeds_batch.pd")]) == 0
+    assert main(["compile", str(REPO / "specs" / "tiny_llama_seeds_batch.pd")]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.strip().startswith("seed")]
     assert len(rows) == 6 and "compiled 2 programs for 6 points" in out

@@ -1,6 +1,6 @@
 """Sweeps: a family of runs written next to (or importing) one spec, expanded to named points.
 
-    import "../tms_5-2.pd"
+    import "tms_5-2.pd"
     sweep seeds {
       grid { train.seed = [0, 1, 2] data.batch = [2048, 4096] }   # every combination: 6 points
       zip { loss.importance_minimality.weight = [1e-3, 3e-3] params.C = [10, 20] }  # side by side
