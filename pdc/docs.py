@@ -203,7 +203,7 @@ imported file's own line for an inherited key, the binding's line for a paramete
 RUN/spec.pd is the resolved spec, self-contained.
 
 **Sweeps.** `sweep NAME { grid { ... } zip { ... } }` at the top level of a file (one per
-file) expands to named points. Keys are `--set` paths (`train.seed`,
+file; an imported file's sweep is not inherited) expands to named points. Keys are `--set` paths (`train.seed`,
 `decompose.linear1.C`, `loss.importance_minimality.weight`) or `params.NAME`; values are
 lists. A `grid` varies its keys independently (every combination, first key slowest), a
 `zip` varies them together (equal lengths, else PD0610); several blocks multiply in

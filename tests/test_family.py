@@ -38,9 +38,9 @@ def _ir(path: Path | str, **kwargs: object):  # type: ignore[no-untyped-def]
 
 def _values(ir):  # type: ignore[no-untyped-def]
     """Every checked value of a spec (labels, keys with defaults, entries), block by block."""
-    from pdc.passes.hashes import _node
+    from pdc.passes.hashes import node_data
 
-    return {name: _node(node) for name, node in ir.spec.root.children.items()}
+    return {name: node_data(node) for name, node in ir.spec.root.children.items()}
 
 
 @pytest.mark.parametrize("name", sorted(HASHES))

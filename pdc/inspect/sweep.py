@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pdc.ir.graph import IR
-from pdc.passes.hashes import _node
+from pdc.passes.hashes import node_data
 from pdc.registry.schema import Determinism
 
 
@@ -47,7 +47,7 @@ def program_key(ir: IR) -> str:
     every `seed` removed (see the module doc)."""
     blocks = [*ir.spec.blocks_of(Determinism.DECOMPOSITION), *ir.spec.blocks_of(Determinism.RUNTIME),
               *(n for n in [ir.spec.block("budget")] if n is not None)]
-    data = _without_seeds({n.name: _node(n) for n in blocks})
+    data = _without_seeds({n.name: node_data(n) for n in blocks})
     shape = ir.facts.get("target")
     data["__target__"] = [(m.path, m.d_in, m.d_out) for m in shape.matrices] if shape else None
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -39,6 +39,12 @@ def _node(node: Node) -> dict[str, Any]:
     }
 
 
+def node_data(node: Node) -> dict[str, Any]:
+    """A checked block's values as the hashes see them (labels, keys with defaults, entries);
+    `pdc compile SWEEP` keys its shared compiles on these."""
+    return _node(node)
+
+
 def _pattern_key(pattern: Any) -> str:
     return pattern.text
 

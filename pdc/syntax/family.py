@@ -72,7 +72,7 @@ class Resolved:
     is_base: bool = False  # the root holds a `base`: checked only through the specs importing it
     params: dict[str, Param] = field(default_factory=dict)
     overrides: tuple[Override, ...] = ()
-    files: tuple[str, ...] = ()  # the family's files, root first
+    files: tuple[str, ...] = ()  # the family's files, each import before its importer (the root last)
 
 
 def project_root(spec_path: str) -> Path:
