@@ -48,14 +48,24 @@ def generated_spec(lines: int) -> str:
     return text.replace("    target.**      = replicated\n", rules + "    target.**      = replicated\n")
 
 
+def tms_text() -> str:
+    """specs/tms_5-2.pd resolved to one self-contained text (it imports specs/base/tms.pd)."""
+    from pdc.syntax.format import format_spec
+    from pdc.syntax.load import check_file
+
+    family = check_file(REPO / "specs" / "tms_5-2.pd").family
+    assert family is not None and family.source is not None
+    return format_spec(family.source)
+
+
 def comment_padded_spec(size: int) -> str:
-    base = (REPO / "specs" / "tms_5-2.pd").read_text()
+    base = tms_text()
     line = "  # " + "padding " * 12 + "\n"
     return base.replace("  train {", line * (size // len(line)) + "  train {")
 
 
 def shard_rules_spec(size: int) -> str:
-    base = (REPO / "specs" / "tms_5-2.pd").read_text()
+    base = tms_text()
     rules, total, i = [], 0, 0
     while total < size:
         rules.append(f"    x{i}.layers[0..3].{{a, b}}_proj = [dp, _]  # rule {i}\n")
@@ -93,12 +103,13 @@ def jax_imported(path: Path) -> bool:
 
 def phases(path: Path, repeat: int = 3) -> dict[str, float]:
     """Best-of-`repeat` in-process seconds of each front-end phase (imports already paid)."""
-    from pdc.syntax.load import check_file, check_text
+    from pdc.passes import check
+    from pdc.syntax.load import check_text
     from pdc.syntax.parse import parse_text
 
     text = path.read_text()
     steps = {"parse": lambda: parse_text(text, str(path)), "parse_validate": lambda: check_text(text, str(path)),
-             "check_with_passes": lambda: check_file(path, passes=True)}
+             "check_with_passes": lambda: check(path)}
     out = {}
     for name, step in steps.items():
         times = []

@@ -1,20 +1,13 @@
 """pdc: a declarative compiler for parameter-decomposition runs.
 
-`pdc.load_run(run_dir, step=None)` opens a trained run for analysis (pdc/run/load.py). It
-is resolved lazily, so importing `pdc` (as `pdc check` does) never starts JAX.
+The typed API (`pdc/api.py`, `docs/api.md`): `load_spec`, `check`, `plan`, `compile`,
+`dry_run`, `train`, `load_run`. Importing `pdc` never starts JAX: the functions that need it import it
+when called.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pdc.api import CheckResult, IR, Spec, SpecError, check, compile, dry_run, load_run, load_spec, plan, train
 
-
-def load_run(path: Any, step: int | None = None) -> Any:
-    """The run in `path` at checkpoint `step` (default the latest): spec, IR, program,
-    state, frozen params and per-site V/U helpers (`pdc.run.load.Run`)."""
-    from pdc.run.load import load_run as _load_run
-
-    return _load_run(path, step)
-
-
-__all__ = ["load_run"]
+__all__ = ["CheckResult", "IR", "Spec", "SpecError", "check", "compile", "dry_run", "load_run", "load_spec", "plan",
+           "train"]

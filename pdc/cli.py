@@ -21,12 +21,14 @@ from pdc import devices
 from pdc.registry.runtime import RECON_FORWARDS
 from pdc.syntax.diagnostics import Diagnostic, has_errors, render_all, render_json
 from pdc.syntax.format import format_spec
-from pdc.syntax.load import CheckResult, check_file
+from pdc import api
+from pdc.syntax.load import CheckResult
 from pdc.syntax.parse import parse_text, read_source
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
 EXIT_DIFFERENT = 1  # `pdc diff`: the specs differ (like `diff`)
 EXIT_UNAVAILABLE = 1  # asked for something this install cannot do (a GPU target without the `cuda` extra)
+EXIT_ENVIRONMENT = 3  # an installed plugin (entry point) that does not load
 EXIT_INPUT = 1  # a file the spec names (weights, tokens) is missing or does not fit it: PD04xx
 INPUT_CODES = "PD04"
 
@@ -67,7 +69,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     ok_files = []
     results = []
     for file in files:
-        result = check_file(file, passes=True, overrides=args.overrides, inputs=_opens_inputs(args))
+        result = api.check(file, args.overrides, inputs=_opens_inputs(args))
         sources.update(result.sources)
         diagnostics += result.diagnostics
         if result.family is not None and result.family.sweeps and not has_errors(result.diagnostics):
@@ -93,7 +95,9 @@ def _check_sweep(file: str, args: argparse.Namespace) -> list[Diagnostic]:
     from pdc.syntax.diagnostics import sorted_diagnostics
     from pdc.syntax.sweep import check_points, sweep_name
 
-    sweep, results, diagnostics = check_points(file, args.overrides, _opens_inputs(args))
+    from pdc.passes import check
+
+    sweep, results, diagnostics = check_points(file, args.overrides, check, inputs=_opens_inputs(args))
     seen = {(d.code, d.span, d.summary) for d in diagnostics}
     for _, result in results:
         for d in result.diagnostics:  # type: ignore[attr-defined]
@@ -169,7 +173,7 @@ def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: str, ok
 def cmd_graph(args: argparse.Namespace) -> int:
     from pdc.ir.render import write_graph
 
-    result = check_file(args.path, passes=True)
+    result = api.check(args.path)
     if has_errors(result.diagnostics) or result.ir is None:
         _report(result.diagnostics, result.sources, "text", [])
         return EXIT_SPEC
@@ -183,7 +187,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     """Lower and compile the step on abstract values; exit 2 when it does not fit."""
-    result = check_file(args.path, passes=True, overrides=args.overrides)
+    result = api.check(args.path, args.overrides)
     if result.is_base and not has_errors(result.diagnostics):
         print(f"pdc compile: {args.path} holds a `base` (a partial spec): compile a spec that imports it",
               file=sys.stderr)
@@ -193,29 +197,29 @@ def cmd_compile(args: argparse.Namespace) -> int:
         return EXIT_SPEC
     if result.family is not None and result.family.sweeps:
         return _compile_sweep(args)
-    from pdc.passes import run_passes
-
     problem = _devices_problem(result.ir, args.devices)
     if problem:
         print(f"pdc compile: {problem}", file=sys.stderr)
         return EXIT_SPEC
-    ir = run_passes(result.spec, devices=args.devices)
-    if ir.failed:
-        _report(ir.diagnostics, result.sources, args.format, [])
-        return EXIT_SPEC
-    if ir.diagnostics and args.format == "text":  # warnings (PD0326: a split stack axis) before the compile
-        print(render_all(ir.diagnostics, result.sources), file=sys.stderr)
+    if args.devices is not None:
+        result = api.check(args.path, args.overrides, devices=args.devices)
+        if has_errors(result.diagnostics):
+            _report(result.diagnostics, result.sources, args.format, [])
+            return EXIT_SPEC
+    ir = result.ir
+    if result.diagnostics and args.format == "text":  # warnings (PD0326: a split stack axis) before the compile
+        print(render_all(result.diagnostics, result.sources), file=sys.stderr)
     from pdc.ir.nodes import MeshNode
 
     needed = next(p for _, p in ir.nodes(MeshNode)).devices
     if not _host_devices_ready(needed):
         return _compile_in_subprocess(args, needed)
-    from pdc.inspect.dryrun import DryRunError, dry_run
+    from pdc.inspect.dryrun import DryRunError
     from pdc.inspect.report import render, to_json
 
     try:
-        report = dry_run(ir, target=args.target, lint=args.lint, remat=args.remat,
-                         xla_dump=Path(args.dump) / "xla" if args.dump else None)
+        report = api.dry_run(ir, target=args.target, lint=args.lint, remat=args.remat,
+                             xla_dump=Path(args.dump) / "xla" if args.dump else None)
     except DryRunError as error:
         print(f"pdc compile: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -317,12 +321,11 @@ def _dump(report: object, directory: Path) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Train the target of a spec's `pretrain` block (cached by the target's hash)."""
-    result = check_file(args.path, passes=True, overrides=args.overrides)
+    result = api.check(args.path, args.overrides)
     if has_errors(result.diagnostics) or result.ir is None:
         _report(result.diagnostics, result.sources, "text", [])
         return EXIT_SPEC
-    target = result.ir.spec.block("target")
-    if target is None or target.child("pretrain") is None:
+    if result.ir.options("target.pretrain") is None:
         print(f"pdc pretrain: {args.path} has no `pretrain` block in its target", file=sys.stderr)
         return EXIT_SPEC
     from pdc.run.pretrain import pretrained
@@ -338,8 +341,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     point, problem = _sweep_point(args)
     if problem is not None:
         return problem
-    result = check_file(args.path, passes=True, overrides=args.overrides, inputs="required",
-                        point=point.assigns if point is not None else ())
+    if point is None:
+        result = api.check(args.path, args.overrides, inputs="required")
+    else:
+        from pdc.passes import check
+
+        result = check(args.path, args.overrides, inputs="required", point=point.assigns)  # type: ignore[attr-defined]
     if has_errors(result.diagnostics) or result.ir is None:
         _report(result.diagnostics, result.sources, "text", [])
         return _exit_of(result.diagnostics) if not result.is_base else EXIT_SPEC
@@ -696,6 +703,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         reexec_with_tuned_malloc(sys.argv[1:])
     args = build_parser().parse_args(argv)
+    from pdc.terms.plugins import PROBLEMS
+
+    if PROBLEMS:  # an installed plugin that did not load: say which, before doing anything
+        for problem in PROBLEMS:
+            print(f"pdc: error: {problem}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)

@@ -29,7 +29,9 @@ HASHES = {
 
 
 def _ir(path: Path | str, **kwargs: object):  # type: ignore[no-untyped-def]
-    result = check_file(path, **kwargs)  # type: ignore[arg-type]
+    from pdc.passes import check
+
+    result = check(path, **kwargs)  # type: ignore[arg-type]
     assert result.ok and result.spec is not None, [d.summary for d in result.diagnostics]
     ir = run_passes(result.spec)
     assert not ir.failed
@@ -125,7 +127,9 @@ def test_params_bind_and_check_types(tmp_path: Path) -> None:
 
 
 def test_base_checks_leniently_and_compile_refuses_it(capsys: pytest.CaptureFixture[str]) -> None:
-    result = check_file(REPO / "specs" / "base" / "tms.pd", passes=True)
+    from pdc.passes import check
+
+    result = check(REPO / "specs" / "base" / "tms.pd")
     assert result.is_base and result.spec is None and not result.diagnostics
     assert main(["compile", str(REPO / "specs" / "base" / "tms.pd")]) == 2
     assert "holds a `base`" in capsys.readouterr().err
@@ -206,7 +210,7 @@ def test_a_sweep_point_hashes_as_the_same_override() -> None:
     """The TMS 5-2 seed sweep reproduces docs/results.md's `--set train.seed=S` runs exactly."""
     from pdc.syntax.sweep import check_points
 
-    _, results, diagnostics = check_points(str(REPO / "specs" / "tms_5-2_seeds.pd"), passes=False)
+    _, results, diagnostics = check_points(str(REPO / "specs" / "tms_5-2_seeds.pd"))
     assert not diagnostics and [p.name for p, _ in results] == [f"seed{s}" for s in range(8)]
     point, result = results[3]
     _, direct = _ir(REPO / "specs" / "tms_5-2.pd", overrides=["train.seed=3"])

@@ -15,7 +15,7 @@ from pdc import devices
 from pdc.cli import main
 from pdc.inspect.dryrun import dry_run, gpu_devices
 from pdc.passes import run_passes
-from pdc.syntax.load import check_file
+from pdc.passes import check
 
 from conftest import REPO
 
@@ -31,7 +31,7 @@ def gpu_compiler() -> None:
 
 
 def ir_of(path: Path):  # type: ignore[no-untyped-def]
-    result = check_file(path, passes=True)
+    result = check(path)
     assert result.spec is not None and not result.diagnostics, [d.summary for d in result.diagnostics]
     return run_passes(result.spec)
 

@@ -26,6 +26,7 @@ from pdc.decomp.components import Factors, SiteMask, site_out
 from pdc.decomp.masks import (adversarial_masks, draw_routing, init_sources, live_routes, site_chunks, site_order,
                               stochastic_masks, uniform_k_subset, with_routes)
 from pdc.registry.types import Dense, Schedule, StaticProbability
+from pdc.terms.faithfulness import faithfulness
 
 B, T, D, H = 3, 4, 6, 5
 LEAD = (B, T)
@@ -289,7 +290,7 @@ def test_faithfulness(form):
         ref = sum(np.sum(d ** 2) for d in deltas.values()) / sum(w.size for w in TOY["W"].values())
     else:
         ref = np.mean([np.sum(deltas[k][i] ** 2) / np.sum(TOY["W"][k][i] ** 2) for k in W for i in range(2)])
-    assert rel(L.faithfulness(W, F, form), ref) < RTOL
+    assert rel(faithfulness(W, F, form), ref) < RTOL
 
 
 # ---- stochastic, layerwise, CI-masked, unmasked ------------------------------------------------

@@ -82,9 +82,9 @@ def test_hashes_see_overrides() -> None:
     ("layers[1].x=1", "PD0216", 1, "a block or key name in a `--set` path is a plain name"),
 ])
 def test_bad_overrides_are_diagnostics_in_the_argument(arg: str, code: str, col: int, summary: str) -> None:
-    from pdc.syntax.load import check_file
+    from pdc.passes import check
 
-    result = check_file(TMS_PATH, passes=True, overrides=[arg])
+    result = check(TMS_PATH, overrides=[arg])
     assert [(d.code, d.span.file, d.span.col, d.summary) for d in result.diagnostics] == \
         [(code, "<--set 1>", col, summary)]
     assert result.sources["<--set 1>"] == arg

@@ -78,7 +78,7 @@ def test_faithfulness_warmup_reduces_the_weight_delta() -> None:
     program = program_of(TMS)
     params = load_params(program.target, REPO / "targets" / "tms_5-2_pentagon.safetensors")
     state = jax.jit(lambda: init_state(program))()
-    from pdc.decomp.losses import faithfulness
+    from pdc.terms.faithfulness import faithfulness
 
     weights = program.target.weights(params)
     before = float(faithfulness(weights, state.components))

@@ -147,22 +147,6 @@ def mse(clean: Array, masked: Array) -> Array:
 DIVERGENCES: dict[str, Divergence] = {"kl": kl_divergence, "mse": mse}
 
 
-def faithfulness(weights: Mapping[str, Array], factors: Mapping[str, Factors],
-                 form: Literal["absolute", "relative"] = "absolute") -> Array:
-    """`absolute`: Σ_s ‖W_s − V_s U_s‖² / Σ_s numel(W_s) (the global mean of squared delta
-    entries); `relative`: mean over sites of ‖W_s − V_s U_s‖² / ‖W_s‖². Sites are the
-    stacked layers of every kind; fp32 deltas; the numel denominator is a Python float
-    because full-model totals overflow int32."""
-    squared = {kind: jnp.sum(jnp.square(weight_delta(W, factors[kind])), axis=(-2, -1))
-               for kind, W in weights.items()}
-    if form == "absolute":
-        numel = float(sum(math.prod(W.shape) for W in weights.values()))
-        return sum(jnp.sum(s) for s in squared.values()) / numel
-    ratios = [squared[kind] / jnp.sum(jnp.square(W.astype(jnp.float32)), axis=(-2, -1))
-              for kind, W in weights.items()]
-    return jnp.mean(jnp.concatenate([r.reshape(-1) for r in ratios]))
-
-
 # ---- live sets ------------------------------------------------------------------------
 
 

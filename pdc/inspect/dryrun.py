@@ -174,9 +174,8 @@ def dry_run(ir: IR, target: str | None = None, lint: bool = False, remat: str | 
 
 def _names_inputs(ir: IR) -> bool:
     """Does the spec name files a run reads (an LM's weights, a token file)?"""
-    target, data = ir.spec.block("target"), ir.spec.block("data")
-    weights = target is not None and "weights" in target.schema.key_names() and target.get("weights") is not None
-    return weights or (data is not None and data.label == "tokens")
+    target, data = ir.options("target"), ir.options_node("data")
+    return getattr(target, "weights", None) is not None or data.label == "tokens"
 
 
 def _lowered(report: DryRun, program: Program, mesh: jax.sharding.Mesh, inputs: StepInputs) -> Any:

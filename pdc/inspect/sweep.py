@@ -1,6 +1,6 @@
 """`pdc compile SWEEP`: dry-run every point of a sweep, compiling each distinct program once.
 
-Two points share a compile when their *program keys* match: a hash of the resolved spec's
+Two points share a compile when their *program keys* match (`pdc.passes.hashes`): a hash of the resolved spec's
 decomposition and runtime blocks and its budget, with every `seed` key removed and the
 observation blocks (log, eval, checkpoint) left out. A seed only changes the values the
 step starts from, never its shapes, shardings or ops, so a sweep over 3 seeds × 2 batch
@@ -11,14 +11,10 @@ every point.)
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from pdc.ir.graph import IR
-from pdc.passes.hashes import node_data
-from pdc.registry.schema import Determinism
 
 
 @dataclass
@@ -43,22 +39,9 @@ class PointReport:
 
 
 def program_key(ir: IR) -> str:
-    """What the compiled step depends on: decomposition + runtime blocks and the budget,
-    every `seed` removed (see the module doc)."""
-    blocks = [*ir.spec.blocks_of(Determinism.DECOMPOSITION), *ir.spec.blocks_of(Determinism.RUNTIME),
-              *(n for n in [ir.spec.block("budget")] if n is not None)]
-    data = _without_seeds({n.name: node_data(n) for n in blocks})
-    shape = ir.facts.get("target")
-    data["__target__"] = [(m.path, m.d_in, m.d_out) for m in shape.matrices] if shape else None
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _without_seeds(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _without_seeds(v) for k, v in data.items() if k != "seed"}
-    if isinstance(data, list):
-        return [_without_seeds(v) for v in data]
-    return data
+    """What the compiled step depends on (the hashes pass's `program_hash`: decomposition and
+    runtime blocks and the budget, every `seed` removed)."""
+    return str(ir.facts["program_hash"])
 
 
 def compile_points(points: list[tuple[str, list[str], IR]], run: Callable[[IR], Any]) -> list[PointReport]:

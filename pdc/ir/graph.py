@@ -60,6 +60,17 @@ class IR:
             rank = _TERM_ORDER.get(node_id[5:])
         return _sort_key(node_id) if rank is None else f"{_KIND_ORDER[node_id.partition(':')[0]]:02d}:{rank:06d}"
 
+    def options(self, block: str) -> Any:
+        """The typed keys of `block` (`"train"`, `"target.pretrain"`), from its `OptionsNode`:
+        the registry's defaults when the spec leaves the block out; None for a block that has
+        no node (an unwritten `pretrain`, a spec checked without passes)."""
+        node = self.options_node(block)
+        return node.keys if node is not None else None
+
+    def options_node(self, block: str) -> Any:
+        data = self.graph.nodes.get(f"options:{block}")
+        return data["payload"] if data is not None else None
+
     def error(self, diagnostic: Diagnostic) -> None:
         self.diagnostics.append(diagnostic)
 
@@ -73,8 +84,8 @@ def _sort_key(node_id: str) -> str:
     return f"{_KIND_ORDER.get(kind, 99):02d}:{_natural(name)}"
 
 
-_KIND_ORDER = {"target": 0, "mesh": 1, "site": 2, "tie": 3, "tensor": 4, "ci": 5, "schedule": 6, "term": 7,
-               "group": 8, "rule": 9, "sharding": 10, "budget": 11}
+_KIND_ORDER = {"options": 0, "target": 1, "mesh": 2, "site": 3, "tie": 4, "tensor": 5, "ci": 6, "schedule": 7,
+               "term": 8, "group": 9, "rule": 10, "sharding": 11, "budget": 12}
 
 
 def _term_order() -> dict[str, int]:

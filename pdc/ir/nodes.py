@@ -4,6 +4,7 @@ the graph's edges are data dependencies between them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pdc.syntax.span import Span
@@ -68,12 +69,35 @@ class CiChunkNode:
 
 
 @dataclass(frozen=True)
+class OptionsNode:
+    """One validated block's typed keys, as the lowering and the run read them (`train`,
+    `data`, `eval`, `log`, `checkpoint`, `remat`, `precision`, `ci`, `target`,
+    `target.pretrain`, `optimize.faithfulness_warmup`, `eval.ci_pattern`). A block the spec
+    leaves out carries the registry's defaults (`written=False`), so no reader writes a
+    default twice."""
+
+    block: str
+    label: str | None
+    keys: Any  # the registry's `Keys` model of the block (None: a block of entries only)
+    entries: tuple[tuple[str, Any], ...] = ()  # resolved entries, e.g. site path → expected CI pattern
+    base: str = field(default="", compare=False)  # directory its relative paths resolve against
+    written: bool = field(default=True, compare=False)  # False: the spec has no such block
+
+    def path(self, key: str) -> str | None:
+        """The file a path-valued key names, resolved against the spec's directory."""
+        value = getattr(self.keys, key)
+        return None if value is None else str(Path(self.base) / value)
+
+
+@dataclass(frozen=True)
 class TermNode:
     name: str  # registry name, also its RNG stream
     weight: float
     divergence: str  # "kl" | "mse" | "" (not a recon term)
     options: tuple[tuple[str, Any], ...]
     span: Span = field(compare=False)
+    keys: Any = field(default=None, compare=False)  # the term's typed `Keys` (what `options` prints)
+    frequency: Any = field(default=None, compare=False)  # the `frequency` sub-block's keys, if any
 
 
 @dataclass(frozen=True)
@@ -94,6 +118,7 @@ class OptGroupNode:
     betas: tuple[float, float]
     eps: float
     weight_decay: float
+    lr: Any = field(default=None, compare=False)  # the typed `Schedule` (printed as its ScheduleNode)
 
 
 @dataclass(frozen=True)
@@ -146,5 +171,5 @@ class BudgetNode:
         return None if memory is None else int(memory * (1.0 - self.headroom))
 
 
-PAYLOADS = (TargetNode, SiteNode, TieNode, TensorNode, CiChunkNode, TermNode, ScheduleNode, OptGroupNode, MeshNode,
+PAYLOADS = (TargetNode, SiteNode, TieNode, TensorNode, CiChunkNode, OptionsNode, TermNode, ScheduleNode, OptGroupNode, MeshNode,
             ShardRuleNode, ShardingNode, BudgetNode)

@@ -8,6 +8,8 @@ from collections import defaultdict
 from dataclasses import fields
 from typing import Any
 
+from pydantic import BaseModel
+
 from pdc.ir.graph import IR
 
 MAX_LISTED_DEPS = 4
@@ -38,6 +40,10 @@ def _value(value: Any) -> str:
         return "(" + ", ".join(_value(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, str):
         return repr(value)
+    if isinstance(value, BaseModel):  # a block's typed keys
+        return "{" + ", ".join(f"{k}={_value(getattr(value, k))}" for k in type(value).model_fields) + "}"
+    if isinstance(value, list):
+        return _value(tuple(value))
     return str(value)
 
 

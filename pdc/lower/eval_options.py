@@ -4,13 +4,12 @@ count the same thing. They are the registry's own checked model, `EvalKeys`, wit
 defaults when the spec has no `eval` block."""
 from __future__ import annotations
 
+from pdc.ir.graph import IR
 from pdc.registry.observe import EvalKeys
-from pdc.syntax.checked import Node
 
 
-def eval_options(node: Node | None) -> EvalKeys:
-    """The checked keys of an `eval` block, or the registry's defaults without one."""
-    if node is None:
-        return EvalKeys()
-    assert isinstance(node.keys, EvalKeys), "a validated eval block carries EvalKeys"
-    return node.keys
+def eval_options(ir: IR) -> EvalKeys:
+    """The checked keys of the `eval` block, or the registry's defaults without one."""
+    keys = ir.options("eval")
+    assert isinstance(keys, EvalKeys), "the options pass gives every IR an eval node"
+    return keys

@@ -1,13 +1,11 @@
 """The static half of lowering: everything the jitted step needs to know that is not
 an array — the target model, the site layout, the CI network's graph, each loss term's
-options, the optimizers — read once from the validated IR and spec.
+options, the optimizers — read once from the validated IR's typed nodes (never the spec).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
@@ -17,33 +15,10 @@ from pdc.decomp import losses
 from pdc.decomp.ci import CiSite, ci_layout
 from pdc.decomp.masks import Layout
 from pdc.ir.graph import IR
-from pdc.ir.nodes import SiteNode, TieNode
+from pdc.ir.nodes import OptGroupNode, SiteNode, TermNode, TieNode
 from pdc.models import Target, build_target, dtype_of
-from pdc.models.loading import hf_options
-from pdc.registry.runtime import RematKeys
 from pdc.registry.types import Keys, Schedule
-from pdc.syntax.checked import Node
 from pdc.targets import TargetShape
-
-CONSUMES = (
-    "target:tms.tied", "target:resid_mlp.activation", "target:llama.rope_theta", "target:llama.rms_norm_eps",
-    "target:simple_mlp.rope_theta", "target:simple_mlp.rms_norm_eps", "remat.recon_forwards", "remat.ci",
-    "remat.divergence_chunk",
-    "precision.compute", "train.steps", "train.seed",
-    "optimize.components.clip",
-    "optimize.components.adamw.lr",
-    "optimize.components.adamw.betas",
-    "optimize.components.adamw.eps",
-    "optimize.components.adamw.weight_decay",
-    "optimize.ci.clip",
-    "optimize.ci.adamw.lr",
-    "optimize.ci.adamw.betas",
-    "optimize.ci.adamw.eps",
-    "optimize.ci.adamw.weight_decay",
-    "optimize.faithfulness_warmup.steps",
-    "optimize.faithfulness_warmup.lr",
-    "optimize.faithfulness_warmup.weight_decay",
-)
 
 
 @dataclass(frozen=True)
@@ -92,12 +67,6 @@ class Program:
         return list(self.layout)
 
 
-def _block(ir: IR, name: str) -> Node:
-    node = ir.spec.block(name)
-    assert node is not None, f"validated spec lacks `{name}`"
-    return node
-
-
 def _layout(sites: list[SiteNode]) -> dict[str, tuple[int, ...]]:
     layout: dict[str, list[int]] = {}
     for site in sites:
@@ -106,65 +75,38 @@ def _layout(sites: list[SiteNode]) -> dict[str, tuple[int, ...]]:
 
 
 def _terms(ir: IR) -> tuple[TermPlan, ...]:
-    loss = _block(ir, "loss")
-    plans = []
-    for name, node in loss.children.items():
-        assert node.keys is not None
-        frequency = node.child("frequency")
-        plans.append(TermPlan(name, float(node.get("weight")), node.keys,
-                              frequency.keys if frequency is not None else None))
-    return tuple(plans)
+    return tuple(TermPlan(t.name, float(t.weight), t.keys, t.frequency) for _, t in ir.nodes(TermNode))
+
+
+def _divergence(ir: IR) -> str:
+    """The recon terms' divergence, as the loss pass chose it for the target."""
+    return next((t.divergence for _, t in ir.nodes(TermNode) if t.divergence), "mse")
 
 
 def lower_program(ir: IR, remat_recon: str | None = None, compute_dtype: str | None = None) -> Program:
-    """Read the static plan off a validated IR; `remat_recon`/`compute_dtype` override the
-    spec's runtime blocks (the dry-run uses this to compare remat knobs)."""
+    """Read the static plan off a validated IR's typed nodes; `remat_recon`/`compute_dtype`
+    override the spec's runtime blocks (the dry-run uses this to compare remat knobs)."""
     sites = [s for _, s in ir.nodes(SiteNode)]
     shape: TargetShape = ir.facts["target"]
-    remat = ir.spec.block("remat")
-    precision = ir.spec.block("precision")
-    recon = remat_recon or (remat.get("recon_forwards") if remat is not None else "off")
-    compute = compute_dtype or (precision.get("compute") if precision is not None else "f32")
-    params = precision.get("params") if precision is not None else "f32"
-    target = build_target(shape, [s.path for s in sites], **_target_options(ir, shape, recon, compute))
-    ci = _block(ir, "ci")
-    assert ci.keys is not None and ci.label is not None
-    train = _block(ir, "train")
+    remat, precision, train, ci = ir.options("remat"), ir.options("precision"), ir.options("train"), ir.options_node("ci")
+    recon = remat_recon or remat.recon_forwards
+    compute = compute_dtype or precision.compute
+    options: dict[str, Any] = {"compute_dtype": compute}  # and the target's own `shape.forward`
+    if shape.has_positions:
+        options["remat"] = recon
+    target = build_target(shape, [s.path for s in sites], **options)
     return Program(ir, target, _layout(sites), ci_layout(sites), ci.label, ci.keys, _terms(ir),
-                   int(train.get("steps")), int(train.get("seed")), dtype_of(params), dtype_of(compute),
-                   remat is not None and remat.get("ci") == "on", "kl" if shape.output == "logits" else "mse",
+                   int(train.steps), int(train.seed), dtype_of(precision.params), dtype_of(compute),
+                   remat.ci == "on", _divergence(ir),
                    remat_forward=recon == "whole" and not shape.has_positions,
                    ties={tie.kind: tie.source_kind for _, tie in ir.nodes(TieNode)},
-                   target_dtype=_target_dtype(_block(ir, "target")),
-                   divergence_chunk=int(remat.get("divergence_chunk") if remat is not None
-                                        else RematKeys.model_fields["divergence_chunk"].default))
+                   target_dtype=_target_dtype(ir.options("target")),
+                   divergence_chunk=int(remat.divergence_chunk))
 
 
-def _target_dtype(target: Node) -> Any:
+def _target_dtype(target: Keys) -> Any:
     """`target.dtype` of the families that have it (LMs); toys keep their stored dtype."""
-    return dtype_of(target.get("dtype")) if "dtype" in target.schema.key_names() else None
-
-
-def _target_options(ir: IR, shape: TargetShape, remat: str, compute: str) -> dict[str, Any]:
-    options: dict[str, Any] = {"compute_dtype": compute}
-    target = _block(ir, "target")
-    if shape.family in ("llama", "simple_mlp"):
-        options["remat"] = remat
-        options.update(_lm_options(target, shape.family))
-    elif shape.family == "resid_mlp":
-        options["activation"] = target.get("activation")
-        options["embedding"] = target.get("embedding")
-    else:
-        options["tied"] = target.get("tied")
-    return options
-
-
-def _lm_options(target: Node, family: str) -> dict[str, Any]:
-    """RoPE and norm settings: from the HF config when one is named, else the spec."""
-    if target.get("config") is not None:
-        config = Path(target.span.file).resolve().parent / target.get("config")
-        return hf_options(json.loads(config.read_text()), family)
-    return {"rope_theta": target.get("rope_theta"), "rms_norm_eps": target.get("rms_norm_eps")}
+    return dtype_of(target.dtype) if "dtype" in type(target).model_fields else None
 
 
 # ---- optimizers ------------------------------------------------------------------------------
@@ -174,32 +116,30 @@ def schedule_fn(schedule: Schedule, total_steps: int) -> optax.Schedule:
     return lambda count: losses.schedule_value(schedule, count, total_steps)
 
 
+def _group(ir: IR, name: str) -> OptGroupNode:
+    return ir.payload(f"group:{name}")
+
+
 def optimizer(ir: IR, group: str, total_steps: int) -> optax.GradientTransformation:
     """AdamW of one parameter group with its schedule, after the group's clip if any
     (weight decay as the spec says, default 0 — never optax's 1e-4)."""
-    node = _block(ir, "optimize").child(group)
-    assert node is not None
-    adamw = node.child("adamw")
-    assert adamw is not None
-    b1, b2 = adamw.get("betas")
-    chain = [losses.clip_by_global_norm_eps(node.get("clip"))] if node.get("clip") is not None else []
-    chain.append(optax.adamw(schedule_fn(adamw.get("lr"), total_steps), b1=b1, b2=b2, eps=adamw.get("eps"),
-                             weight_decay=adamw.get("weight_decay")))
+    node = _group(ir, group)
+    chain = [losses.clip_by_global_norm_eps(node.clip)] if node.clip is not None else []
+    chain.append(optax.adamw(schedule_fn(node.lr, total_steps), b1=node.betas[0], b2=node.betas[1], eps=node.eps,
+                             weight_decay=node.weight_decay))
     return optax.chain(*chain)
 
 
 def lr_of(ir: IR, group: str) -> Schedule:
-    node = _block(ir, "optimize").child(group)
-    assert node is not None and node.child("adamw") is not None
-    return node.child("adamw").get("lr")  # type: ignore[union-attr]
+    return _group(ir, group).lr
 
 
 def faithfulness_warmup(ir: IR) -> tuple[int, optax.GradientTransformation]:
     """(steps, AdamW with constant lr and the warmup's weight decay), or (0, identity)."""
-    node = _block(ir, "optimize").child("faithfulness_warmup")
-    if node is None or node.get("steps") == 0:
+    warmup = ir.options("optimize.faithfulness_warmup")
+    if warmup.steps == 0:
         return 0, optax.identity()
-    return int(node.get("steps")), optax.adamw(node.get("lr"), weight_decay=node.get("weight_decay"))
+    return int(warmup.steps), optax.adamw(warmup.lr, weight_decay=warmup.weight_decay)
 
 
 __all__ = ["Program", "TermPlan", "lower_program", "optimizer", "faithfulness_warmup", "lr_of", "jnp"]

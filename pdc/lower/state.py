@@ -53,10 +53,8 @@ def _resid_width(program: Program) -> int | None:
 
 def lead_shape(program: Program) -> tuple[int, ...]:
     """Leading dims of one batch: (B,) for toys, (B, T) for LMs."""
-    data = program.ir.spec.block("data")
-    assert data is not None
-    batch = int(data.get("batch"))
-    return (batch, int(data.get("seq_len"))) if program.shape.has_positions else (batch,)
+    data = program.ir.options("data")
+    return (int(data.batch), int(data.seq_len)) if program.shape.has_positions else (int(data.batch),)
 
 
 def _components(program: Program, init: Array) -> dict[str, Factors]:

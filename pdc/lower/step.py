@@ -18,6 +18,7 @@ from flax import nnx
 from pdc.decomp import losses, rng
 from pdc.decomp.ci import CiInputs, apply_ci
 from pdc.decomp.components import Factors
+from pdc.decomp.features import sparse_features
 from pdc.decomp.metrics import batches_since_fired, ci_l0, n_alive
 from pdc.decomp.pins import Pins, pin_batch, pin_components, pinned
 from pdc.decomp.squash import CiBundle, ci_bundle
@@ -28,15 +29,12 @@ from pdc.lower.state import TrainState, ci_graph, lead_shape, merged_ci
 from pdc.lower.terms import TermContext, term_losses
 from pdc.lower.ties import merge_updates
 from pdc.models.base import CleanPass
-from pdc.registry.observe import LogKeys
-from pdc.run.data import sparse_features
+from pdc.registry.types import schedule_keys
+from pdc.terms.faithfulness import faithfulness
 
 Array = jax.Array
 Metrics = dict[str, Array]
 StepFn = Callable[[TrainState, Any, Array | None], tuple[TrainState, Metrics]]
-
-CONSUMES = ("data:sparse_features.probability", "data:sparse_features.values", "data:sparse_features.distribution",
-            "eval.alive_window")
 
 
 def toy_batch(program: Program, step: Array) -> Array:
@@ -48,10 +46,9 @@ def toy_batch(program: Program, step: Array) -> Array:
 def toy_batch_of_key(program: Program, key: Array) -> Array:
     """A batch of the spec's sparse features drawn from `key` (training and eval use
     disjoint key streams, so they never share a batch)."""
-    data = program.ir.spec.block("data")
-    assert data is not None
-    return sparse_features(key, int(data.get("batch")), program.shape.dims["features"],
-                           float(data.get("probability")), tuple(data.get("values")), data.get("distribution"))
+    data = program.ir.options("data")
+    return sparse_features(key, int(data.batch), program.shape.dims["features"], float(data.probability),
+                           tuple(data.values), data.distribution)
 
 
 def _ci(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
@@ -153,14 +150,14 @@ def make_step_gradients(program: Program) -> GradientsFn:
         ascent_forward = functools.partial(forward, params, start, detached)
         weights = target.weights(params)
 
-        def context(components: dict[str, Factors], ci: CiBundle) -> TermContext:
+        def context(components: dict[str, Factors], ci: CiBundle, sources: Any = None) -> TermContext:
             return TermContext(program, step, rng.step_key(run_key, step), clean.output, ci,
                                functools.partial(forward, params, start, components), ascent_forward,
-                               weights, components, target.head(params) if hidden else None)
+                               weights, components, target.head(params) if hidden else None, sources or {})
 
         warm_ctx = context(detached, _ci(program, jax.lax.stop_gradient(state.ci), state, clean, detached))
         adversaries = _warm_adversaries(program, state, warm_ctx)
-        if program.term("persistent_pgd") is not None:
+        if adversaries:
             # The loss terms' forwards start after the warmup ascents: XLA would otherwise run
             # the sources-free ones first and hold their residuals through the warmup
             # (llama8b_l18_reference, remat on: 40.7 → 36.1 GiB per H100). Identity on values.
@@ -169,7 +166,7 @@ def make_step_gradients(program: Program) -> GradientsFn:
         def loss_fn(components: dict[str, Factors], ci: nnx.State,
                     sources: dict[str, Any]) -> tuple[Array, tuple[Metrics, dict[str, Array]]]:
             bundle = _ci(program, ci, state, clean, components)
-            total, values = term_losses(context(components, bundle), sources)
+            total, values = term_losses(context(components, bundle, sources))
             return total, (values, bundle.lower)
 
         (total, (values, ci_lower)), grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2), has_aux=True)(
@@ -226,7 +223,7 @@ def _ci_l0(program: Program, ci_lower: dict[str, Array]) -> Metrics:
     (so the training curve and the eval record agree), a cheap reduction of the CI the losses
     already computed. One scalar per site, so every host of a multi-host run reads its whole
     value."""
-    threshold = eval_options(program.ir.spec.block("eval")).alive_threshold
+    threshold = eval_options(program.ir).alive_threshold
     return _site_metrics(program, "ci_l0", ci_l0(jax.lax.stop_gradient(ci_lower), threshold))
 
 
@@ -238,17 +235,16 @@ def _site_metrics(program: Program, name: str, per_kind: dict[str, Array]) -> Me
 
 
 def _track_alive(program: Program, since: dict[str, Array], ci_lower: dict[str, Array]) -> dict[str, Array]:
-    threshold = eval_options(program.ir.spec.block("eval")).alive_threshold
+    threshold = eval_options(program.ir).alive_threshold
     return batches_since_fired(since, jax.lax.stop_gradient(ci_lower), threshold)
 
 
 def batches_until_dead(program: Program) -> int:
     """`eval.alive_window` in training batches (the reference divides its example count by
     the examples per batch, positions included); default one log interval. At least 1."""
-    window = eval_options(program.ir.spec.block("eval")).alive_window
+    window = eval_options(program.ir).alive_window
     if window is None:
-        log = program.ir.spec.block("log")
-        return int(log.get("every")) if log is not None else LogKeys().every
+        return int(program.ir.options("log").every)
     return max(1, int(window) // math.prod(lead_shape(program)))
 
 
@@ -264,11 +260,9 @@ def _schedules(program: Program, step: Array) -> Metrics:
     out = {f"lr/{g}": losses.schedule_value(lr_of(program.ir, g), step, program.total_steps)
            for g in ("components", "ci")}
     for plan in program.terms:
-        for key in ("p", "gamma"):
-            if hasattr(plan.options, key):
-                out[f"schedule/{key}"] = losses.schedule_value(getattr(plan.options, key), step, program.total_steps)
-        if plan.name == "persistent_pgd":
-            out["lr/sources"] = losses.schedule_value(plan.options.lr, step, program.total_steps)  # type: ignore
+        for key in schedule_keys(type(plan.options)):  # `lr` of a term is its sources' ascent step
+            name = "lr/sources" if key == "lr" else f"schedule/{key}"
+            out[name] = losses.schedule_value(getattr(plan.options, key), step, program.total_steps)
     return out
 
 
@@ -283,7 +277,7 @@ def make_faithfulness_warmup(program: Program) -> Callable[[dict[str, Factors], 
 
         def body(carry: tuple[Any, Any], _: None) -> tuple[tuple[Any, Any], None]:
             comps, opt_state = carry
-            grads = jax.grad(lambda c: losses.faithfulness(weights, c, form))(comps)
+            grads = jax.grad(lambda c: faithfulness(weights, c, form))(comps)
             updates, opt_state = opt.update(grads, opt_state, comps)
             return (merge_updates(comps, optax.apply_updates(comps, updates), program.ties), opt_state), None
 

@@ -6,7 +6,7 @@ into a model; `load_params` reads its frozen weights. Options (all optional):
     every family     compute_dtype: "f32" | "bf16" | "f16" | a jnp dtype  (default f32)
     tms              tied: bool (default True; only affects loading and init)
     resid_mlp        activation: "relu" | "gelu"; embedding: "random" | "identity" (init only)
-    llama/simple_mlp rope_theta, rms_norm_eps (family defaults as in the registry),
+    llama/simple_mlp rope_theta, rms_norm_eps (required: `TargetShape.forward` holds them),
                      rope_scaling: RopeScaling | HF `rope_scaling` dict | None,
                      remat: "off" | "whole" | "per_layer"
 """
@@ -29,8 +29,7 @@ from pdc.models.tms import Tms, load_tms
 from pdc.targets.base import TargetShape
 
 DTYPES = {"f32": jnp.float32, "bf16": jnp.bfloat16, "f16": jnp.float16}
-# family → (rope_theta, rms_norm_eps), the registry's defaults (pdc/registry/target.py)
-_LM_DEFAULTS = {"llama": (500_000.0, 1e-5), "simple_mlp": (10_000.0, 1e-6)}
+LM_FAMILIES = ("llama", "simple_mlp")
 
 
 def dtype_of(value: Any) -> Any:
@@ -40,14 +39,16 @@ def dtype_of(value: Any) -> Any:
 
 def build_target(shape: TargetShape, decomposed_paths: Sequence[str], **options: Any) -> Target:
     """The JAX model of `shape` with `decomposed_paths` decomposed (kind → layers in
-    canonical order). Unknown options are an error, not ignored."""
+    canonical order). The shape's resolved forward settings (`shape.forward`) are the
+    defaults of `options`. Unknown options are an error, not ignored."""
+    options = {**shape.forward, **options}
     sites, decomposed = sites_of(shape), decomposed_of(shape, decomposed_paths)
     dtype = dtype_of(options.pop("compute_dtype", jnp.float32))
     if shape.family == "tms":
         model: Target = _tms(shape, sites, decomposed, dtype, options)
     elif shape.family == "resid_mlp":
         model = _resid_mlp(shape, sites, decomposed, dtype, options)
-    elif shape.family in _LM_DEFAULTS:
+    elif shape.family in LM_FAMILIES:
         model = _llama(shape, sites, decomposed, dtype, options)
     else:
         raise ValueError(f"unknown target family `{shape.family}`")
@@ -73,7 +74,6 @@ def _resid_mlp(shape: TargetShape, sites: tuple[Site, ...], decomposed: dict[str
 
 def _llama(shape: TargetShape, sites: tuple[Site, ...], decomposed: dict[str, tuple[int, ...]], dtype: Any,
            options: dict[str, Any]) -> Llama:
-    theta, eps = _LM_DEFAULTS[shape.family]
     scaling = options.pop("rope_scaling", None)
     if isinstance(scaling, Mapping):
         scaling = RopeScaling.from_hf(scaling)
@@ -81,8 +81,8 @@ def _llama(shape: TargetShape, sites: tuple[Site, ...], decomposed: dict[str, tu
     config = LlamaConfig(d["vocab"], d["hidden"], d["intermediate"], d["layers"], d["heads"], d["kv_heads"],
                          d["head_dim"], tied=not any(t.path == "target.lm_head" for t in shape.tensors),
                          simple_mlp=shape.family == "simple_mlp",
-                         rope_theta=float(options.pop("rope_theta", theta)),
-                         rms_norm_eps=float(options.pop("rms_norm_eps", eps)), rope_scaling=scaling)
+                         rope_theta=float(options.pop("rope_theta")), rms_norm_eps=float(options.pop("rms_norm_eps")),
+                         rope_scaling=scaling)
     remat = options.pop("remat", "off")
     if remat not in RECON_FORWARDS:
         raise ValueError(f"remat must be one of {', '.join(RECON_FORWARDS)}, found {remat!r}")

@@ -5,18 +5,23 @@ skipped (they would only report consequences of the same mistake)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from pdc.ir.graph import IR, verify
 from pdc.passes import (
-    build_ci, check_inputs, check_losses, check_stacked_shards, collect_budget, expand_sites, hashes, infer_shapes, resolve_sharding, resolve_target,
-    tie_sites,
+    build_ci, check_inputs, check_losses, check_stacked_shards, collect_budget, expand_sites, hashes, infer_shapes,
+    resolve_options, resolve_sharding, resolve_target, tie_sites,
 )
 from pdc.syntax.checked import Spec
+from pdc.syntax.diagnostics import sorted_diagnostics
+from pdc.syntax.load import CheckResult, check_file
 
 Pass = Callable[[IR], IR]
 
 PIPELINE: tuple[tuple[str, Pass], ...] = (
+    ("resolve_options", resolve_options.run),
     ("resolve_target", resolve_target.run),
     ("expand_sites", expand_sites.run),
     ("tie_sites", tie_sites.run),
@@ -50,3 +55,15 @@ def run_passes(spec: Spec, check_invariants: bool = False, devices: int | None =
         if ir.failed:
             break
     return ir
+
+
+def check(path: str | Path, overrides: Sequence[str] = (), inputs: bool | str = False,
+          devices: int | None = None, point: Sequence[Any] = ()) -> CheckResult:
+    """Check one spec file through the IR passes (site expansion, shapes, sharding), so the
+    result proves the spec is buildable; `inputs` as in `run_passes`, `overrides` (`--set`)
+    as in `pdc.syntax.load.check_text`. Every problem is a diagnostic; nothing raises."""
+    result = check_file(path, overrides, point)  # `point`: a sweep point's keys (pdc.syntax.sweep)
+    if not result.ok or result.spec is None:
+        return result
+    ir = run_passes(result.spec, inputs=inputs, devices=devices)
+    return replace(result, diagnostics=sorted_diagnostics(result.diagnostics + ir.diagnostics), ir=ir)

@@ -19,31 +19,6 @@ from pdc.targets import TargetShape
 PER_SITE = ("mlp", "vector_mlp", "shared_mlp")
 TRANSFORMERS = ("global_transformer", "chunkwise_transformer")
 
-CONSUMES = (  # shapes here; the network itself reads every option in pdc/decomp/ci.py
-    "ci:mlp.hidden",
-    "ci:mlp.leak",
-    "ci:vector_mlp.hidden",
-    "ci:vector_mlp.leak",
-    "ci:shared_mlp.hidden",
-    "ci:shared_mlp.leak",
-    "ci:global_mlp.hidden",
-    "ci:global_mlp.leak",
-    "ci:global_transformer.d_model",
-    "ci:global_transformer.blocks",
-    "ci:global_transformer.heads",
-    "ci:global_transformer.mlp",
-    "ci:global_transformer.rope_base",
-    "ci:global_transformer.input",
-    "ci:global_transformer.leak",
-    "ci:chunkwise_transformer.blocks_per_chunk",
-    "ci:chunkwise_transformer.d_model",
-    "ci:chunkwise_transformer.blocks",
-    "ci:chunkwise_transformer.heads",
-    "ci:chunkwise_transformer.mlp",
-    "ci:chunkwise_transformer.rope_base",
-    "ci:chunkwise_transformer.input",
-    "ci:chunkwise_transformer.leak",
-)
 
 
 def run(ir: IR) -> IR:

@@ -17,8 +17,6 @@ from pdc.inputs.checkpoint import inspect_file, inspect_lm
 from pdc.inputs.token_file import inspect_token_file
 
 LM_FAMILIES = ("llama", "simple_mlp")
-CONSUMES = ("target:llama.weights", "target:simple_mlp.weights", "target:tms.weights", "target:resid_mlp.weights", "data:tokens.path", "data:tokens.eval_path",
-            "data:tokens.format")
 
 
 def run(ir: IR) -> IR:

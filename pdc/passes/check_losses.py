@@ -8,20 +8,16 @@ sources added to the state; eval metrics valid for the target."""
 from __future__ import annotations
 
 from pdc.ir.graph import IR
-from pdc.ir.nodes import CiChunkNode, OptGroupNode, ScheduleNode, SiteNode, TensorNode, TermNode
-from pdc.registry.loss import IMPORTANCE_TERMS, SCOPE_ALIASES
-from pdc.registry.types import Schedule
-from pdc.syntax.checked import Node
+from pdc.ir.nodes import CiChunkNode, OptGroupNode, OptionsNode, ScheduleNode, SiteNode, TensorNode, TermNode
+from pdc.registry.loss import IMPORTANCE_TERMS, LOSS_TERMS, RECON_TERMS, SCOPE_ALIASES
+from pdc.registry.types import Schedule, schedule_keys
+from pdc.syntax.checked import Entry, Node
 from pdc.syntax.diagnostics import Diagnostic, Related
 from pdc.syntax.patterns import matches
 from pdc.syntax.span import Span
 from pdc.targets import TargetShape
 
-CONSUMES = ("remat.recon_forwards",)  # validated here against the target; loss options: pdc/lower/terms.py
-RECON_TERMS = ("stochastic_recon", "stochastic_recon_layerwise", "ci_masked_recon", "ci_masked_recon_layerwise",
-               "unmasked_recon", "pgd_recon", "pgd_recon_layerwise", "persistent_pgd")
 POSITION_SCOPES = ("sc", "bsc")
-_SCHEDULED = {"importance_minimality": "p", "smooth_l0": "gamma", "persistent_pgd": "lr"}
 
 
 def run(ir: IR) -> IR:
@@ -76,10 +72,9 @@ def _term(ir: IR, name: str, term: Node) -> None:
     if scope is not None and SCOPE_ALIASES.get(scope, scope) in POSITION_SCOPES and not shape.has_positions:
         ir.error(Diagnostic("PD0314", f"scope `{scope}` is per position, and a {shape.family} target has no positions",
                             term.span_of("scope"), "needs positions", help=("use `c` or `bc` for toy targets",)))
-    if name in _SCHEDULED:
-        key = _SCHEDULED[name]
+    for key in schedule_keys(type(term.keys)) if term.keys is not None else ():
         deps.append(schedule(ir, f"loss.{name}.{key}", term.get(key), term.span_of(key), positive=key != "lr"))
-    if name == "persistent_pgd" and scope is not None:
+    if LOSS_TERMS[name].state == "sources" and scope is not None:
         _sources(ir, name, SCOPE_ALIASES.get(scope, scope), term.get("source_dtype"))
     sites = len(ir.nodes(SiteNode))
     chunk = term.get("sites_per_chunk") if "sites_per_chunk" in term.schema.key_names() else None
@@ -88,7 +83,9 @@ def _term(ir: IR, name: str, term: Node) -> None:
                             term.span_of("sites_per_chunk"), "too large"))
     divergence = ("kl" if shape.output == "logits" else "mse") if name in RECON_TERMS else ""
     weight = term.get("weight") if term.keys is not None else 0.0
-    ir.add(f"term:{name}", TermNode(name, weight, divergence, options, term.header or term.span), *deps)
+    frequency = term.child("frequency")
+    ir.add(f"term:{name}", TermNode(name, weight, divergence, options, term.header or term.span, term.keys,
+                                    frequency.keys if frequency is not None else None), *deps)
 
 
 def _plain(value: object) -> object:
@@ -164,7 +161,13 @@ def _optimizer_groups(ir: IR) -> None:
         sched = schedule(ir, f"optimize.{name}.lr", adamw.get("lr"), adamw.span_of("lr"))
         tensors = [n for n, p in ir.nodes(TensorNode) if p.group == name and p.trainable]
         ir.add(f"group:{name}", OptGroupNode(name, group.get("clip"), tuple(adamw.get("betas")), adamw.get("eps"),
-                                             adamw.get("weight_decay")), sched, *tensors)
+                                             adamw.get("weight_decay"), adamw.get("lr")), sched, *tensors)
+
+
+def _resolved(entries: tuple[Entry, ...], sites: list[str]) -> tuple[tuple[str, object], ...]:
+    """site path → its expected CI pattern: the first `ci_pattern` entry that matches it."""
+    found = ((path, next((e for e in entries if matches(e.pattern, path)), None)) for path in sites)
+    return tuple((path, entry.value) for path, entry in found if entry is not None)
 
 
 _METRIC_NEEDS = {"ce_kl": ("logits", "a language-model target"), "pgd_recon": (None, ""),
@@ -188,6 +191,9 @@ def _eval(ir: IR) -> None:
                             node.span_of("metrics"), "no `ci_pattern`",
                             help=("add `ci_pattern { linear1 = identity linear2 = identity }` to `eval`",)))
     sites = [s.path for _, s in ir.nodes(SiteNode)]
+    if entries:
+        ir.add("options:eval.ci_pattern", OptionsNode("eval.ci_pattern", None, None, _resolved(entries, sites)),
+               "options:eval")
     for entry in entries:
         if not any(matches(entry.pattern, path) for path in sites):
             ir.error(Diagnostic("PD0303", f"`{entry.pattern.text}` matches no decomposed site", entry.pattern.span,

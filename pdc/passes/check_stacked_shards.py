@@ -10,7 +10,6 @@ from pdc.ir.graph import IR
 from pdc.ir.nodes import MeshNode, ShardingNode, ShardRuleNode, TensorNode
 from pdc.syntax.diagnostics import Diagnostic, Severity
 
-CONSUMES = ()
 
 
 def run(ir: IR) -> IR:

@@ -6,7 +6,6 @@ from pdc import devices
 from pdc.ir.graph import IR
 from pdc.ir.nodes import BudgetNode
 
-CONSUMES = ("budget.device", "budget.device_memory", "budget.headroom", "budget.allow_xla_remat")
 
 
 def run(ir: IR) -> IR:

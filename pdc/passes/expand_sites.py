@@ -14,7 +14,6 @@ from pdc.syntax.diagnostics import Diagnostic, Related
 from pdc.syntax.patterns import literal_path, matches
 from pdc.targets import TargetShape
 
-CONSUMES = ("decompose.<entry>.C",)
 
 
 def run(ir: IR) -> IR:

@@ -13,11 +13,6 @@ from pdc.targets import TargetShape
 
 ADAM_MOMENTS = 2
 
-CONSUMES = (
-    "target:llama.dtype", "target:simple_mlp.dtype", "precision.params",
-    "data:sparse_features.batch", "data:tokens.batch", "data:tokens.seq_len", "data:corpus.batch", "data:corpus.seq_len",
-    "target:llama.max_positions", "target:simple_mlp.max_positions",
-)
 
 
 def run(ir: IR) -> IR:

@@ -27,7 +27,6 @@ from pdc.syntax.suggest import did_you_mean
 Dims = tuple[tuple[str, ...], ...]
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 
-CONSUMES = ("mesh.<axes>", "shard.<rules>")
 
 
 class _Reports:

@@ -10,15 +10,6 @@ from pdc.ir.nodes import TargetNode
 from pdc.syntax.diagnostics import Diagnostic
 from pdc.targets import TargetConfigError, target_shape
 
-# registry keys this pass reads (tests/test_knobs.py checks that every key has a reader)
-CONSUMES = (
-    "target:tms.features", "target:tms.hidden", "target:tms.hidden_layers",
-    "target:resid_mlp.features", "target:resid_mlp.d_embed", "target:resid_mlp.d_mlp", "target:resid_mlp.layers",
-    "target:resid_mlp.bias", "target:resid_mlp.embedding",
-    *(f"target:{family}.{key}" for family in ("llama", "simple_mlp")
-      for key in ("config", "vocab", "hidden", "intermediate", "layers", "heads", "kv_heads", "head_dim",
-                  "tied_embeddings")),
-)
 
 
 def run(ir: IR) -> IR:

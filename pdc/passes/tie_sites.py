@@ -16,7 +16,6 @@ from pdc.syntax.checked import Entry
 from pdc.syntax.diagnostics import Diagnostic, Related
 from pdc.syntax.span import Span
 
-CONSUMES = ("decompose.<entry>.tied_to",)
 
 
 def run(ir: IR) -> IR:

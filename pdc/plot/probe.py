@@ -33,7 +33,7 @@ DEFAULT_THRESHOLD = 0.1
 
 def alive_threshold(run: Run) -> float:
     """The spec's `eval.alive_threshold` (what `eval/alive` counts with), 0.1 when it is 0."""
-    threshold = eval_options(run.spec.block("eval")).alive_threshold
+    threshold = eval_options(run.ir).alive_threshold
     return threshold if threshold > 0 else DEFAULT_THRESHOLD
 
 

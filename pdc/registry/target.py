@@ -22,7 +22,7 @@ class PretrainToy(Keys):
     weight_decay: float = key(0.01, doc="AdamW weight decay", ge=0.0)
     seed: int = key(0, doc="initialisation and data seed", ge=0)
     feature_probability: Optional[Fraction] = key(None, doc="data sparsity; default: the `data` block's", gt=0.0, le=1.0)
-    init_bias_to_zero: bool = key(False, doc="TMS: start `b2` at zero")
+    init_bias_to_zero: bool = key(False, doc="start the biases at zero (TMS: `b2`; ResidMLP: the MLP biases)")
 
 
 class PretrainLM(Keys):

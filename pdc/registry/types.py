@@ -108,3 +108,10 @@ class Dense(CallValue):
 CiPattern = Union[Literal["identity"], Dense]
 Dtype = Literal["f32", "bf16", "f16"]
 Switch = Literal["on", "off"]
+
+
+def schedule_keys(model: type[Keys]) -> tuple[str, ...]:
+    """The keys of `model` whose value may change over training (annotated `Schedule`): read
+    off the annotations, so a new scheduled key needs no list kept elsewhere."""
+    return tuple(name for name, info in model.model_fields.items()
+                 if isinstance(info.annotation, type) and issubclass(info.annotation, Schedule))

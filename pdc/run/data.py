@@ -1,7 +1,7 @@
 """Batches as pure functions of (seed, step) (SPD_ALGORITHM.md §12.3).
 
-Toy inputs are generated inside the jitted step from `fold_in(data_key, step)`, so no
-host work or transfer happens per step. Token data lives on the host (a memory-mapped
+Toy inputs are generated inside the jitted step from `fold_in(data_key, step)`
+(`pdc.decomp.features`), so no host work or transfer happens per step. Token data lives on the host (a memory-mapped
 file); the batch of step k is found in O(1) — epoch, then a seeded permutation of the
 rows — so a resumed run reads exactly the batches the uninterrupted run would have.
 """
@@ -15,22 +15,9 @@ from pathlib import Path
 from typing import Literal
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 Array = jax.Array
-
-
-def sparse_features(key: Array, batch: int, features: int, probability: float, values: tuple[float, float],
-                    distribution: Literal["at_least_zero_active", "exactly_one_active"]) -> Array:
-    """TMS / ResidMLP inputs: each feature active with `probability`, value U[low, high)."""
-    active_key, value_key = jax.random.split(key)
-    low, high = values
-    value = jax.random.uniform(value_key, (batch, features), jnp.float32, low, high)
-    if distribution == "exactly_one_active":
-        chosen = jax.random.randint(active_key, (batch,), 0, features)
-        return jnp.where(jax.nn.one_hot(chosen, features, dtype=bool), value, 0.0)
-    return jnp.where(jax.random.bernoulli(active_key, probability, (batch, features)), value, 0.0)
 
 
 @dataclass(frozen=True)

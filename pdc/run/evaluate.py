@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import jax
@@ -33,11 +34,7 @@ from pdc.lower.step import _ci  # the step's own CI computation, so eval reads e
 from pdc.lower.step import alive_counts, toy_batch_of_key
 from pdc.run.data import TokenRows, open_tokens
 from pdc.run.distributed import host_value
-from pdc.syntax.patterns import matches
 
-CONSUMES = ("eval.every", "eval.metrics", "eval.batches", "eval.alive_threshold", "eval.rounding_threshold",
-            "eval.pgd_steps", "eval.pgd_step_size", "eval.identity_tol", "eval.ci_pattern.<patterns>",
-            "data:tokens.eval_path")
 
 Array = jax.Array
 EvalFn = Callable[[TrainState, Any, Array | None, Array], dict[str, Any]]
@@ -53,16 +50,8 @@ def site_paths(ir: IR) -> dict[str, list[str]]:
 
 def ci_patterns(ir: IR) -> dict[str, Any]:
     """site path → its expected CI pattern (the first `ci_pattern` entry that matches it)."""
-    node = ir.spec.block("eval")
-    block = node.child("ci_pattern") if node is not None else None
-    entries = block.entries if block is not None else ()
-    out: dict[str, Any] = {}
-    for paths in site_paths(ir).values():
-        for path in paths:
-            entry = next((e for e in entries if matches(e.pattern, path)), None)
-            if entry is not None:
-                out[path] = entry.value
-    return out
+    node = ir.options_node("eval.ci_pattern")
+    return dict(node.entries) if node is not None else {}
 
 
 # ---- the jitted per-batch function ----------------------------------------------------------
@@ -145,11 +134,11 @@ class Evaluator:
     place: Callable[[np.ndarray], Array] = jnp.asarray  # this process's rows → the global batch array
 
     @classmethod
-    def build(cls, program: Program, train_rows: TokenRows | None, spec_dir: Any,
+    def build(cls, program: Program, train_rows: TokenRows | None,
               place: Callable[[np.ndarray], Array] | None = None) -> "Evaluator":
         """`place` shards a token batch the way the train step's batches are (default: one device)."""
-        options = eval_options(program.ir.spec.block("eval"))
-        rows, seed = eval_rows(program, train_rows, spec_dir)
+        options = eval_options(program.ir)
+        rows, seed = eval_rows(program, train_rows)
         return cls(program, options, rows, seed, jax.jit(make_eval_batch(program, options)), place or jnp.asarray)
 
     def due(self, step: int, total: int) -> bool:
@@ -184,14 +173,14 @@ def tracked_alive(program: Program, state: TrainState) -> dict[str, int]:
     return {key: int(v) for key, v in alive_counts(program, since, "eval/alive_tracked").items()}
 
 
-def eval_rows(program: Program, train_rows: TokenRows | None, spec_dir: Any) -> tuple[TokenRows | None, int]:
+def eval_rows(program: Program, train_rows: TokenRows | None) -> tuple[TokenRows | None, int]:
     """The eval token stream: `eval_path` with the run's seed, else the training file
     with seed + 1 (an independent row order); toys have none."""
-    data = program.ir.spec.block("data")
-    if train_rows is None or data is None:
+    data = program.ir.options_node("data")
+    if train_rows is None:
         return None, program.seed
-    if data.label == "tokens" and data.get("eval_path") is not None:
-        return open_tokens(spec_dir / data.get("eval_path"), data.get("format"), int(data.get("seq_len"))), program.seed
+    if data.label == "tokens" and data.keys.eval_path is not None:
+        return open_tokens(Path(data.path("eval_path")), data.keys.format, int(data.keys.seq_len)), program.seed
     return train_rows, program.seed + 1
 
 

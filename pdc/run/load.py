@@ -72,7 +72,7 @@ class Run:
 
     def evaluate(self) -> dict[str, Any]:
         """The eval record of this step (the metrics of the spec's `eval` block)."""
-        evaluator = Evaluator.build(self.program, self.trainer.tokens(), self.trainer.spec_dir(),
+        evaluator = Evaluator.build(self.program, self.trainer.tokens(),
                                     self.trainer.place_batch)
         return evaluator.run(self.state, self.params, self.step)
 

@@ -14,6 +14,7 @@ cross-entropy on the byte corpus.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -32,31 +33,25 @@ from pdc.decomp.metrics import next_token_ce
 from pdc.ir.graph import IR
 from pdc.lower.program import lower_program, schedule_fn
 from pdc.models import Llama, ResidMlp, Tms, hf_config, save_hf
-from pdc.run.data import open_tokens, python_stdlib_bytes, sparse_features
+from pdc.decomp.features import sparse_features
+from pdc.run.data import open_tokens, python_stdlib_bytes
 
-CONSUMES = (
-    *(f"target:{f}.pretrain.{k}" for f in ("tms", "resid_mlp")
-      for k in ("steps", "batch", "lr", "weight_decay", "seed", "feature_probability", "init_bias_to_zero")),
-    *(f"target:{f}.pretrain.{k}" for f in ("llama", "simple_mlp")
-      for k in ("corpus", "tokenizer", "steps", "batch", "seq_len", "lr", "weight_decay", "seed")),
-)
 CHUNK = 100  # steps per jitted call: one dispatch per chunk, progress between chunks
 
 
 def target_hash(ir: IR) -> str:
-    target, data = ir.spec.block("target"), ir.spec.block("data")
-    assert target is not None and data is not None
-    keyed = {"family": target.label, "target": target.keys.model_dump(mode="json"),  # type: ignore[union-attr]
-             "pretrain": target.child("pretrain").keys.model_dump(mode="json")}  # type: ignore[union-attr]
+    target, data = ir.options_node("target"), ir.options_node("data")
+    keyed = {"family": target.label, "target": target.keys.model_dump(mode="json"),
+             "pretrain": ir.options("target.pretrain").model_dump(mode="json")}
     if data.label == "sparse_features":
-        keyed["data"] = data.keys.model_dump(mode="json", exclude={"batch"})  # type: ignore[union-attr]
+        keyed["data"] = data.keys.model_dump(mode="json", exclude={"batch"})
     keyed["target"].pop("weights", None)
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cache_dir(ir: IR) -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pdc" / "targets"
-    return root / f"{ir.spec.block('target').label}-{target_hash(ir)}"  # type: ignore[union-attr]
+    return root / f"{ir.options_node('target').label}-{target_hash(ir)}"
 
 
 def weights_path(ir: IR) -> Path:
@@ -72,14 +67,14 @@ def pretrained(ir: IR, force: bool = False) -> Path:
     if done.exists() and not force:
         return path
     target = lower_program(ir).target
-    pretrain = ir.spec.block("target").child("pretrain")  # type: ignore[union-attr]
-    assert pretrain is not None and pretrain.keys is not None
-    loss_fn, fixed, trainable, assemble = _recipe(ir, target, pretrain.keys)
-    final, trained = _fit(loss_fn, fixed, trainable, pretrain.keys)
+    pretrain = ir.options("target.pretrain")
+    assert pretrain is not None, "a target without weights has a `pretrain` block (PD0329)"
+    loss_fn, fixed, trainable, assemble = _recipe(ir, target, pretrain)
+    final, trained = _fit(loss_fn, fixed, trainable, pretrain)
     params = assemble(trained, fixed)
     cache_dir(ir).mkdir(parents=True, exist_ok=True)
     _save(target, params, path)
-    report = {"target_hash": target_hash(ir), "final_loss": final, "steps": pretrain.get("steps"),
+    report = {"target_hash": target_hash(ir), "final_loss": final, "steps": pretrain.steps,
               **_sanity(target, params)}
     done.write_text(json.dumps(report, indent=2) + "\n")  # written last: marks the cache entry complete
     return path
@@ -99,8 +94,7 @@ def _merge(train: Any, fix: Any) -> Any:
 def _recipe(ir: IR, target: Any, keys: Any) -> Recipe:
     """(loss, fixed params, initial trainable params, assemble) for the family."""
     init = target.init_params(jax.random.PRNGKey(int(keys.seed)))
-    data = ir.spec.block("data")
-    assert data is not None
+    data = ir.options("data")
     if isinstance(target, Tms):
         return _tms(target, init, keys, data)
     if isinstance(target, ResidMlp):
@@ -109,8 +103,8 @@ def _recipe(ir: IR, target: Any, keys: Any) -> Recipe:
 
 
 def _features(keys: Any, data: Any, features: int) -> Callable[[jax.Array], jax.Array]:
-    probability = keys.feature_probability if keys.feature_probability is not None else data.get("probability")
-    values, distribution = tuple(data.get("values")), data.get("distribution")
+    probability = keys.feature_probability if keys.feature_probability is not None else data.probability
+    values, distribution = tuple(data.values), data.distribution
     return lambda key: sparse_features(key, int(keys.batch), features, float(probability), values, distribution)
 
 
@@ -135,6 +129,8 @@ def _resid_mlp(target: ResidMlp, init: Any, keys: Any, data: Any) -> Recipe:
     batch = _features(keys, data, target.features)
     fixed = {"W_E": init["W_E"], "W_U": init["W_U"]}
     trainable = {k: v for k, v in init.items() if k not in fixed}
+    if keys.init_bias_to_zero and "biases" in trainable:
+        trainable["biases"] = jax.tree.map(jnp.zeros_like, trainable["biases"])
 
     def loss(train: Any, fix: Any, key: jax.Array) -> jax.Array:
         x = batch(key)
@@ -161,22 +157,23 @@ def _fit(loss: Loss, fixed: Any, params: Any, keys: Any) -> tuple[float, Any]:
     opt = optax.adamw(schedule_fn(keys.lr, steps), weight_decay=float(keys.weight_decay))
     root = jax.random.PRNGKey(int(keys.seed) + 1)
 
-    @jax.jit
-    def chunk(params: Any, state: Any, start: jax.Array) -> tuple[Any, Any, jax.Array]:
+    @functools.partial(jax.jit, static_argnums=3)
+    def chunk(params: Any, state: Any, start: jax.Array, length: int) -> tuple[Any, Any, jax.Array]:
         def body(carry: Any, step: jax.Array) -> tuple[Any, jax.Array]:
             p, s = carry
             value, grads = jax.value_and_grad(loss)(p, fixed, jax.random.fold_in(root, step))
             updates, s = opt.update(grads, s, p)
             return (optax.apply_updates(p, updates), s), value
 
-        (params, state), values = jax.lax.scan(body, (params, state), start + jnp.arange(CHUNK))
+        (params, state), values = jax.lax.scan(body, (params, state), start + jnp.arange(length))
         return params, state, values[-1]
 
     state, value, t0 = opt.init(params), jnp.zeros(()), time.perf_counter()
-    for start in range(0, steps, CHUNK):  # the last chunk may run past `steps`: the schedule holds its end value
-        params, state, value = chunk(params, state, jnp.asarray(start))
-        rate = (start + CHUNK) / (time.perf_counter() - t0)
-        print(f"\rpretrain step {min(start + CHUNK, steps)}/{steps}  loss {float(value):.4g}  {rate:.0f} steps/s",
+    for start in range(0, steps, CHUNK):  # exactly `steps`: the last chunk is shorter (one more compile)
+        length = min(CHUNK, steps - start)
+        params, state, value = chunk(params, state, jnp.asarray(start), length)
+        rate = (start + length) / (time.perf_counter() - t0)
+        print(f"\rpretrain step {start + length}/{steps}  loss {float(value):.4g}  {rate:.0f} steps/s",
               end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return float(value), params

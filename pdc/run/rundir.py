@@ -88,10 +88,10 @@ def run_ir(path: Path) -> IR:
 
     result = check_text((run.path / "spec.pd").read_text(), record["spec_path"])
     if not result.ok or result.spec is None:
-        raise RunError(f"{path}/spec.pd no longer checks: {result.diagnostics[0].message}")
+        raise RunError(f"{path}/spec.pd no longer checks: {result.diagnostics[0].summary}")
     ir = run_passes(result.spec)
     if ir.failed:
-        raise RunError(f"{path}/spec.pd no longer builds: {ir.diagnostics[0].message}")
+        raise RunError(f"{path}/spec.pd no longer builds: {ir.diagnostics[0].summary}")
     return ir
 
 

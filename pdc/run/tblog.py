@@ -13,12 +13,10 @@ from typing import Any
 from pdc.ir.graph import IR
 from pdc.run.rundir import RunDir
 
-CONSUMES = ("log.tensorboard",)
 
 
 def tensorboard_on(ir: IR) -> bool:
-    node = ir.spec.block("log")
-    return bool(node.get("tensorboard")) if node is not None else True
+    return bool(ir.options("log").tensorboard)
 
 
 class Board:

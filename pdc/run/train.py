@@ -39,10 +39,6 @@ from pdc.run.rundir import RunDir, write_record
 from pdc.run.tblog import Board
 from pdc.syntax.overrides import Override
 
-CONSUMES = ("target:tms.weights", "target:resid_mlp.weights", "target:llama.weights", "target:simple_mlp.weights",
-            "data:tokens.path", "data:tokens.format", "data:corpus.corpus", "checkpoint.every", "checkpoint.keep",
-            "log.every")
-
 
 class TrainError(Exception):
     """A run that cannot start or continue; the message is one line for people."""
@@ -60,16 +56,11 @@ class Trainer:
 
     # ---- setup -------------------------------------------------------------------------
 
-    def spec_dir(self) -> Path:
-        return Path(self.ir.spec.path).resolve().parent
-
     def params(self) -> Any:
-        target = self.ir.spec.block("target")
-        assert target is not None
-        weights = target.get("weights")
+        weights = self.ir.options_node("target").path("weights")
         if weights is not None:
-            path = self.spec_dir() / weights
-        elif target.child("pretrain") is not None:
+            path = Path(weights)
+        elif self.ir.options("target.pretrain") is not None:
             from pdc.run.pretrain import pretrained
 
             path = pretrained(self.ir)  # cached by the target's hash: pretrains only the first time
@@ -86,12 +77,11 @@ class Trainer:
         return self._inputs
 
     def tokens(self) -> TokenRows | None:
-        data = self.ir.spec.block("data")
-        assert data is not None
+        data = self.ir.options_node("data")
         if data.label == "tokens":
-            return open_tokens(self.spec_dir() / data.get("path"), data.get("format"), int(data.get("seq_len")))
+            return open_tokens(Path(data.path("path")), data.keys.format, int(data.keys.seq_len))
         if data.label == "corpus":
-            return open_tokens(python_stdlib_bytes(self.run.path.parent / ".cache"), "npy", int(data.get("seq_len")))
+            return open_tokens(python_stdlib_bytes(self.run.path.parent / ".cache"), "npy", int(data.keys.seq_len))
         return None
 
     def batch(self, rows: TokenRows | None, step: int) -> jax.Array | None:
@@ -103,8 +93,7 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------
 
     def manager(self) -> ocp.CheckpointManager:
-        block = self.ir.spec.block("checkpoint")
-        return checkpoints.open_manager(self.run.ckpts, int(block.get("keep")) if block is not None else 3)
+        return checkpoints.open_manager(self.run.ckpts, int(self.ir.options("checkpoint").keep))
 
     def restore_target(self, shardings: Any) -> tuple[TrainState, checkpoints.Upgrade]:
         """What a checkpoint restores onto: the abstract state on this run's shardings (a
@@ -177,8 +166,8 @@ class Trainer:
         rows = self.tokens()
         state = self.start(manager, params)
         total = self.program.total_steps if max_steps is None else min(self.program.total_steps, max_steps)
-        every_log = _every(self.ir, "log", 100)
-        every_ckpt = _every(self.ir, "checkpoint", 1000)
+        every_log = int(self.ir.options("log").every)
+        every_ckpt = int(self.ir.options("checkpoint").every)
         step = _step_of(state)
         step_fn = self.compiled_step(state, params, self.batch(rows, step))
         evaluator = self.evaluator(rows)
@@ -211,9 +200,9 @@ class Trainer:
 
     def evaluator(self, rows: TokenRows | None) -> Evaluator | None:
         """Eval passes run only when the spec has an `eval` block (`pdc eval` works regardless)."""
-        if self.ir.spec.block("eval") is None:
+        if not self.ir.options_node("eval").written:
             return None
-        return Evaluator.build(self.program, rows, self.spec_dir(), self.place_batch)
+        return Evaluator.build(self.program, rows, self.place_batch)
 
     def place_batch(self, local: np.ndarray) -> jax.Array:
         """This process's rows of a token batch as the global, batch-sharded array."""
@@ -252,10 +241,6 @@ def _append(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as file:
         file.write(json.dumps(record) + "\n")
 
-
-def _every(ir: IR, block: str, default: int) -> int:
-    node = ir.spec.block(block)
-    return int(node.get("every")) if node is not None else default
 
 
 def _check_finite(record: dict[str, float]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,7 +20,7 @@ class CheckResult:
     text: str | None
     spec: Spec | None
     diagnostics: list[Diagnostic]
-    ir: Any = None  # pdc.ir.IR after the passes (`check_file(..., passes=True)`)
+    ir: Any = None  # pdc.ir.IR after the passes (`pdc.passes.check`)
     overrides: tuple[Override, ...] = ()  # the `--set` overrides applied before validation
     override_args: tuple[str, ...] = field(default=(), repr=False)
     family: Resolved | None = field(default=None, repr=False)  # imports, params, sweeps (pdc.syntax.family)
@@ -65,21 +65,13 @@ def check_text(text: str, path: str = "<string>", overrides: Sequence[str] = (),
 BASE_FORGIVES = ("PD0204", "PD0205")  # required keys and blocks: a base may leave them to its importers
 
 
-def check_file(path: str | Path, passes: bool = False, overrides: Sequence[str] = (), inputs: bool | str = False,
-               point: Sequence[Any] = ()) -> CheckResult:
-    """Check one file; with `passes`, also run the IR passes (site expansion, shapes,
-    sharding) so the result proves the spec is buildable, and with `inputs` open the files it
-    names (weights headers). `overrides` as in `check_text`."""
+def check_file(path: str | Path, overrides: Sequence[str] = (), point: Sequence[Any] = ()) -> CheckResult:
+    """Parse and validate one file (the front end; `pdc.passes.check` runs the IR passes
+    on top). `overrides` and a sweep `point` as in `check_text`."""
     text, diagnostics = read_source(str(path))
     if text is None:
         return CheckResult(str(path), _shown_text(str(path)), None, diagnostics)
-    result = check_text(text, str(path), overrides, point)
-    if not passes or not result.ok or result.spec is None:
-        return result
-    from pdc.passes import run_passes
-
-    ir = run_passes(result.spec, inputs=inputs)
-    return replace(result, diagnostics=sorted_diagnostics(result.diagnostics + ir.diagnostics), ir=ir)
+    return check_text(text, str(path), overrides, point)
 
 
 def _shown_text(path: str) -> str | None:

@@ -27,7 +27,7 @@ from pdc.syntax.span import Span, point
 from pdc.syntax.syntax_errors import translate
 from pdc.syntax.trivia import attach_trivia
 
-GRAMMAR_PATH = Path(__file__).resolve().parents[2] / "grammar" / "pdc.lark"
+GRAMMAR_PATH = Path(__file__).with_name("pdc.lark")  # the one grammar file, shipped in the package
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _comments: ContextVar[list[Token]] = ContextVar("_comments")
 _NUMBER = re.compile(r"([+-]?[0-9][0-9_]*(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)([A-Za-z%]*)")
@@ -38,11 +38,7 @@ def _on_comment(token: Token) -> None:
 
 
 def _grammar_text() -> str:
-    if GRAMMAR_PATH.exists():
-        return GRAMMAR_PATH.read_text()
-    from importlib.resources import files  # installed without the source tree: packaged copy
-
-    return (files("pdc") / "pdc.lark").read_text()
+    return GRAMMAR_PATH.read_text()
 
 
 @functools.cache

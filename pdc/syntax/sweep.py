@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from pdc.syntax.ast import Assign, Block, ListValue
 from pdc.syntax.diagnostics import Diagnostic, Related
@@ -133,15 +133,18 @@ def sweep_points(sweeps: Sequence[Block], diagnostics: list[Diagnostic]) -> tupl
     return sweeps[0], expand(sweeps[0], diagnostics)
 
 
-def check_points(path: str, overrides: Sequence[str] = (), inputs: bool | str = False,
-                 passes: bool = True) -> tuple[Block | None, list[tuple[Point, object]], list[Diagnostic]]:
+def check_points(path: str, overrides: Sequence[str] = (), check: Callable[..., Any] | None = None,
+                 **options: Any) -> tuple[Block | None, list[tuple[Point, Any]], list[Diagnostic]]:
     """Check every point of the file's sweep as its own spec: (sweep, [(point, CheckResult)],
-    the expansion's diagnostics)."""
+    the expansion's diagnostics). `check` is `pdc.passes.check` to run the IR passes too (with
+    `options`: inputs, devices); the front end alone by default."""
     from pdc.syntax.load import check_file
 
-    base = check_file(path, passes=False, overrides=overrides)
+    base = check_file(path, overrides)
     diagnostics: list[Diagnostic] = []
     sweep, points = sweep_points(base.family.sweeps if base.family is not None else (), diagnostics)
-    results = [(p, check_file(path, passes=passes, overrides=overrides, inputs=inputs, point=p.assigns))
-               for p in points]
+    if check is None:
+        results = [(p, check_file(path, overrides, p.assigns)) for p in points]
+    else:
+        results = [(p, check(path, overrides, point=p.assigns, **options)) for p in points]
     return sweep, results, diagnostics

@@ -6,6 +6,7 @@ frozen parameter tensors. Shapes come from configuration only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class TargetShape:
     output: str  # "logits" (KL recon) or "features" (MSE recon)
     dims: dict[str, int] = field(default_factory=dict)  # family facts for later passes: heads, vocab, ...
     dims_from: dict[str, str] = field(default_factory=dict)
+    # the family's forward settings, resolved once where the target is read (the spec's keys, or
+    # the HF config.json's RoPE and norm settings): what `build_target` takes besides the shape
+    forward: dict[str, Any] = field(default_factory=dict)
 
     def matrix(self, path: str) -> Matrix | None:
         return next((m for m in self.matrices if m.path == path), None)

@@ -209,11 +209,14 @@ def _tensors(d: LlamaDims, kinds: list[Matrix]) -> list[FrozenTensor]:
 
 def shape(keys: LlamaKeys, spec_dir: Path, family: str = "llama") -> TargetShape:
     d = dims(keys, spec_dir)
-    if keys.config is not None:  # the forward's settings are checked where the dimensions are read
-        forward_options(read_config(spec_dir / keys.config, keys.config), keys.config, family)
+    # the forward's settings: the spec's keys (the registry's family defaults), overridden by what a
+    # config.json gives, read and checked where the dimensions are
+    forward: dict[str, Any] = {"rope_theta": keys.rope_theta, "rms_norm_eps": keys.rms_norm_eps, "rope_scaling": None}
+    if keys.config is not None:
+        forward.update(forward_options(read_config(spec_dir / keys.config, keys.config), keys.config, family))
     simple = family == "simple_mlp"
     matrices = [m for i in range(d.layers) for m in _layer_matrices(d, i, simple)]
     facts = {"vocab": d.vocab, "hidden": d.hidden, "intermediate": d.intermediate, "layers": d.layers,
              "heads": d.heads, "kv_heads": d.kv_heads, "head_dim": d.head_dim}
     return TargetShape(family, tuple(matrices), tuple(_tensors(d, _layer_matrices(d, 0, simple))), d.layers, True,
-                       "logits", facts, dict(d.origin))
+                       "logits", facts, dict(d.origin), forward)

@@ -26,4 +26,5 @@ def shape(keys: ResidMlpKeys) -> TargetShape:
         tensors += [FrozenTensor("target.biases.mlp_in", (n, m), ("layers", "d_mlp")),
                     FrozenTensor("target.biases.mlp_out", (n, e), ("layers", "d_embed"))]
     return TargetShape("resid_mlp", tuple(matrices), tuple(tensors), n, False, "features",
-                       {"features": keys.features, "d_embed": e, "d_mlp": m})
+                       {"features": keys.features, "d_embed": e, "d_mlp": m},
+                       forward={"activation": keys.activation, "embedding": keys.embedding})

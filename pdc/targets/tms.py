@@ -20,4 +20,4 @@ def shape(keys: TmsKeys) -> TargetShape:
         tensors.append(FrozenTensor("target.hidden_layers", (keys.hidden_layers, h, h),
                                     ("hidden_layers", "hidden", "hidden")))
     return TargetShape("tms", tuple(matrices), tuple(tensors), 1, False, "features",
-                       {"features": f, "hidden": h})
+                       {"features": f, "hidden": h}, forward={"tied": keys.tied})

@@ -1,0 +1,44 @@
+"""What a loss term is: its spec block (keys model, sub-blocks), its role in the objective,
+whether it keeps state between steps, and its lowering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
+
+from pdc.registry.schema import BlockSchema
+from pdc.registry.types import Keys
+
+# reconstruction: a masked forward against the clean output (needs ≥ 1 in a spec);
+# importance: the CI sparsity penalty (exactly 1); faithfulness: W against V·U;
+# penalty: any other term added to the total (no rule on how many).
+Role = Literal["reconstruction", "importance", "faithfulness", "penalty"]
+
+
+@dataclass(frozen=True)
+class TermValue:
+    """What a term's lowering returns: the unweighted `value` (the total adds weight · value),
+    a penalty added to the total as it is (`extra_loss`, already weighted), and metrics."""
+
+    value: Any
+    extra_loss: Any = 0.0
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+
+# (the term's plan: name, weight, keys; the step's `TermContext`) → its value
+Lower = Callable[[Any, Any], "TermValue | Any"]
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    name: str
+    keys: type[Keys]
+    role: Role
+    lower: Lower
+    children: tuple[BlockSchema, ...] = ()
+    state: Literal["sources"] | None = None  # persistent adversarial sources in the train state
+
+    @property
+    def schema(self) -> BlockSchema:
+        """The term's block in the spec language (`loss { NAME { ... } }`)."""
+        return BlockSchema(self.name, self.keys.__doc__ or "", keys=self.keys, children=self.children)

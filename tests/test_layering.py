@@ -1,0 +1,83 @@
+"""The layout is the pipeline (`syntax → ir → passes → lower → inspect → run`): a module
+imports only its own stage and earlier ones, and past the passes nothing reads the spec's
+blocks — the lowering and the run read the typed IR nodes the passes write. Read from the
+source (every import, including those inside functions), so a shortcut fails here, not in
+review."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from conftest import REPO
+
+PDC = REPO / "pdc"
+# stage → the stages it must never import (later ones)
+LATER = {
+    "syntax": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "api", "cli"),
+    "registry": ("syntax", "ir", "passes", "lower", "inspect", "run", "models", "decomp", "api", "cli"),
+    "terms": ("syntax", "ir", "passes", "lower", "inspect", "run", "api", "cli"),
+    "targets": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "api", "cli"),
+    "inputs": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "api", "cli"),
+    "ir": ("passes", "lower", "inspect", "run", "models", "decomp", "api", "cli"),
+    "passes": ("lower", "inspect", "run", "models", "decomp", "api", "cli"),
+    "decomp": ("syntax", "passes", "lower", "inspect", "run", "api", "cli"),
+    "models": ("passes", "lower", "inspect", "run", "api", "cli"),
+    "lower": ("inspect", "run", "api", "cli"),
+    "inspect": ("run", "api", "cli"),
+    "run": ("api", "cli"),
+}
+SPEC_READS = re.compile(r"\bspec\.block\(|\.block\(\"|\bspec\.blocks_of\(")
+
+
+def _modules() -> list[Path]:
+    return sorted(PDC.rglob("*.py"))
+
+
+def _stage(path: Path) -> str:
+    rel = path.relative_to(PDC)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            found += [(node.lineno, n) for n in names if n.startswith("pdc.")]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("pdc.")]
+    return found
+
+
+def test_no_stage_imports_a_later_one() -> None:
+    backward = []
+    for path in _modules():
+        forbidden = LATER.get(_stage(path), ())
+        for line, name in _imports(path):
+            if name.split(".")[1] in forbidden:
+                backward.append(f"{path.relative_to(REPO)}:{line} imports {name}")
+    assert not backward, "backward imports:\n" + "\n".join(backward)
+
+
+def test_only_the_front_end_and_the_passes_read_spec_blocks() -> None:
+    readers = []
+    for path in _modules():
+        if _stage(path) in ("syntax", "passes"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if SPEC_READS.search(line):
+                readers.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not readers, "spec blocks read past the passes (read the IR's typed nodes):\n" + "\n".join(readers)
+
+
+def test_no_hand_kept_consumes_lists() -> None:
+    """Keys are shown consumed by use (tests/test_key_use.py), not by listing them."""
+    listed = [str(p.relative_to(REPO)) for p in _modules() if re.search(r"^CONSUMES\b", p.read_text(), re.M)]
+    assert not listed, listed
+
+
+def test_one_grammar_file() -> None:
+    grammars = [p.relative_to(REPO) for p in REPO.rglob("*.lark") if ".venv" not in p.parts and "build" not in p.parts]
+    assert [str(p) for p in grammars] == ["pdc/syntax/pdc.lark"]
