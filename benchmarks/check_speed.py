@@ -48,14 +48,24 @@ def generated_spec(lines: int) -> str:
     return text.replace("    target.**      = replicated\n", rules + "    target.**      = replicated\n")
 
 
+def tms_text() -> str:
+    """specs/tms_5-2.pd resolved to one self-contained text (it imports specs/base/tms.pd)."""
+    from pdc.syntax.format import format_spec
+    from pdc.syntax.load import check_file
+
+    family = check_file(REPO / "specs" / "tms_5-2.pd").family
+    assert family is not None and family.source is not None
+    return format_spec(family.source)
+
+
 def comment_padded_spec(size: int) -> str:
-    base = (REPO / "specs" / "tms_5-2.pd").read_text()
+    base = tms_text()
     line = "  # " + "padding " * 12 + "\n"
     return base.replace("  train {", line * (size // len(line)) + "  train {")
 
 
 def shard_rules_spec(size: int) -> str:
-    base = (REPO / "specs" / "tms_5-2.pd").read_text()
+    base = tms_text()
     rules, total, i = [], 0, 0
     while total < size:
         rules.append(f"    x{i}.layers[0..3].{{a, b}}_proj = [dp, _]  # rule {i}\n")

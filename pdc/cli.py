@@ -26,6 +26,7 @@ from pdc.syntax.load import CheckResult
 from pdc.syntax.parse import parse_text, read_source
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
+EXIT_DIFFERENT = 1  # `pdc diff`: the specs differ (like `diff`)
 EXIT_UNAVAILABLE = 1  # asked for something this install cannot do (a GPU target without the `cuda` extra)
 EXIT_ENVIRONMENT = 3  # an installed plugin (entry point) that does not load
 EXIT_INPUT = 1  # a file the spec names (weights, tokens) is missing or does not fit it: PD04xx
@@ -71,6 +72,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         result = api.check(file, args.overrides, inputs=_opens_inputs(args))
         sources.update(result.sources)
         diagnostics += result.diagnostics
+        if result.family is not None and result.family.sweeps and not has_errors(result.diagnostics):
+            more = _check_sweep(file, args)
+            diagnostics += more
+            if has_errors(more):
+                continue
         if not has_errors(result.diagnostics):
             ok_files.append(file)
             results.append(result)
@@ -81,6 +87,40 @@ def cmd_check(args: argparse.Namespace) -> int:
         inputs = " (inputs not opened: --no-inputs)" if not _opens_inputs(args) else ""
         print(f"ok: {len(files)} spec{'s' if len(files) != 1 else ''} checked{inputs}")
     return _exit_of(diagnostics)
+
+
+def _check_sweep(file: str, args: argparse.Namespace) -> list[Diagnostic]:
+    """Every point of the file's sweep checked as its own spec (a problem shared by several
+    points is reported once); prints how many points checked."""
+    from pdc.syntax.diagnostics import sorted_diagnostics
+    from pdc.syntax.sweep import check_points, sweep_name
+
+    from pdc.passes import check
+
+    sweep, results, diagnostics = check_points(file, args.overrides, check, inputs=_opens_inputs(args))
+    seen = {(d.code, d.span, d.summary) for d in diagnostics}
+    for _, result in results:
+        for d in result.diagnostics:  # type: ignore[attr-defined]
+            if (d.code, d.span, d.summary) not in seen:
+                seen.add((d.code, d.span, d.summary))
+                diagnostics.append(d)
+    if sweep is not None and not has_errors(diagnostics) and args.format == "text" and not (args.plan or
+                                                                                             args.print_ir):
+        print(f"sweep `{sweep_name(sweep)}` in {file}: {len(results)} points checked")
+    return sorted_diagnostics(diagnostics)
+
+
+def _provenance_lines(result: CheckResult) -> list[str]:
+    """`--plan`'s provenance section: where each written value of a family comes from."""
+    from pdc.syntax.family import provenance
+
+    if result.family is None or result.family.source is None or (len(result.family.files) <= 1 and
+                                                                   not result.overrides):
+        return []
+    where = provenance(result.family.source)
+    width = max((len(k) for k in where), default=0)
+    return ["", "provenance (where each written value comes from; the rest are defaults):",
+            *(f"  {key:<{width}}  {origin}" for key, origin in where.items())]
 
 
 def _opens_inputs(args: argparse.Namespace) -> bool:
@@ -99,12 +139,23 @@ def _show(results: list[CheckResult], diagnostics: list[Diagnostic], sources: di
         _report(diagnostics, sources, args.format, [])
         return EXIT_SPEC
     for result in results:
-        if args.print_ir:
+        if result.ir is None:  # a `base`: its plan is its importers'
+            print(f"{result.path}: a `base` (a partial spec): see the plan of a spec that imports it",
+                  file=sys.stderr)
+        elif args.print_ir:
             print(print_ir(result.ir), end="")
         elif args.format == "json":
-            print(json.dumps(plan_data(result.ir), indent=2))
+            from pdc.syntax.family import provenance
+
+            data = plan_data(result.ir)
+            if result.family is not None and result.family.source is not None:
+                data["provenance"] = provenance(result.family.source)
+            print(json.dumps(data, indent=2))
         else:
             print(render_plan(result.ir), end="")
+            lines = _provenance_lines(result)
+            if lines:
+                print("\n".join(lines))
     return EXIT_OK
 
 
@@ -124,7 +175,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
     result = api.check(args.path)
     if has_errors(result.diagnostics) or result.ir is None:
-        _report(result.diagnostics, {args.path: result.text or ""}, "text", [])
+        _report(result.diagnostics, result.sources, "text", [])
         return EXIT_SPEC
     problem = write_graph(result.ir, Path(args.output))
     if problem:
@@ -137,9 +188,15 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     """Lower and compile the step on abstract values; exit 2 when it does not fit."""
     result = api.check(args.path, args.overrides)
+    if result.is_base and not has_errors(result.diagnostics):
+        print(f"pdc compile: {args.path} holds a `base` (a partial spec): compile a spec that imports it",
+              file=sys.stderr)
+        return EXIT_SPEC
     if has_errors(result.diagnostics) or result.spec is None:
         _report(result.diagnostics, result.sources, args.format, [])
         return EXIT_SPEC
+    if result.family is not None and result.family.sweeps:
+        return _compile_sweep(args)
     problem = _devices_problem(result.ir, args.devices)
     if problem:
         print(f"pdc compile: {problem}", file=sys.stderr)
@@ -171,6 +228,45 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(json.dumps(to_json(report), indent=2) if args.format == "json" else render(report), end="" if
           args.format == "text" else "\n")
     return EXIT_SPEC if report.fits is False else EXIT_OK
+
+
+def _compile_sweep(args: argparse.Namespace) -> int:
+    """Dry-run every point of a sweep, one compile per distinct program (pdc.inspect.sweep);
+    one table, exit 2 when a point does not check or does not fit."""
+    from pdc.ir.nodes import MeshNode
+    from pdc.passes import run_passes
+    from pdc.syntax.sweep import check_points, sweep_name
+
+    sweep, results, diagnostics = check_points(args.path, args.overrides)
+    sources: dict[str, str] = {}
+    irs = []
+    for point, result in results:
+        sources.update(result.sources)  # type: ignore[attr-defined]
+        diagnostics += result.diagnostics  # type: ignore[attr-defined]
+        if not has_errors(result.diagnostics) and result.spec is not None:  # type: ignore[attr-defined]
+            irs.append((point, run_passes(result.spec, devices=args.devices)))  # type: ignore[attr-defined]
+    diagnostics += [d for _, ir in irs for d in ir.diagnostics]
+    if sweep is None or has_errors(diagnostics):
+        _report(diagnostics, sources, args.format, [])
+        return EXIT_SPEC
+    needed = max(next(p for _, p in ir.nodes(MeshNode)).devices for _, ir in irs)
+    if not _host_devices_ready(needed):
+        return _compile_in_subprocess(args, needed)
+    from pdc.inspect.dryrun import DryRunError, dry_run
+    from pdc.inspect.sweep import compile_points, render_table
+
+    try:
+        rows = compile_points([(p.name, p.changes, ir) for p, ir in irs],
+                              lambda ir: dry_run(ir, target=args.target, lint=args.lint, remat=args.remat))
+    except DryRunError as error:
+        print(f"pdc compile: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if args.format == "json":
+        print(json.dumps({"schema": "pdc.sweep/1", "sweep": sweep_name(sweep), "points": [r.to_json() for r in rows],
+                          "compiles": sum(r.shared_with is None for r in rows)}, indent=2))
+    else:
+        print(render_table(sweep_name(sweep), rows), end="")
+    return EXIT_SPEC if any(r.report.fits is False for r in rows) else EXIT_OK
 
 
 def _devices_problem(ir: object, devices: int | None) -> str:
@@ -242,10 +338,18 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train, checkpoint and resume a run (the program `pdc compile` checks); the inputs are
     checked as `pdc check` does before anything compiles."""
-    result = api.check(args.path, args.overrides, inputs="required")
+    point, problem = _sweep_point(args)
+    if problem is not None:
+        return problem
+    if point is None:
+        result = api.check(args.path, args.overrides, inputs="required")
+    else:
+        from pdc.passes import check
+
+        result = check(args.path, args.overrides, inputs="required", point=point.assigns)  # type: ignore[attr-defined]
     if has_errors(result.diagnostics) or result.ir is None:
         _report(result.diagnostics, result.sources, "text", [])
-        return _exit_of(result.diagnostics)
+        return _exit_of(result.diagnostics) if not result.is_base else EXIT_SPEC
     from pdc.ir.nodes import MeshNode
     from pdc.run import distributed
 
@@ -263,7 +367,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pdc.run.train import TrainError, train
     from pdc.inputs.checkpoint import WeightsError
 
-    out = Path(args.out) if args.out else Path("runs") / result.ir.spec.name
+    name = result.ir.spec.name + (f"-{point.name}" if point is not None else "")
+    out = Path(args.out) if args.out else Path("runs") / name
     try:
         state = train(result.ir, out, args.max_steps, overrides=result.overrides)
     except TrainError as error:
@@ -274,6 +379,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     print(f"pdc train: step {int(state.step)} in {out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _sweep_point(args: argparse.Namespace) -> tuple[object | None, int | None]:
+    """For a sweep file: the `--point` to train, or (with `--slurm`) print the array script;
+    (point or None, an exit code when the command is done)."""
+    from pdc.syntax.load import check_file as check
+    from pdc.syntax.sweep import sweep_name, sweep_points
+
+    result = check(args.path, overrides=args.overrides)
+    sweeps = result.family.sweeps if result.family is not None else ()
+    if not sweeps:
+        if args.point or args.slurm:
+            print(f"pdc train: {args.path} holds no `sweep`", file=sys.stderr)
+            return None, EXIT_SPEC
+        return None, None
+    diagnostics: list[Diagnostic] = []
+    sweep, points = sweep_points(sweeps, diagnostics)
+    if has_errors(diagnostics) or has_errors(result.diagnostics) or sweep is None:
+        _report(result.diagnostics + diagnostics, result.sources, "text", [])
+        return None, EXIT_SPEC
+    names = [p.name for p in points]
+    if args.slurm:
+        from pdc.run.slurm import array_script
+
+        spec = result.spec.name if result.spec is not None else sweep_name(sweep)
+        print(array_script(args.path, spec, sweep_name(sweep), names, args.overrides, args.out), end="")
+        return None, EXIT_OK
+    chosen = next((p for p in points if p.name == args.point), None)
+    if chosen is None:
+        what = f"no point `{args.point}`" if args.point else "a sweep: choose a point with --point NAME (or --slurm)"
+        print(f"pdc train: {args.path} holds {what}; points: {', '.join(names)}", file=sys.stderr)
+        return None, EXIT_SPEC
+    return chosen, None
 
 
 def _open_run(args: argparse.Namespace, command: str) -> object | None:
@@ -345,6 +483,50 @@ def cmd_plot(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """A semantic diff of two specs (files, run directories, git revisions): exit 0 when
+    equal, 1 when different, 2 when either does not check."""
+    from pdc.inspect.diff import diff, load_side, render, to_json
+
+    a, b = load_side(args.a), load_side(args.b)
+    errors = [d for side in (a, b) for d in side.result.diagnostics if d.severity.value == "error"]
+    if errors or a.result.spec is None or b.result.spec is None:
+        sources = {**a.result.sources, **b.result.sources}
+        _report(errors, sources, args.format, [])
+        if not errors:
+            print("pdc diff: a `base` is not a whole spec; diff the specs that import it", file=sys.stderr)
+        return EXIT_SPEC
+    result = diff(a, b)
+    if args.compile and not result.equal:
+        problem = _diff_compile(result, args)
+        if problem is not None:
+            return problem
+    print(json.dumps(to_json(result), indent=2) if args.format == "json" else render(result), end="" if
+          args.format == "text" else "\n")
+    return EXIT_OK if result.equal else EXIT_DIFFERENT
+
+
+def _diff_compile(result: object, args: argparse.Namespace) -> int | None:
+    """Dry-run both sides (`pdc diff --compile`) and attach the memory delta."""
+    from pdc.inspect.diff import memory_delta
+    from pdc.ir.nodes import MeshNode
+
+    irs = [result.a.result.ir, result.b.result.ir]  # type: ignore[attr-defined]
+    needed = max(next(p for _, p in ir.nodes(MeshNode)).devices for ir in irs)
+    if not _host_devices_ready(needed):
+        print("pdc diff: this process has fewer devices than the meshes need", file=sys.stderr)
+        return EXIT_SPEC
+    from pdc.inspect.dryrun import DryRunError, dry_run
+
+    try:
+        reports = [dry_run(ir, target=args.target) for ir in irs]
+    except DryRunError as error:
+        print(f"pdc diff: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    result.memory = memory_delta(*reports)  # type: ignore[attr-defined]
+    return None
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
@@ -457,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("path", help="a spec file")
     trn.add_argument("--out", help="run directory (default runs/<spec name>); an existing one is resumed")
     trn.add_argument("--max-steps", type=int, help="stop after this step (the schedules still span train.steps)")
+    trn.add_argument("--point", help="a sweep file: the point to train (into runs/<spec>-<point> by default)")
+    trn.add_argument("--slurm", action="store_true",
+                     help="a sweep file: print a SLURM array script that trains every point (one task each)")
     trn.add_argument("--coordinator", help="multi-host: host:port of process 0 (or let SLURM tell)")
     trn.add_argument("--num-processes", type=int, help="multi-host: number of processes")
     trn.add_argument("--process-id", type=int, help="multi-host: this process's index")
@@ -480,6 +665,13 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("path", help="a spec file")
     graph.add_argument("-o", "--output", required=True, help="out.dot, out.svg or out.png")
     graph.set_defaults(run=cmd_graph)
+    dif = commands.add_parser("diff", help="semantic diff of two specs, grouped by what each change touches")
+    dif.add_argument("a", metavar="A", help="a spec file, a run directory, or a git revision: HEAD:specs/x.pd")
+    dif.add_argument("b", metavar="B", help="the same kinds as A")
+    dif.add_argument("--compile", action="store_true", help="also dry-run both: per-device memory and peak groups")
+    dif.add_argument("--target", choices=devices.names(), help="device model for --compile (default: each budget's)")
+    dif.add_argument("--format", choices=("text", "json"), default="text")
+    dif.set_defaults(run=cmd_diff)
     fmt = commands.add_parser("fmt", help="format specs canonically (in place)")
     fmt.add_argument("paths", nargs="+", help="spec files, directories, or - for stdin → stdout")
     fmt.add_argument("--check", action="store_true", help="exit 2 if a file is not formatted; change nothing")

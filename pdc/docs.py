@@ -164,8 +164,75 @@ _ENTRY_DOC = {
 }
 
 
+FAMILIES = """## Spec families: `import`, `param`, `sweep`
+
+Families of near-identical runs are written once (`pdc/syntax/family.py`,
+`pdc/syntax/sweep.py`); everything resolves, before validation, to one ordinary spec.
+
+**`import "base.pd"`** (top of the file, one per line; the path is relative to the file
+that holds the line) merges the imported file's `spec` or `base` block under this file's
+own `spec NAME { ... }`, key by key, later wins: a key replaces the key; a block merges
+into the block of the same name, and replaces it whole when its label differs (`data
+tokens` over `data corpus`); an entry (a site, a shard rule, a mesh axis, a CI pattern)
+merges into the entry written the same way, and new ones are appended (shard rules are
+ordered: an appended rule comes last). A key cannot be removed, only replaced. Several
+imports merge in order. An import is read and parsed, never executed, and must stay inside
+the *project root*: the nearest directory at or above the root spec holding `.git`,
+`pyproject.toml` or `pdc.toml` (else the root spec's directory). Cycles are PD0601, a path
+outside the root PD0603, an unreadable file PD0606. Relative file paths (`weights`,
+`path`, `tokenizer`) in an imported file are rewritten to stay correct from the importing
+spec's directory. A file with imports and no `spec` block (a sweep file) resolves to the
+spec it imports.
+
+**`base NAME { ... }`** in place of `spec` is a partial spec, meant only to be imported:
+`pdc check` checks what it holds but forgives missing required keys and blocks;
+`pdc compile` and `pdc train` refuse it.
+
+**Parameters.** `param lr { type = float default = 1e-3 doc = "peak learning rate" }`
+at the top level declares a typed parameter (`int`, `float`, `bool`, `string`, `name`,
+`any`); `$lr` anywhere a value goes (also inside lists and calls) is replaced by its
+value. One family shares one namespace: a file binds a parameter declared by itself or by
+an import with `params { lr = 3e-3 }` (the importer's binding wins); declaring a name
+twice in a family is PD0604 (shadowing), a `$name` or binding without a declaration
+PD0602, a value of another type PD0607, a declaration never used a PD0605 warning.
+
+**Provenance.** Every resolved value keeps the place it was written: `file:line` (the
+imported file's own line for an inherited key, the binding's line for a parameter) or
+`--set N`. `pdc check --plan` lists it under *provenance*, `--format json` as
+`provenance`, and `pdc train` records it in `run.json` (`provenance`, `spec_files`);
+RUN/spec.pd is the resolved spec, self-contained.
+
+**Sweeps.** `sweep NAME { grid { ... } zip { ... } }` at the top level of a file (one per
+file; an imported file's sweep is not inherited) expands to named points. Keys are `--set` paths (`train.seed`,
+`decompose.linear1.C`, `loss.importance_minimality.weight`) or `params.NAME`; values are
+lists. A `grid` varies its keys independently (every combination, first key slowest), a
+`zip` varies them together (equal lengths, else PD0610); several blocks multiply in
+order. A point is named after what it sets: `seed1-batch32` (`p0`, `p1`, ... when such
+names would collide). `pdc check` checks every point; `pdc compile` dry-runs every point
+and prints one table (point, changed keys, decomposition hash, per-device peak, verdict),
+compiling each distinct program once — points that differ only in `seed` keys or
+observation blocks share a compile (keyed by a hash of the resolved decomposition and
+runtime blocks and the budget, seeds removed) — and exits 2 if a point does not fit.
+`pdc train SWEEP --point NAME` trains one point into `runs/<spec>-<point>`;
+`pdc train SWEEP --slurm` prints a SLURM array script with one task per point.
+
+    import "tms_5-2.pd"
+
+    sweep seeds {
+      grid { train.seed = [0, 1, 2, 3, 4, 5, 6, 7] }
+    }
+
+**`pdc diff A B`** compares two resolved specs (files, run directories, or git revisions
+`HEAD:specs/x.pd` / `git:REV:path`, whose imports are read from the working tree) key by
+key over checked values and defaults, with provenance, grouped by determinism class:
+*decomposition*, *runtime*, *observation only*. `--compile` adds both dry-runs'
+per-device memory and the peak groups that changed; `--format json` for bots. Exit 0
+equal, 1 different, 2 when a side does not check.
+"""
+
+
 def language_md() -> str:
-    lines = [LANGUAGE_INTRO]
+    lines = [LANGUAGE_INTRO, FAMILIES]
     for path, schema in SPEC.walk():
         lines += _block_section(path, schema)
     return "\n".join(lines).rstrip() + "\n"

@@ -15,13 +15,25 @@ REPO = Path(__file__).resolve().parents[1]
 SPECS = sorted((REPO / "specs").glob("*.pd"))
 
 
+def spec_text(name: str) -> str:
+    """A shipped spec (`specs/<name>.pd`) as one self-contained text, its imports and
+    parameters resolved (the TMS specs import `specs/base/tms.pd`): what `pdc train` records
+    as RUN/spec.pd, and what tests edit with string replacements."""
+    from pdc.syntax.format import format_spec
+    from pdc.syntax.load import check_file
+
+    result = check_file(REPO / "specs" / f"{name}.pd")
+    assert result.family is not None and result.family.source is not None, result.diagnostics
+    return format_spec(result.family.source)
+
+
 def shrunk_toy_spec(name: str, *, batch: int, warmup: int, checkpoint: int, keep: int, eval_every: int) -> str:
     """A bundled toy spec (`specs/<name>.pd`) shrunk so a run takes seconds: its data batch,
     faithfulness warmup, checkpoint cadence and eval cadence replaced, logging every step,
     and its target weights found from any directory."""
     import re
 
-    text = (REPO / "specs" / f"{name}.pd").read_text().replace("../targets/", f"{REPO}/targets/")
+    text = spec_text(name).replace("../targets/", f"{REPO}/targets/")
     text = re.sub(r"batch = \d+", f"batch = {batch}", text, count=1)  # the data block's (toys have no pretrain)
     text = re.sub(r"faithfulness_warmup \{ steps = \d+", f"faithfulness_warmup {{ steps = {warmup}", text)
     text = re.sub(r"checkpoint \{ every = \S+ keep = \d+ \}", f"checkpoint {{ every = {checkpoint} keep = {keep} }}", text)

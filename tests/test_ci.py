@@ -22,7 +22,7 @@ from pdc.registry.ci import (ChunkwiseTransformerKeys, GlobalMlpKeys, GlobalTran
                              SharedMlpKeys, VectorMlpKeys)
 from pdc.syntax.load import check_text, load_spec
 
-from conftest import REPO, SPECS
+from conftest import REPO, SPECS, spec_text
 
 erf = np.vectorize(math.erf, otypes=[np.float64])
 ALPHA = 0.01
@@ -450,7 +450,7 @@ def test_misuse_is_refused_with_clear_messages() -> None:
 # ---- agreement with the compiler's IR ---------------------------------------------------
 
 TINY = (REPO / "specs" / "tiny_llama.pd").read_text()
-TMS = (REPO / "specs" / "tms_5-2.pd").read_text()
+TMS = spec_text("tms_5-2")
 TINY_CI = TINY[TINY.index("  ci chunkwise_transformer {"):TINY.index("  loss {")]
 TMS_CI = TMS[TMS.index("  ci mlp {"):TMS.index("  loss {")]
 VARIANT_BLOCKS = {

@@ -11,12 +11,15 @@ import pytest
 
 from pdc.cli import main
 
-from conftest import REPO, SPECS
+from conftest import REPO
 
 
 def test_check_specs_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--no-inputs", str(REPO / "specs")]) == 0
-    assert f"ok: {len(SPECS)} specs checked (inputs not opened: --no-inputs)" in capsys.readouterr().out
+    files = len(list((REPO / "specs").rglob("*.pd")))  # the specs, their base and the sweep files (specs/*/)
+    out = capsys.readouterr().out
+    assert f"ok: {files} specs checked (inputs not opened: --no-inputs)" in out
+    assert "sweep `seeds` in" in out and "8 points checked" in out
 
 
 def test_check_opens_the_inputs_the_shipped_specs_name(capsys: pytest.CaptureFixture[str]) -> None:

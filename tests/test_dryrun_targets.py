@@ -26,11 +26,11 @@ from pdc.run.rundir import RunDir
 from pdc.run.train import Trainer
 from pdc.syntax.load import check_text
 
-from conftest import REPO
+from conftest import REPO, spec_text
 from test_multihost import spec_with_weights
 
 GPUS = ("a100", "b200", "h100_pcie", "h100_sxm", "h200")
-TMS = (REPO / "specs" / "tms_5-2.pd").read_text()
+TMS = spec_text("tms_5-2")
 
 
 def ir_of(text: str, path: Path = REPO / "specs" / "x.pd"):  # type: ignore[no-untyped-def]

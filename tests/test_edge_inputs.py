@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SPECS
+from conftest import SPECS, spec_text
 from pdc.cli import main
 from pdc.syntax.codes import CODES
 from pdc.syntax.diagnostics import SpecError
@@ -33,7 +33,7 @@ from pdc.syntax.scan import MAX_DEPTH
 
 ERROR_LINE = re.compile(r"^.+:\d+:\d+: error\[PD\d{4}\]: ")
 MAX_OUTPUT = 10_000
-VALID = next(p for p in SPECS if p.name == "tms_5-2.pd").read_text()
+VALID = spec_text("tms_5-2")
 MB = 1_000_000
 
 

@@ -33,6 +33,7 @@ from pdc.registry.schema import BlockSchema, Entries, variant_of
 from pdc.syntax.ast import Assign, Block, Item, strip_spans
 from pdc.syntax.codes import CODES
 from pdc.syntax.diagnostics import Diagnostic, render_all, render_json
+from pdc.syntax.family import FILE_SCHEMA
 from pdc.syntax.format import format_spec
 from pdc.syntax.load import CheckResult, check_text
 from pdc.syntax.parse import build_parser, parse_text
@@ -49,18 +50,18 @@ FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCh
 # ---- the two properties ----------------------------------------------------------------
 
 
-def check_never_raises(text: str) -> CheckResult:
+def check_never_raises(text: str, path: str = PATH) -> CheckResult:
     """`check_text` returns diagnostics with documented codes and sane positions, and they render."""
-    result = check_text(text, PATH)
+    result = check_text(text, path)
     for d in result.diagnostics:
         assert isinstance(d, Diagnostic)
         assert CODE.match(d.code) and d.code in CODES, d
         assert d.span.line >= 1 and d.span.col >= 1, d
-    rendered = render_all(result.diagnostics, {PATH: text})
+    rendered = render_all(result.diagnostics, {path: text})
     for line in rendered.split("\n"):  # no `\r`, `\x85`, `\u2028` ... from the source breaks a row
         assert len(line.splitlines()) <= 1, repr(line)
     for d, block in zip(result.diagnostics, rendered.split("\n\n")):
-        assert block.startswith(f"{PATH}:{d.span.line}:{d.span.col}: {d.severity.value}[{d.code}]: ")
+        assert block.startswith(f"{path}:{d.span.line}:{d.span.col}: {d.severity.value}[{d.code}]: ")
     render_json(result.diagnostics)
     return result
 
@@ -88,7 +89,7 @@ def check_all(text: str) -> None:
 
 # ---- what the formatter may reorder (stated independently of format.py) -------------------
 
-ROOT = BlockSchema("<file>", "", children=(SPEC,))
+ROOT = FILE_SCHEMA  # `param`, `params`, `spec`, `base`, `sweep`: pdc fmt's top-level order
 
 
 def canonical(items: Sequence[Item], schema: BlockSchema | None) -> tuple[Item, ...]:
@@ -172,12 +173,14 @@ _COMMENT = st.text(st.characters(codec="utf-8", exclude_characters="\n"), max_si
 EXPLICIT = {
     "NAME": _word(_NAME), "NUMBER": _word(_NUMBER), "PATTERN": _word(_PATTERN), "STRING": _word(_STRING),
     "UNIT": _word(st.sampled_from(sorted(UNIT_WORDS))),
+    "PARAM": _word(st.from_regex(_TERMINALS["PARAM"], fullmatch=True)), "IMPORT": _word(st.just("import")),
     "LBRACE": _punct("{"), "RBRACE": _punct("}"), "EQUAL": _punct("="), "COMMA": _punct(","),
     "LSQB": _punct("["), "RSQB": _punct("]"), "LPAR": _punct("("), "RPAR": _punct(")"),
     "WS": st.sampled_from([" ", "\n", "\n\n  "]), "COMMENT": _COMMENT,
 }
 GRAMMAR_TEXT = from_lark(GRAMMAR, explicit=EXPLICIT)
-IN_SPEC = GRAMMAR_TEXT.map(lambda body: f"spec s {{\n{body}\n}}\n")
+_LEADING_IMPORT = re.compile(r'^(?:\s|#[^\n]*)*import\b')  # `import "..."` lines belong at the top of a file only
+IN_SPEC = GRAMMAR_TEXT.filter(lambda body: not _LEADING_IMPORT.match(body)).map(lambda body: f"spec s {{\n{body}\n}}\n")
 # a grammar string parses; only the builder's own checks (patterns, number literals, double units)
 # and the nesting limit may still object
 _BUILDER_CODES = {"PD0105", "PD0106", "PD0209"}
@@ -226,7 +229,7 @@ def test_grammar_strings_in_a_spec_block(text: str) -> None:
 # (value types, units, ranges, calls, duplicates) on generated input.
 
 VALUE_TEXT = st.one_of(
-    from_lark(GRAMMAR, start="value", explicit=EXPLICIT),
+    from_lark(GRAMMAR, start="value", explicit={k: v for k, v in EXPLICIT.items() if k != "IMPORT"}),
     st.sampled_from(["0", "-1", "1e400", "1e300 TB", "80 GiB", "80GB", "80k GiB", "150%", "-5%", "0.5", "2k", "3M",
                      "none", "true", "bf16", "[]", "[1, 2, 3]", "[[dp, tp], _]", "[dp, _, _, _]", "cosine()",
                      "cosine(1e-3, final = 0.1, warmup = 2.5%)", "linear(1, 2, 3)", "constant(1, warmup = -1)",
@@ -338,7 +341,7 @@ def test_mutated_specs(text: str) -> None:
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
 def test_example_specs_are_formatted_and_stable(spec) -> None:
     text = spec.read_text()
-    result = check_never_raises(text)
+    result = check_never_raises(text, str(spec))  # its own path: imports are relative to it
     assert result.ok, result.diagnostics
     source, diagnostics = parse_text(text, str(spec))
     assert source is not None and not diagnostics

@@ -10,7 +10,7 @@ import pytest
 
 from pdc.cli import main
 
-from conftest import REPO
+from conftest import REPO, spec_text
 
 GOLDEN = REPO / "tests" / "golden"
 
@@ -91,7 +91,7 @@ def test_presets_use_any_mesh_axis_names() -> None:
 
 
 def test_a_toy_target_whose_weights_do_not_open(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = (REPO / "specs" / "tms_5-2.pd").read_text()
+    text = spec_text("tms_5-2")
     weights = next(line for line in text.splitlines() if "weights =" in line)
     spec = tmp_path / "tms.pd"
     spec.write_text(text.replace(weights, '    weights = "missing.safetensors"'))

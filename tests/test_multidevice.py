@@ -20,11 +20,11 @@ from pdc.lower.step import make_train_step
 from pdc.passes import run_passes
 from pdc.syntax.load import check_text
 
-from conftest import REPO
+from conftest import REPO, spec_text
 
 TINY = (REPO / "specs" / "tiny_llama.pd").read_text().replace("seq_len = 128\n    batch = 16",
                                                               "seq_len = 16\n    batch = 16")
-TMS = (REPO / "specs" / "tms_5-2.pd").read_text()
+TMS = spec_text("tms_5-2")
 
 
 def ir_of(text: str, mesh: str | None = None):

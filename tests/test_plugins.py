@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, spec_text
 
 PLUGIN = REPO / "tests" / "plugin"
 SCRIPT = """
@@ -46,7 +46,7 @@ def _install(site: Path) -> None:
 
 
 def _spec(tmp: Path) -> Path:
-    text = (REPO / "specs" / "tms_5-2.pd").read_text().replace("../targets/", f"{REPO}/targets/")
+    text = spec_text("tms_5-2").replace("../targets/", f"{REPO}/targets/")
     text = text.replace("importance_minimality {", "l2_penalty { weight = 0.1 scale = 2.0 }\n    importance_minimality {")
     text = text.replace("batch = 4096", "batch = 64").replace("steps = 200 lr", "steps = 2 lr")
     for cadence in ("checkpoint { every = 2k", "log { every = 200", "every = 1k"):

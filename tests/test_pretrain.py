@@ -12,9 +12,9 @@ from pdc.run.pretrain import pretrained, target_hash
 from pdc.run.train import train
 from pdc.syntax.load import check_text
 
-from conftest import REPO
+from conftest import REPO, spec_text
 
-SPEC = (REPO / "specs" / "tms_5-2-id.pd").read_text().replace("steps = 10k\n      batch = 1024",
+SPEC = spec_text("tms_5-2-id").replace("steps = 10k\n      batch = 1024",
                                                               "steps = 300\n      batch = 256")
 
 

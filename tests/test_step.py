@@ -18,10 +18,10 @@ from pdc.models import load_params
 from pdc.passes import run_passes
 from pdc.syntax.load import check_text
 
-from conftest import REPO
+from conftest import REPO, spec_text
 
 TINY = (REPO / "specs" / "tiny_llama.pd").read_text()
-TMS = (REPO / "specs" / "tms_5-2.pd").read_text()
+TMS = spec_text("tms_5-2")
 
 
 def program_of(text: str):

@@ -25,9 +25,9 @@ from pdc.passes import run_passes
 from pdc.run.train import Trainer, TrainError, train
 from pdc.syntax.load import check_text
 
-from conftest import REPO
+from conftest import REPO, spec_text
 
-TMS = (REPO / "specs" / "tms_5-2.pd").read_text().replace("log { every = 200 }", "log { every = 10 }")
+TMS = spec_text("tms_5-2").replace("log { every = 200 }", "log { every = 10 }")
 
 
 def ir_of(text: str, directory: Path):
@@ -117,7 +117,7 @@ SHORT = 10
 def checked(directory: Path, *overrides: str):  # type: ignore[no-untyped-def]
     """The CheckResult of tms_5-2 (as `tms.pd` in `directory`) with `overrides` applied."""
     spec = directory / "tms.pd"
-    spec.write_text((REPO / "specs" / "tms_5-2.pd").read_text().replace("../targets/", f"{REPO}/targets/"))
+    spec.write_text(spec_text("tms_5-2").replace("../targets/", f"{REPO}/targets/"))
     result = check_text(spec.read_text(), str(spec), overrides)
     assert result.ok and result.spec is not None, result.diagnostics
     return result

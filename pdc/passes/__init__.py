@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from pdc.ir.graph import IR, verify
 from pdc.passes import (
@@ -58,11 +58,11 @@ def run_passes(spec: Spec, check_invariants: bool = False, devices: int | None =
 
 
 def check(path: str | Path, overrides: Sequence[str] = (), inputs: bool | str = False,
-          devices: int | None = None) -> CheckResult:
+          devices: int | None = None, point: Sequence[Any] = ()) -> CheckResult:
     """Check one spec file through the IR passes (site expansion, shapes, sharding), so the
     result proves the spec is buildable; `inputs` as in `run_passes`, `overrides` (`--set`)
     as in `pdc.syntax.load.check_text`. Every problem is a diagnostic; nothing raises."""
-    result = check_file(path, overrides)
+    result = check_file(path, overrides, point)  # `point`: a sweep point's keys (pdc.syntax.sweep)
     if not result.ok or result.spec is None:
         return result
     ir = run_passes(result.spec, inputs=inputs, devices=devices)

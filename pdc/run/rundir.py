@@ -1,7 +1,8 @@
 """The run directory: everything needed to understand, resume and reproduce a run.
 
     RUN/spec.pd          the spec as run (canonical formatting, `--set` overrides applied)
-    RUN/run.json         both determinism hashes, package versions, the spec's origin, the overrides
+    RUN/run.json         both determinism hashes, package versions, the spec's origin, the overrides,
+                         where each written value came from (file:line, `--set N`: `provenance`)
     RUN/metrics.jsonl    one JSON object per logged step
     RUN/eval.jsonl       one JSON object per eval pass
     RUN/tb/              TensorBoard event files (`log.tensorboard`)
@@ -104,6 +105,16 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _provenance(ir: IR) -> dict[str, Any]:
+    """Where each written value came from (file:line or `--set N`) and the files of the
+    spec's family (it and what it imports): spec.pd alone is the resolved spec."""
+    from pdc.syntax.family import provenance
+
+    where = provenance(ir.spec.source)
+    files = sorted({origin.rpartition(":")[0] for origin in where.values() if not origin.startswith("--set")})
+    return {"provenance": where, "spec_files": files}
+
+
 def write_record(run: RunDir, ir: IR, spec_path: str, overrides: Sequence[Override] = ()) -> None:
     """Write spec.pd and run.json (when a run starts from scratch, or when a resume finds
     run.json gone). spec.pd is the spec after the `--set` overrides (the one the hashes
@@ -113,5 +124,5 @@ def write_record(run: RunDir, ir: IR, spec_path: str, overrides: Sequence[Overri
     (run.path / "spec.pd").write_text(format_spec(ir.spec.source))
     record = {"schema": "pdc.run/1", "spec": ir.spec.name, "spec_path": str(Path(spec_path).resolve()),
               "decomposition_hash": ir.facts["decomposition_hash"], "runtime_hash": ir.facts["runtime_hash"],
-              "overrides": [o.to_json() for o in overrides], "versions": versions()}
+              "overrides": [o.to_json() for o in overrides], "versions": versions(), **_provenance(ir)}
     run.record.write_text(json.dumps(record, indent=2) + "\n")

@@ -83,7 +83,16 @@ class Call:
     name_span: Span = field(compare=False)
 
 
-Value = Union[Number, String, Ident, ListValue, Call]
+@dataclass(frozen=True)
+class ParamRef:
+    """`$lr`: the value of a `param lr { ... }` declaration, substituted when the file's
+    imports and parameters are resolved (`pdc.syntax.family`), before validation."""
+
+    name: str  # without the `$`
+    span: Span = field(compare=False)
+
+
+Value = Union[Number, String, Ident, ListValue, Call, ParamRef]
 
 
 # ---- site patterns ----------------------------------------------------------------
@@ -157,11 +166,21 @@ Item = Union[Assign, Block]
 
 
 @dataclass(frozen=True)
+class Import:
+    """`import "base.pd"` at the top of a file (the path as written, relative to the file)."""
+
+    path: String
+    span: Span = field(compare=False)
+    trivia: Trivia = field(default=Trivia(), compare=False)
+
+
+@dataclass(frozen=True)
 class SpecFile:
     items: tuple[Item, ...]
     path: str
     text: str = field(compare=False, repr=False)
     closing: tuple[Comment, ...] = field(default=(), compare=False)  # comments after the last item
+    imports: tuple[Import, ...] = ()  # `import "..."` lines, in source order
 
 
 def key_text(item: Item) -> str:
@@ -185,6 +204,6 @@ _TRIVIA_FIELDS = {"span", "trivia", "closing", "name_span", "path"}
 
 
 __all__ = [
-    "Comment", "Trivia", "Number", "String", "Ident", "ListValue", "Kwarg", "Call", "Value",
+    "Comment", "Trivia", "Number", "String", "Ident", "ListValue", "Kwarg", "Call", "ParamRef", "Value", "Import",
     "Alt", "IndexRange", "Segment", "Pattern", "Assign", "Block", "Item", "SpecFile", "strip_spans", "replace",
 ]

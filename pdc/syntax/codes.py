@@ -2,7 +2,8 @@
 
 Ranges: PD00xx reading files, PD01xx syntax, PD02xx the registry (blocks, keys,
 values), PD03xx the IR passes (sites, shapes, sharding), PD04xx the input files a spec names
-(weights, tokens: `pdc check` and `pdc train` exit 1 on them), PD05xx the dry-run.
+(weights, tokens: `pdc check` and `pdc train` exit 1 on them), PD05xx the dry-run, PD06xx spec
+families (imports, parameters, sweeps).
 `docs/diagnostics.md` is generated from this table and the golden cases in
 `tests/golden/`; a test fails when a code has no golden case.
 """
@@ -75,4 +76,13 @@ CODES: dict[str, str] = {
     "PD0426": "the sidecar's token count differs from the file's (truncated, appended to, another build's sidecar)",
     "PD0427": "the file was made with a tokenizer of more ids than the target's vocabulary",
     "PD0428": "the file was made with another tokenizer than the target's (tokenizer.json sha256 differs)",
+    "PD0601": "an import cycle (a file imports itself, directly or through other files)",
+    "PD0602": "a parameter used (`$name`) or bound (`params { name = ... }`) but never declared",
+    "PD0603": "an import outside the project root (the nearest directory above the spec holding .git, "
+              "pyproject.toml or pdc.toml)",
+    "PD0604": "a parameter declared twice in one family (an importer's declaration would shadow its import's)",
+    "PD0605": "(warning) a parameter declared but never used",
+    "PD0606": "an imported file that cannot be read, or holds no `spec` or `base` block",
+    "PD0607": "a malformed `param` declaration or `params` binding (no type or default, a value of another type)",
+    "PD0610": "a malformed sweep (not `grid`/`zip` blocks of lists, `zip` lists of different lengths)",
 }

@@ -15,7 +15,9 @@ from typing import Sequence
 
 from pdc.registry import SPEC
 from pdc.registry.schema import BlockSchema, Entries, Layout, variant_of
-from pdc.syntax.ast import Assign, Block, Call, Comment, Ident, Item, ListValue, Number, SpecFile, String, Value
+from pdc.syntax.ast import (
+    Assign, Block, Call, Comment, Ident, Import, Item, ListValue, Number, ParamRef, SpecFile, String, Value,
+)
 from pdc.syntax.patterns import render_pattern_segments
 from pdc.syntax.units import SIZE_UNITS
 
@@ -25,9 +27,15 @@ _INDENT = "  "
 
 
 def format_spec(spec: SpecFile) -> str:
-    """The canonical text of a parsed file."""
-    root = BlockSchema("<file>", "", children=(SPEC,))
-    lines = _items(spec.items, root, 0)
+    """The canonical text of a parsed file: its imports, then `param`, `spec`/`base` and
+    `sweep` blocks in that order (each file of a family is formatted on its own)."""
+    from pdc.syntax.family import FILE_SCHEMA
+
+    lines = _imports(spec.imports)
+    body = _items(spec.items, FILE_SCHEMA, 0)
+    if lines and body:
+        lines.append("")  # one blank line always separates the imports from the blocks
+    lines += body
     lines += [c.text for c in spec.closing]
     return "\n".join(lines).rstrip("\n") + "\n" if lines else ""
 
@@ -47,6 +55,17 @@ def _items(items: Sequence[Item], schema: BlockSchema | None, depth: int) -> lis
         if item.trivia.trailing is not None:
             rendered[-1] += "  " + item.trivia.trailing.text
         lines += rendered
+    return lines
+
+
+def _imports(imports: Sequence[Import]) -> list[str]:
+    lines: list[str] = []
+    for i, item in enumerate(imports):
+        if i and item.trivia.blank_before:
+            lines.append("")
+        lines += [c.text for c in item.trivia.leading]
+        lines.append(f"import {value_text(item.path)}" + (f"  {item.trivia.trailing.text}" if item.trivia.trailing
+                                                            else ""))
     return lines
 
 
@@ -132,6 +151,8 @@ def value_text(value: Value) -> str:
         return f'"{escaped}"'
     if isinstance(value, Ident):
         return value.name
+    if isinstance(value, ParamRef):
+        return f"${value.name}"
     if isinstance(value, ListValue):
         return "[" + ", ".join(value_text(v) for v in value.items) + "]"
     assert isinstance(value, Call)

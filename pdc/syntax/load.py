@@ -8,7 +8,8 @@ from typing import Any, Sequence
 
 from pdc.syntax.checked import Spec
 from pdc.syntax.diagnostics import Diagnostic, SpecError, has_errors, sorted_diagnostics
-from pdc.syntax.overrides import Override, apply_overrides, override_sources
+from pdc.syntax.family import Resolved, resolve
+from pdc.syntax.overrides import Override, override_sources
 from pdc.syntax.parse import MAX_FILE_BYTES, parse_text, read_source
 from pdc.syntax.validate import validate
 
@@ -22,6 +23,7 @@ class CheckResult:
     ir: Any = None  # pdc.ir.IR after the passes (`pdc.passes.check`)
     overrides: tuple[Override, ...] = ()  # the `--set` overrides applied before validation
     override_args: tuple[str, ...] = field(default=(), repr=False)
+    family: Resolved | None = field(default=None, repr=False)  # imports, params, sweeps (pdc.syntax.family)
 
     @property
     def ok(self) -> bool:
@@ -29,32 +31,47 @@ class CheckResult:
 
     @property
     def sources(self) -> dict[str, str]:
-        """Every text a diagnostic may point into: the file and each `--set` argument."""
-        return {self.path: self.text or "", **override_sources(self.override_args)}
+        """Every text a diagnostic may point into: the file, each file it imports and each
+        `--set` argument."""
+        imported = self.family.sources if self.family is not None else {}
+        return {**imported, self.path: self.text or "", **override_sources(self.override_args)}
+
+    @property
+    def is_base(self) -> bool:
+        """The file holds a `base` (a partial spec): it checks only as far as a base can."""
+        return self.family is not None and self.family.is_base
 
 
-def check_text(text: str, path: str = "<string>", overrides: Sequence[str] = ()) -> CheckResult:
-    """Parse and validate spec text, with `--set` `overrides` (`path=value`) applied to
-    the parsed file first; every problem is a diagnostic, nothing raises."""
+def check_text(text: str, path: str = "<string>", overrides: Sequence[str] = (), point: Sequence[Any] = ()
+               ) -> CheckResult:
+    """Parse and validate spec text, with its imports and parameters resolved and `--set`
+    `overrides` (`path=value`) applied to the merged spec first, after the keys of a sweep
+    `point` (its `Assign`s). Every problem is a diagnostic, nothing raises."""
     source, diagnostics = parse_text(text, path)
-    spec, applied = None, []
-    if source is not None and not has_errors(diagnostics) and overrides:
-        source, applied, more = apply_overrides(source, overrides)
-        diagnostics = diagnostics + more
+    spec, family = None, None
+    if source is not None and not has_errors(diagnostics):
+        family, more = resolve(source, overrides, point)
+        source, diagnostics = family.source, diagnostics + more
     if source is not None and not has_errors(diagnostics):
         spec, more = validate(source)
+        if family is not None and family.is_base:  # a base leaves keys and blocks to its importers
+            spec, more = None, [d for d in more if d.code not in BASE_FORGIVES]
         diagnostics = diagnostics + more
-    return CheckResult(path, text, spec, sorted_diagnostics(diagnostics), overrides=tuple(applied),
-                       override_args=tuple(overrides))
+    return CheckResult(path, text, spec, sorted_diagnostics(diagnostics),
+                       overrides=family.overrides if family is not None else (), override_args=tuple(overrides),
+                       family=family)
 
 
-def check_file(path: str | Path, overrides: Sequence[str] = ()) -> CheckResult:
+BASE_FORGIVES = ("PD0204", "PD0205")  # required keys and blocks: a base may leave them to its importers
+
+
+def check_file(path: str | Path, overrides: Sequence[str] = (), point: Sequence[Any] = ()) -> CheckResult:
     """Parse and validate one file (the front end; `pdc.passes.check` runs the IR passes
-    on top). `overrides` as in `check_text`."""
+    on top). `overrides` and a sweep `point` as in `check_text`."""
     text, diagnostics = read_source(str(path))
     if text is None:
         return CheckResult(str(path), _shown_text(str(path)), None, diagnostics)
-    return check_text(text, str(path), overrides)
+    return check_text(text, str(path), overrides, point)
 
 
 def _shown_text(path: str) -> str | None:

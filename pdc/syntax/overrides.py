@@ -73,6 +73,20 @@ def apply_overrides(source: SpecFile, args: Sequence[str]) -> tuple[SpecFile, li
     return source, applied, diagnostics
 
 
+def apply_assigns(source: SpecFile, assigns: Sequence[Assign]) -> tuple[SpecFile, list[Override], list[Diagnostic]]:
+    """Like `apply_overrides` for items already parsed elsewhere (a sweep point's keys, whose
+    spans point into the sweep file)."""
+    diagnostics: list[Diagnostic] = []
+    applied: list[Override] = []
+    for assign in assigns:
+        result = _apply(source, assign, diagnostics)
+        if result is not None:
+            source, was = result
+            applied.append(Override(f"{assign.key.text}={value_text(assign.value)}", assign.key.text,
+                                    value_text(assign.value), was))
+    return source, applied, diagnostics
+
+
 def parse_override(arg: str, name: str, diagnostics: list[Diagnostic]) -> Assign | None:
     """One `path = value` item parsed from `arg`; None after appending why it is not one."""
     whole = Span(name, 1, 1, 1, len(arg) + 1 if arg else 2, 0, len(arg))
@@ -243,4 +257,4 @@ def _with_item(items: Sequence[Item], index: int | None, item: Item) -> tuple[It
     return (*items[:index], item, *items[index + 1:])
 
 
-__all__ = ["Override", "apply_overrides", "override_sources", "parse_override", "source_name"]
+__all__ = ["Override", "apply_assigns", "apply_overrides", "override_sources", "parse_override", "source_name"]

@@ -18,7 +18,8 @@ from lark.exceptions import LarkError
 
 from pdc.syntax import scan as scanner
 from pdc.syntax.ast import (
-    Assign, Block, Call, Comment, Ident, Item, Kwarg, ListValue, Number, Pattern, SpecFile, String, Value,
+    Assign, Block, Call, Comment, Ident, Import, Item, Kwarg, ListValue, Number, ParamRef, Pattern, SpecFile, String,
+    Value,
 )
 from pdc.syntax.diagnostics import Diagnostic
 from pdc.syntax.patterns import parse_pattern, plain_key
@@ -86,10 +87,13 @@ def parse_text(text: str, path: str = "<string>") -> tuple[SpecFile | None, list
     finally:
         _comments.reset(token)
     diagnostics: list[Diagnostic] = []
-    items = _Builder(path, diagnostics).items(tree.children)
+    builder = _Builder(path, diagnostics)
+    imports = [builder.import_(c) for c in tree.children if c.data == "import_stmt"]
+    items = builder.items([c for c in tree.children if c.data != "import_stmt"])
     spec_comments = [Comment(str(c).rstrip(), _span(path, c)) for c in comments]
-    items, closing = attach_trivia(items, spec_comments, text)
-    return SpecFile(tuple(items), path, text, tuple(closing)), diagnostics
+    attached, closing = attach_trivia([*imports, *items], spec_comments, text)  # type: ignore[list-item]
+    imports, items = attached[:len(imports)], attached[len(imports):]
+    return SpecFile(tuple(items), path, text, tuple(closing), tuple(imports)), diagnostics  # type: ignore[arg-type]
 
 
 def read_source(path: str) -> tuple[str | None, list[Diagnostic]]:
@@ -132,6 +136,10 @@ class _Builder:
     def items(self, children: list[Tree]) -> list[Item]:
         return [self.item(child) for child in children]
 
+    def import_(self, tree: Tree) -> Import:
+        token = tree.children[0]
+        return Import(String(_unescape(str(token)), _span(self.path, token)), _tree_span(self.path, tree))
+
     def item(self, tree: Tree) -> Item:
         span = _tree_span(self.path, tree)
         if tree.data == "assign":
@@ -161,6 +169,9 @@ class _Builder:
         if kind == "string":
             assert isinstance(token, Token)
             return String(_unescape(str(token)), _span(self.path, token))
+        if kind == "param_ref":
+            assert isinstance(token, Token)
+            return ParamRef(str(token)[1:], _span(self.path, token))
         if kind in ("ident", "dotted"):
             assert isinstance(token, Token)
             return Ident(str(token), _span(self.path, token))
