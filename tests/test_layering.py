@@ -28,7 +28,7 @@ LATER = {
     "inspect": ("run", "api", "cli"),
     "run": ("api", "cli"),
 }
-SPEC_READS = re.compile(r"\bspec\.block\(|\.block\(\"|\bspec\.blocks_of\(")
+SPEC_READS = re.compile(r"\bspec\.block\(|\.block\(\"|\bspec\.blocks_of\(|\.root\.children\b")
 
 
 def _modules() -> list[Path]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, spec_text
 
 from pdc.terms import TERMS
 
@@ -39,7 +39,7 @@ def test_removing_the_file_removes_the_term(tmp_path: Path) -> None:
     shutil.copytree(REPO / "pdc", tmp_path / "pdc", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "pdc" / "terms" / "unmasked_recon.py").unlink()
     spec = tmp_path / "uses_it.pd"
-    spec.write_text((REPO / "specs" / "tms_5-2.pd").read_text().replace(
+    spec.write_text(spec_text("tms_5-2").replace(
         "stochastic_recon { weight = 1.0 }", "stochastic_recon { weight = 1.0 }\n    unmasked_recon { weight = 1.0 }"))
     code = ("import sys; from pdc.docs import language_md; from pdc.passes import check; "
             "print('unmasked_recon' in language_md(), [d.code for d in check(sys.argv[1]).diagnostics])")

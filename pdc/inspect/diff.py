@@ -12,7 +12,6 @@ checkpoints, budget: bit-identical weights). JAX-free; `--compile` adds both dry
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,7 @@ from typing import Any
 
 from pdc.registry import SPEC
 from pdc.registry.schema import Determinism
-from pdc.syntax.checked import Node, Spec
-from pdc.syntax.family import is_path, where
+from pdc.syntax.flatten import flatten
 from pdc.syntax.load import CheckResult, check_file, check_text
 
 CLASSES = {Determinism.DECOMPOSITION: "decomposition", Determinism.RUNTIME: "runtime",
@@ -114,47 +112,6 @@ def _with_passes(result: CheckResult, passes: bool) -> CheckResult:
 
     ir = run_passes(result.spec)
     return replace(result, diagnostics=sorted_diagnostics(result.diagnostics + ir.diagnostics), ir=ir)
-
-
-def flatten(spec: Spec) -> dict[str, tuple[Any, str]]:
-    """`block.key` → (checked value as JSON, where it comes from: file:line, `--set N`, or
-    `default`). A file path compares as the file it names from the spec's directory."""
-    out: dict[str, tuple[Any, str]] = {}
-    base = Path(spec.path).resolve().parent if spec.path not in ("<string>", "<stdin>") else Path.cwd()
-    for node in spec.root.children.values():
-        _flatten(node, node.name, out, base)
-    return out
-
-
-def _flatten(node: Node, path: str, out: dict[str, tuple[Any, str]], base: Path) -> None:
-    if node.label is not None:
-        out[f"{path}.(label)"] = (node.label, where(node.header) if node.header else "")
-    if node.keys is not None:
-        for key, value in node.keys.model_dump(mode="json").items():
-            origin = where(node.key_spans[key]) if key in node.explicit and key in node.key_spans else "default"
-            if isinstance(value, str) and is_path(node.schema, key):  # the file it names, not the text
-                value = os.path.normpath(base / value)
-            out[f"{path}.{key}"] = (value, origin)
-    for entry in node.entries:
-        value = entry.value
-        if hasattr(value, "model_dump"):
-            for key, v in value.model_dump(mode="json").items():
-                origin = where(entry.key_spans[key]) if key in entry.key_spans else "default"
-                out[f"{path}.{entry.pattern.text}.{key}"] = (v, origin)
-        else:
-            out[f"{path}.{entry.pattern.text}"] = (_plain(value), where(entry.span))
-    for name, child in node.children.items():
-        _flatten(child, f"{path}.{name}", out, base)
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: _plain(getattr(value, k)) for k in value.__dataclass_fields__}
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def group_of(key: str) -> str:
