@@ -94,3 +94,17 @@ def test_every_pass_code_has_a_golden_case() -> None:
 
     cases = {p.name[:6].upper() for p in GOLDEN.glob("pd03*")}
     assert {c for c in CODES if c.startswith("PD03")} <= cases
+
+
+@pytest.mark.parametrize("name", ["tms_5-2", "resid_mlp1"])  # the toy specs that name weights
+def test_the_run_reads_the_weights_check_opened(name: str) -> None:
+    """The typed options resolve a spec's paths against the spec's directory, also when the
+    block comes from an imported base in another directory (specs/base/tms.pd)."""
+    from pathlib import Path
+
+    from pdc.passes import check
+
+    result = check(REPO / "specs" / f"{name}.pd", inputs="required")
+    assert result.ok, result.diagnostics
+    weights = result.ir.options_node("target").path("weights")
+    assert Path(weights).resolve() == (REPO / "targets" / Path(weights).name).resolve()

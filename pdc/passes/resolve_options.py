@@ -42,11 +42,11 @@ def _spec_dir(ir: IR) -> Path:
 
 
 def _add(ir: IR, block: str, node: Node | None, schema: BlockSchema | None, base: Path) -> None:
-    """The block's node: its checked keys, relative paths resolved against the directory of
-    the file that holds it; a block left out gets its schema's defaults (blocks with a label
-    — target, data, ci — are required, so a default never needs one)."""
+    """The block's node: its checked keys, relative paths resolved against the spec's
+    directory (an imported file's paths are already rewritten relative to it); a block left
+    out gets its schema's defaults (blocks with a label — target, data, ci — are required, so
+    a default never needs one)."""
     if node is not None:
-        where = Path(node.span.file).resolve().parent if node.span.file not in ("", "<string>") else base
-        ir.add(f"options:{block}", OptionsNode(block, node.label, node.keys, base=str(where)))
+        ir.add(f"options:{block}", OptionsNode(block, node.label, node.keys, base=str(base)))
     elif schema is not None and schema.keys is not None:
         ir.add(f"options:{block}", OptionsNode(block, None, schema.keys(), base=str(base), written=False))
