@@ -353,6 +353,49 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Move a run's latest checkpoint to a new spec version, verified leaf by leaf (docs/run.md)."""
+    result = check_file(args.spec, passes=True, overrides=args.overrides)
+    if has_errors(result.diagnostics) or result.ir is None:
+        _report(result.diagnostics, result.sources, "text", [])
+        return EXIT_SPEC
+    from pdc.ir.nodes import MeshNode
+
+    if not _host_devices_ready(next(p for _, p in result.ir.nodes(MeshNode)).devices):
+        print("pdc migrate: this process has fewer devices than the new spec's mesh needs", file=sys.stderr)
+        return EXIT_SPEC
+    from pdc.run import migrate
+
+    max_ram = _size(args.max_ram) if args.max_ram else None
+    sources = dict(result.sources)
+    try:
+        plan = migrate.plan_migration(Path(args.old_run), result.ir)
+        if args.dry:
+            print(plan.table(), end="")
+            return EXIT_OK
+        print(plan.table(), end="", file=sys.stderr) if args.verbose else None
+        report = migrate.migrate(plan, Path(args.out), args.spec, max_ram, result.overrides)
+    except migrate.MigrateError as error:
+        if not args.dry:
+            migrate.remove_partial(Path(args.out))
+        print(render_all(error.diagnostics, sources), file=sys.stderr)
+        return EXIT_SPEC
+    print(migrate.render_report(report), end="")
+    print(f"pdc migrate: step {plan.step} of {args.old_run} → {args.out}; resume with "
+          f"`pdc train {args.spec} --out {args.out}`", file=sys.stderr)
+    return EXIT_OK
+
+
+def _size(text: str) -> int:
+    """`64MiB`, `2 GiB`, `1000000`: bytes."""
+    units = {"kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "b": 1}
+    raw = text.strip().lower().replace(" ", "")
+    for unit, scale in units.items():
+        if raw.endswith(unit):
+            return int(float(raw[: -len(unit)]) * scale)
+    return int(float(raw))
+
+
 def _open_run(args: argparse.Namespace, command: str) -> object | None:
     """A run directory at `--step` (default the latest checkpoint), with enough host devices
     for its mesh; None after printing why it cannot be opened."""
@@ -552,6 +595,15 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--process-id", type=int, help="multi-host: this process's index")
     _add_set(trn)
     trn.set_defaults(run=cmd_train)
+    mig = commands.add_parser("migrate", help="move a run's checkpoint to a new spec version, verified leaf by leaf")
+    mig.add_argument("old_run", metavar="OLD_RUN", help="the run directory to migrate (its latest checkpoint)")
+    mig.add_argument("spec", metavar="NEW_SPEC", help="the new spec")
+    mig.add_argument("--out", required=True, metavar="NEW_RUN", help="the new run directory (must not exist or be empty)")
+    mig.add_argument("--dry", action="store_true", help="print the mapping table; read and write no data")
+    mig.add_argument("--max-ram", help="host RAM the copy may hold at once (e.g. 64MiB); a larger leaf is refused")
+    mig.add_argument("--verbose", action="store_true", help="print the mapping table before copying")
+    _add_set(mig)
+    mig.set_defaults(run=cmd_migrate)
     ev = commands.add_parser("eval", help="recompute a run's eval metrics from a checkpoint")
     ev.add_argument("run_dir", metavar="RUN", help="a run directory (pdc train --out)")
     ev.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
