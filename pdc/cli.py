@@ -281,7 +281,7 @@ def _fit_progress(enabled: bool):  # type: ignore[no-untyped-def]
         if not enabled:
             yield lambda result, index, total: None
             return
-        console = Console(stderr=True)
+        console = Console(stderr=True, soft_wrap=True)
         with Progress(TextColumn("fit"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as bar:
             task = bar.add_task("", total=None)

@@ -150,22 +150,25 @@ def space_of(spec: Any, devices: Sequence[int] | None) -> Space:
              "stays fixed, so sequences per device vary only with the mesh (batch / dp)"]
     if set(sizes) - {"dp", "tp"}:
         notes.append(f"the mesh has axes {', '.join(sizes)}: only the device count varies, not the split")
-    chunks = tuple(sorted({c for c in (chunk, chunk // 2, chunk * 2) if c > 0 and (seq_len is None or c <= seq_len)}
-                          | ({chunk} if chunk == 0 else set()))) if lm else ()
+    others = {c for c in (chunk // 2, chunk * 2) if c > 0 and (seq_len is None or c <= seq_len)}
+    chunks = tuple(sorted({chunk} | others)) if lm else ()  # the spec's own value always; others that split seq_len
     base = Candidate(own, sizes.get("dp", 1), sizes.get("tp", 1), recon, ci, chunk if lm else None)
     return Space(batch, wanted, tuple(sizes), base, lm, chunks, seq_len, tuple(notes))
 
 
 def order(candidates: Iterable[Candidate], base: Candidate) -> list[Candidate]:
     """Likely fits first: the spec's own settings, then by the number of knobs changed from
-    them (a neighbour of a fitting point usually fits), cheaper (less recompute) first, and
-    the spec's own device count before others."""
+    them (a neighbour of a fitting point usually fits); among those, the spec's own mesh
+    before another split or device count, and less recompute first."""
     def distance(c: Candidate) -> int:
         return sum((c.devices != base.devices, c.tp != base.tp, c.recon_forwards != base.recon_forwards,
                     c.ci != base.ci, c.divergence_chunk != base.divergence_chunk))
 
-    return sorted(candidates, key=lambda c: (distance(c), c.recompute(), c.tp, -_chunk_size(c.divergence_chunk),
-                                             c.devices, c.recon_forwards, c.ci))
+    def mesh_moved(c: Candidate) -> bool:  # another split costs the longest compiles and rarely fits better
+        return c.devices != base.devices or c.tp != base.tp
+
+    return sorted(candidates, key=lambda c: (distance(c), mesh_moved(c), c.recompute(), abs(c.tp - base.tp),
+                                             -_chunk_size(c.divergence_chunk), c.devices, c.recon_forwards, c.ci))
 
 
 @dataclass
@@ -253,7 +256,7 @@ class Search:
             if hit is None:
                 elapsed = time.perf_counter() - start
                 guess = max(compiled_s) if compiled_s else 0.0
-                if elapsed + guess > self.budget_s:
+                if compiled_s and elapsed + guess > self.budget_s:  # at least one compile
                     self.stopped = (f"time budget reached after {elapsed:.0f} s ({len(compiled_s)} compiles); "
                                     f"{len(todo) - index + 1} candidates not tried (raise --budget-s)")
                     break
@@ -312,7 +315,7 @@ def table(results: Sequence[Result], batch: int) -> str:
     for i, r in enumerate(rows, 1):
         c = r.candidate
         chunk = "-" if c.divergence_chunk is None else str(c.divergence_chunk)
-        tflop = f"{r.flops / c.devices / 1e12:.3g}" if r.flops else "-"
+        tflop = f"{r.flops / c.devices / 1e12:,.1f}" if r.flops else "-"
         seq = batch // c.dp
         lines.append(f"{i:>2}  {c.devices:>7} {c.dp:>3} {c.tp:>3} {seq:>7} {c.recon_forwards:<9} {c.ci:<3} "
                      f"{chunk:>5} {(r.total or 0) / GiB:>8.2f} {(r.budget or 0) / GiB:>7.1f} {tflop:>9}")
