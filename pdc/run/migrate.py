@@ -132,7 +132,7 @@ def derive(name: str, c: Constants) -> LeafMap:
     if parts[0] in COMPONENT_TOPS and kind is not None:
         return _component_leaf(name, parts, kind, shape, dtype, c)
     if parts[0] in CI_TOPS and parts[-1] != "count":
-        return _ci_leaf(name, shape, dtype, c)
+        return _ci_leaf(name, shape, dtype, c, kind)
     if name not in c.old_shapes:
         return LeafMap(name, None, None, "fresh", "not in the old state")
     _same_dtype(name, name, dtype, c)
@@ -201,7 +201,7 @@ def _merge(rows: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     return out
 
 
-def _ci_leaf(name: str, shape: tuple[int, ...], dtype: str, c: Constants) -> LeafMap:
+def _ci_leaf(name: str, shape: tuple[int, ...], dtype: str, c: Constants, kind: str | None) -> LeafMap:
     """A CI network parameter (or its Adam moment): carried as it is when the network and its
     sites are the same; an axis that concatenates the sites' C (the output head) carries
     each site's first C_old columns to that site's new offset."""
@@ -222,19 +222,21 @@ def _ci_leaf(name: str, shape: tuple[int, ...], dtype: str, c: Constants) -> Lea
         if o == n:
             runs.append(((0, 0, n),))
             continue
-        segments = _segments(o, n, c)
+        segments = _segments(o, n, c, kind)
         if segments is None:
             raise _cannot(name, f"its shape changed from {old_shape} to {shape}, which C growth does not explain")
         runs.append(segments)
     return LeafMap(name, name, tuple(runs), "grown")
 
 
-def _segments(old: int, new: int, c: Constants) -> tuple[tuple[int, int, int], ...] | None:
-    """Runs for an axis that concatenates the C of consecutive CI sites in canonical order
-    (all sites, or those of the first layers of a chunk, or one kind)."""
+def _segments(old: int, new: int, c: Constants, kind: str | None) -> tuple[tuple[int, int, int], ...] | None:
+    """Runs for an axis that concatenates the C of consecutive CI sites in canonical order:
+    one site of the leaf's own kind (per-kind networks), the sites of a chunk's first layers,
+    or all of them (global networks)."""
     layers = sorted({layer for _, layer, _ in c.old.ci_sites})
-    groups = [[s for s in range(len(c.old.ci_sites)) if c.old.ci_sites[s][1] in layers[:n]]
-              for n in range(1, len(layers) + 1)]
+    own = [[s] for s, (path, _, _) in enumerate(c.old.ci_sites) if kind is not None and path in c.new.stack.get(kind, ())]
+    groups = own[:1] + [[s for s in range(len(c.old.ci_sites)) if c.old.ci_sites[s][1] in layers[:n]]
+                        for n in range(1, len(layers) + 1)]
     groups += [[s] for s in range(len(c.old.ci_sites))]
     for group in groups:
         olds = [c.old.ci_sites[s][2] for s in group]
@@ -344,7 +346,7 @@ class LeafReader:
         found = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(restored)[0] if _name(path) == name]
         if len(found) != 1:
             raise KeyError(f"{name} is not a leaf of {self.directory}")
-        return np.asarray(found[0])
+        return np.array(found[0], copy=True)  # owned by NumPy, so the copy loop's traced peak counts it
 
 
 # ---- the migration -------------------------------------------------------------------------
@@ -521,11 +523,15 @@ def _check_ram(m: Migration, max_ram: int | None) -> None:
                                                      f"--max-ram {max_ram}", _nowhere(name))])
 
 
+OVERHEAD = 4 * 2 ** 20  # orbax/tensorstore bookkeeping of one partial restore, and the loop's own objects
+
+
 def _leaf_need(m: Migration, name: str, leaf: LeafMap) -> int:
-    """Host bytes the copy of one leaf holds at once: the old leaf, the fresh values, the new leaf."""
+    """Host bytes the copy of one leaf may hold at once: the old leaf twice (orbax's read and
+    our copy of it), the fresh values and the new leaf, and a fixed overhead."""
     new = host_bytes(*m.constants.new_shapes[name])
     old = host_bytes(*m.constants.old_shapes[leaf.source]) if leaf.source else 0
-    return old + (2 * new if leaf.runs is not None or leaf.source is None else new)
+    return 2 * old + 2 * new + OVERHEAD
 
 
 def _fresh_leaves(program: Any, init_state: Callable[[Any], Any], names: list[str]) -> dict[str, Any]:
@@ -631,8 +637,10 @@ def _bits_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def render_report(report: dict[str, Any]) -> str:
-    lines = [f"verification: {'ok' if report['ok'] else 'FAILED'} — {report['carried']} leaves carried bit for bit "
-             f"from step {report['step']}, {report['fresh']} fresh, {len(report['dropped'])} dropped"]
+    kinds = {what: sum(e["what"] == what for e in report["leaves"]) for what in ("carried", "restacked", "grown")}
+    lines = [f"verification: {'ok' if report['ok'] else 'FAILED'} — {report['carried']} leaves from step "
+             f"{report['step']} ({kinds['carried']} whole, {kinds['restacked']} restacked, {kinds['grown']} grown: "
+             f"their carried blocks equal bit for bit), {report['fresh']} fresh, {len(report['dropped'])} dropped"]
     copy = report.get("copy")
     if copy:
         limit = f" (limit {copy['max_ram']})" if copy["max_ram"] else ""
