@@ -373,7 +373,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         if args.dry:
             print(plan.table(), end="")
             return EXIT_OK
-        print(plan.table(), end="", file=sys.stderr) if args.verbose else None
+        if args.verbose:
+            print(plan.table(), end="", file=sys.stderr)
         report = migrate.migrate(plan, Path(args.out), args.spec, max_ram, result.overrides)
     except migrate.MigrateError as error:
         if not args.dry:

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import jax  # noqa: F401 — JAX starts with conftest's 8 host devices, before a CLI call would size them
 import pytest
 
 from pdc.cli import main

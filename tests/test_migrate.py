@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -21,6 +22,7 @@ from pdc.syntax.load import check_file
 from conftest import REPO
 
 TMS = (REPO / "specs" / "tms_5-2.pd").read_text().replace('"../targets/', f'"{REPO}/targets/')
+assert len(jax.devices()) >= 8  # JAX starts with conftest's 8 host devices, before a CLI call would size them
 SHOWN: set[str] = set()  # PD07xx codes the tests below produced
 
 

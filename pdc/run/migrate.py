@@ -36,7 +36,7 @@ import json
 import resource
 import shutil
 import tracemalloc
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -412,13 +412,23 @@ def plan_migration(old_run: Path, new_ir: IR) -> Migration:
     new_shapes = _abstract_shapes(new_ir)
     constants = Constants(side_of(old_ir), side_of(new_ir), stored_leaves(item_dir(old_run / "ckpts" / str(step))),
                           new_shapes)
-    plan = {name: derive(name, constants) for name in new_shapes}
+    try:
+        plan = {name: derive(name, constants) for name in new_shapes}
+    except MigrateError as error:  # a leaf-level refusal: point at the new spec's header
+        raise MigrateError([replace(d, span=_header(new_ir)) for d in error.diagnostics]) from None
     used = {leaf.source for leaf in plan.values() if leaf.source}
     dropped = sorted(set(constants.old_shapes) - used)
     lost = [n for n in dropped if n.split(".")[0] not in ("adversaries",)]
     if lost:
-        raise MigrateError([_cannot(n, "nothing in the new state takes it").diagnostics[0] for n in lost])
+        raise MigrateError([replace(_cannot(n, "nothing in the new state takes it").diagnostics[0], span=_header(new_ir))
+                            for n in lost])
     return Migration(old_run, old_ir, new_ir, step, constants, plan, dropped)
+
+
+def _header(ir: IR) -> Span:
+    """The `spec NAME` line of a spec: where leaf-level problems of its state point."""
+    root = ir.spec.root.span
+    return Span(root.file, root.line, root.col, root.line, root.col + 4, root.start, root.start + 4)
 
 
 def latest_step(run: Path) -> int:
