@@ -54,6 +54,25 @@ def tms_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def test_sites_are_matched_by_matrix_across_restacking() -> None:
+    """A site added in the middle of a stack: the old rows move to the new indices of their
+    matrices, the new row is fresh (left to the new spec's init), V grows from C 4 to 6."""
+    old = mig.Side({"gate": ("layers.1.gate", "layers.3.gate")}, {"gate": 4}, (), "")
+    new = mig.Side({"gate": ("layers.1.gate", "layers.2.gate", "layers.3.gate")}, {"gate": 6}, (), "")
+    c = mig.Constants(old, new, {"components.gate.V": ((2, 8, 4), "float32")},
+                      {"components.gate.V": ((3, 8, 6), "float32"), "components.gate.U": ((3, 6, 8), "float32")})
+    leaf = mig.derive("components.gate.V", c)
+    assert leaf.source == "components.gate.V" and leaf.what == "grown"
+    assert leaf.runs == (((0, 0, 1), (2, 1, 1)), ((0, 0, 8),), ((0, 0, 4),))
+    src = np.arange(2 * 8 * 4, dtype=np.float32).reshape(2, 8, 4)
+    out = np.full((3, 8, 6), -1.0, np.float32)
+    for new_index, old_index in leaf.blocks():
+        out[new_index] = src[old_index]
+    assert np.array_equal(out[0, :, :4], src[0]) and np.array_equal(out[2, :, :4], src[1])
+    assert (out[1] == -1).all() and (out[:, :, 4:] == -1).all()
+    assert mig.derive("components.gate.U", c).what == "fresh"  # not in the old state
+
+
 def test_grown_c_is_carried_bit_for_bit(tms_run: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "tms_v2.pd"

@@ -290,6 +290,9 @@ class Search:
     def _from(cand: Candidate, out: dict[str, Any], cached: bool = True) -> Result:
         if out.get("error"):
             return Result(cand, "error", why=out["error"], cached=cached)
+        if out.get("fits") is None:  # no budget and no known device memory: nothing to fit against
+            return Result(cand, "error", out.get("total"), why="no budget to fit against: add a `budget` block",
+                          cached=cached)
         status = "fits" if out.get("fits") else "does_not_fit"
         return Result(cand, status, out.get("total"), out.get("budget"), out.get("flops"), out.get("level", ""),
                       out.get("seconds", 0.0), out.get("approximation", ""), cached)
@@ -357,7 +360,7 @@ def real_compiler(path: str, user_sets: Sequence[str], target: str | None
 
     def compile_one(cand: Candidate) -> dict[str, Any]:
         report = dry_run(ir_of(path, [*user_sets, *cand.sets()]), target=target)
-        return {"total": report.memory.get("total"), "budget": report.budget, "fits": bool(report.fits),
+        return {"total": report.memory.get("total"), "budget": report.budget, "fits": report.fits,
                 "verdict": report.verdict, "flops": report.matmul_flops, "level": report.level,
                 "device_kind": report.device_kind, "approximation": report.approximation}
 
