@@ -58,6 +58,7 @@ def search(space: fit.Space, compiler: FakeCompiler, cache: fit.Cache, budget_s:
 def test_space_reads_the_spec_and_keeps_the_global_batch() -> None:
     space = tiny_space()
     assert space.base == fit.Candidate(8, 2, 4, "per_layer", "off", 256)
+    assert space.base.sets()[:2] == ["mesh.dp=2", "mesh.tp=4"]
     assert space.batch == 16 and space.lm and space.chunks == (128, 256)  # seq_len 128: 512 does not apply
     splits = space.splits()
     assert (8, 8, 1) in splits and (8, 1, 8) in splits and all(16 % dp == 0 for _, dp, _ in splits)
@@ -69,10 +70,16 @@ def test_the_spec_itself_is_tried_first_then_its_neighbours() -> None:
     space = tiny_space()
     ordered = fit.order(space.candidates(), space.base)
     assert ordered[0] == space.base
-    neighbours = ordered[1:9]  # 3 other recon, ci, the other chunk, 3 other splits of 8 devices
-    assert all(sum((c.tp != space.base.tp, c.recon_forwards != space.base.recon_forwards, c.ci != space.base.ci,
-                    c.divergence_chunk != space.base.divergence_chunk)) == 1 for c in neighbours)
-    assert [c.tp != space.base.tp for c in neighbours] == [False] * 5 + [True] * 3  # the spec's mesh first
+
+    def changed(c: fit.Candidate) -> int:
+        return sum((c.recon_forwards != space.base.recon_forwards, c.ci != space.base.ci,
+                    c.divergence_chunk != space.base.divergence_chunk))
+
+    same_mesh = [c.tp == space.base.tp for c in ordered]
+    assert same_mesh == sorted(same_mesh, reverse=True)  # the spec's mesh first, other splits after
+    assert [changed(c) for c in ordered[1:6]] == [1] * 5  # 3 other recon, ci, the other chunk
+    assert [changed(c) for c in ordered[:same_mesh.count(True)]] == sorted(changed(c) for c in ordered
+                                                                           if c.tp == space.base.tp)
 
 
 def test_pruning_skips_what_cannot_fit_and_what_only_adds_recompute(tmp_path: Path) -> None:
@@ -153,8 +160,10 @@ def test_fit_on_tms_compiles_prunes_caches_and_writes(tmp_path: Path, monkeypatc
     assert main(["fit", str(spec), "--cache", str(cache), "--write"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("compiler: CPU (fake host devices)")
-    assert "--set mesh.dp=1 --set mesh.tp=1 --set remat.recon_forwards=off --set remat.ci=off" in out
-    assert "remat { recon_forwards = off ci = off }" in spec.read_text()
+    assert "no tp axis" in out  # the spec has no mesh block: one dp axis, no tp added
+    assert "--set mesh.dp=1 --set remat.recon_forwards=off --set remat.ci=off\n" in out
+    written = spec.read_text()
+    assert "remat { recon_forwards = off ci = off }" in written and "mesh { dp = 1 }" in written
     assert list(cache.glob("*.json"))
     assert main(["fit", str(spec), "--cache", str(cache), "--format", "json"]) == 0
     assert '"cached": true' in capsys.readouterr().out

@@ -187,7 +187,7 @@ def test_a_checkpoint_larger_than_the_ram_limit_migrates_within_it(tms_run: Path
 # ---- the acceptance run on tiny_llama ------------------------------------------------------
 
 
-@pytest.mark.slow  # ~3 min on 2 cores: 30 + 10 tiny_llama steps, two compiles
+@pytest.mark.slow  # 3–5 min on 2 shared cores: 30 + 10 tiny_llama steps, three migrations
 def test_tiny_llama_train_repattern_grow_migrate_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from test_multihost import spec_with_weights
 

@@ -50,10 +50,12 @@ class Candidate:
     recon_forwards: str
     ci: str
     divergence_chunk: int | None  # None: not an LM (the knob does not apply)
+    mesh_fixed: bool = False  # a mesh with other axes than dp/tp: the spec's own, not set
+    tp_axis: bool = True  # the spec's mesh has a tp axis (else none is added)
 
     def sets(self) -> list[str]:
-        out = [f"mesh.dp={self.dp}", f"mesh.tp={self.tp}", f"remat.recon_forwards={self.recon_forwards}",
-               f"remat.ci={self.ci}"]
+        mesh = [] if self.mesh_fixed else [f"mesh.dp={self.dp}"] + ([f"mesh.tp={self.tp}"] if self.tp_axis else [])
+        out = mesh + [f"remat.recon_forwards={self.recon_forwards}", f"remat.ci={self.ci}"]
         if self.divergence_chunk is not None:
             out.append(f"remat.divergence_chunk={self.divergence_chunk}")
         return out
@@ -113,14 +115,17 @@ class Space:
                     continue  # `matmuls` is the LM layers' policy
                 for ci in ("off", "on"):
                     for chunk in (self.chunks if self.lm else (None,)):
-                        out.append(Candidate(n, dp, tp, recon, ci, chunk))
+                        out.append(Candidate(n, dp, tp, recon, ci, chunk, self.base.mesh_fixed,
+                                               self.base.tp_axis))
         return out
 
     def splits(self) -> list[tuple[int, int, int]]:
-        if set(self.mesh_axes) - {"dp", "tp"}:
-            return [(n, n // self.base.tp, self.base.tp) for n in self.devices if n % self.base.tp == 0]
-        return [(n, n // tp, tp) for n in self.devices for tp in _divisors(n)
-                if self.batch % (n // tp) == 0]
+        """(devices, dp, tp) to try: the spec's own mesh when it has other axes; dp only when
+        it has no tp axis (its shard rules do not use one); else every split of each count."""
+        if self.base.mesh_fixed:
+            return [(self.base.devices, self.base.dp, self.base.tp)]
+        tps = _divisors if "tp" in self.mesh_axes else (lambda n: [1])
+        return [(n, n // tp, tp) for n in self.devices for tp in tps(n) if self.batch % (n // tp) == 0]
 
 
 def _divisors(n: int) -> list[int]:
@@ -148,26 +153,31 @@ def space_of(spec: Any, devices: Sequence[int] | None) -> Space:
     wanted = tuple(devices) if devices else (own,)
     notes = ["pdc has no gradient accumulation and `data.batch` is part of the decomposition: the global batch "
              "stays fixed, so sequences per device vary only with the mesh (batch / dp)"]
-    if set(sizes) - {"dp", "tp"}:
-        notes.append(f"the mesh has axes {', '.join(sizes)}: only the device count varies, not the split")
+    fixed = bool(set(sizes) - {"dp", "tp"})
+    if fixed:
+        notes.append(f"the mesh has axes {', '.join(sizes)}: only its own split and size are tried")
+    elif "tp" not in sizes:
+        notes.append("the mesh has no tp axis (its shard rules use none): only dp varies")
     others = {c for c in (chunk // 2, chunk * 2) if c > 0 and (seq_len is None or c <= seq_len)}
     chunks = tuple(sorted({chunk} | others)) if lm else ()  # the spec's own value always; others that split seq_len
-    base = Candidate(own, sizes.get("dp", 1), sizes.get("tp", 1), recon, ci, chunk if lm else None)
+    base = Candidate(own, sizes.get("dp", 1), sizes.get("tp", 1), recon, ci, chunk if lm else None, fixed,
+                     "tp" in sizes)
     return Space(batch, wanted, tuple(sizes), base, lm, chunks, seq_len, tuple(notes))
 
 
 def order(candidates: Iterable[Candidate], base: Candidate) -> list[Candidate]:
-    """Likely fits first: the spec's own settings, then by the number of knobs changed from
-    them (a neighbour of a fitting point usually fits); among those, the spec's own mesh
-    before another split or device count, and less recompute first."""
+    """Likely fits first: the spec's own settings, then the spec's own mesh with the remat and
+    chunk knobs by the number changed from the spec (a neighbour of a fitting point usually
+    fits), less recompute first; other splits and device counts last — their compiles are
+    the longest, and memory pruning thins them out once a split has been measured."""
     def distance(c: Candidate) -> int:
         return sum((c.devices != base.devices, c.tp != base.tp, c.recon_forwards != base.recon_forwards,
                     c.ci != base.ci, c.divergence_chunk != base.divergence_chunk))
 
-    def mesh_moved(c: Candidate) -> bool:  # another split costs the longest compiles and rarely fits better
+    def mesh_moved(c: Candidate) -> bool:
         return c.devices != base.devices or c.tp != base.tp
 
-    return sorted(candidates, key=lambda c: (distance(c), mesh_moved(c), c.recompute(), abs(c.tp - base.tp),
+    return sorted(candidates, key=lambda c: (mesh_moved(c), distance(c), c.recompute(), abs(c.tp - base.tp),
                                              -_chunk_size(c.divergence_chunk), c.devices, c.recon_forwards, c.ci))
 
 

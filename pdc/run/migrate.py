@@ -179,9 +179,9 @@ def _component_leaf(name: str, parts: list[str], kind: str, shape: tuple[int, ..
                                                       "changed, its adversary restarts")
         raise _cannot(name, f"its shape changed from {old_shape} to {shape}")
     runs[axis] = ((0, 0, c_old), (c_new, c_old, 1)) if delta else ((0, 0, c_old),)
-    what = "grown" if c_new != c_old else "restacked" if rows != [(i, i, 1) for i in range(shape[0])] or \
-        old_shape[0] != shape[0] else "carried"
-    return LeafMap(name, source, tuple(runs), what)
+    if c_new == c_old and old_shape == shape and rows == [(i, i, 1) for i in range(shape[0])]:
+        return LeafMap(name, source, None, "carried")  # the same rows in the same places: the whole leaf
+    return LeafMap(name, source, tuple(runs), "grown" if c_new != c_old else "restacked")
 
 
 def _c_axis(parts: list[str], shape: tuple[int, ...]) -> tuple[int, bool]:
