@@ -599,7 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     mig = commands.add_parser("migrate", help="move a run's checkpoint to a new spec version, verified leaf by leaf")
     mig.add_argument("old_run", metavar="OLD_RUN", help="the run directory to migrate (its latest checkpoint)")
     mig.add_argument("spec", metavar="NEW_SPEC", help="the new spec")
-    mig.add_argument("--out", required=True, metavar="NEW_RUN", help="the new run directory (must not exist or be empty)")
+    mig.add_argument("--out", required=True, metavar="NEW_RUN",
+                     help="the new run directory (must not exist, or be empty)")
     mig.add_argument("--dry", action="store_true", help="print the mapping table; read and write no data")
     mig.add_argument("--max-ram", help="host RAM the copy may hold at once (e.g. 64MiB); a larger leaf is refused")
     mig.add_argument("--verbose", action="store_true", help="print the mapping table before copying")

@@ -417,5 +417,6 @@ def compiler_line(results: Sequence[Result], device: str) -> str:
             "; argument/output bytes exact, temp bytes from the CPU compiler"))
 
 
-__all__ = ["Cache", "Candidate", "FitError", "compiler_line", "ir_of", "real_compiler", "write_choice", "Result", "Search", "Space", "default_cache", "dominated_by", "fitting",
+__all__ = ["Cache", "Candidate", "FitError", "Result", "Search", "Space", "compiler_line", "default_cache",
+           "dominated_by", "fitting", "ir_of", "real_compiler", "write_choice",
            "heavier_memory", "order", "program_key", "space_of", "table", "to_json"]

@@ -234,7 +234,8 @@ def _segments(old: int, new: int, c: Constants, kind: str | None) -> tuple[tuple
     one site of the leaf's own kind (per-kind networks), the sites of a chunk's first layers,
     or all of them (global networks)."""
     layers = sorted({layer for _, layer, _ in c.old.ci_sites})
-    own = [[s] for s, (path, _, _) in enumerate(c.old.ci_sites) if kind is not None and path in c.new.stack.get(kind, ())]
+    mine = c.new.stack.get(kind, ()) if kind is not None else ()
+    own = [[s] for s, (path, _, _) in enumerate(c.old.ci_sites) if path in mine]
     groups = own[:1] + [[s for s in range(len(c.old.ci_sites)) if c.old.ci_sites[s][1] in layers[:n]]
                         for n in range(1, len(layers) + 1)]
     groups += [[s] for s in range(len(c.old.ci_sites))]
@@ -420,8 +421,8 @@ def plan_migration(old_run: Path, new_ir: IR) -> Migration:
     dropped = sorted(set(constants.old_shapes) - used)
     lost = [n for n in dropped if n.split(".")[0] not in ("adversaries",)]
     if lost:
-        raise MigrateError([replace(_cannot(n, "nothing in the new state takes it").diagnostics[0], span=_header(new_ir))
-                            for n in lost])
+        raise MigrateError([replace(_cannot(n, "nothing in the new state takes it").diagnostics[0],
+                                    span=_header(new_ir)) for n in lost])
     return Migration(old_run, old_ir, new_ir, step, constants, plan, dropped)
 
 
@@ -450,7 +451,8 @@ def _abstract_shapes(ir: IR) -> dict[str, tuple[tuple[int, ...], str]]:
     from pdc.lower.state import abstract_state
 
     state = abstract_state(lower_program(ir))
-    return {_name(p): (tuple(a.shape), str(np.dtype(a.dtype))) for p, a in jax.tree_util.tree_flatten_with_path(state)[0]}
+    flat = jax.tree_util.tree_flatten_with_path(state)[0]
+    return {_name(p): (tuple(a.shape), str(np.dtype(a.dtype))) for p, a in flat}
 
 
 @dataclass
@@ -500,8 +502,8 @@ def migrate(m: Migration, out: Path, spec_path: str, max_ram: int | None = None,
         stats.peak_traced = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(abstract),
-                                         [placed[_name(p)] for p, _ in jax.tree_util.tree_flatten_with_path(abstract)[0]])
+    order = [_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(abstract)[0]]
+    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(abstract), [placed[n] for n in order])
     del placed
     run = RunDir(out)
     write_record(run, m.new_ir, spec_path, overrides)
@@ -591,7 +593,8 @@ def verify(m: Migration, new_item: Path) -> dict[str, Any]:
     problems: list[str] = []
     written = stored_leaves(new_item)
     if set(written) != set(m.constants.new_shapes):
-        problems.append(f"the written tree differs from the new state: {sorted(set(written) ^ set(m.constants.new_shapes))}")
+        odd = sorted(set(written) ^ set(m.constants.new_shapes))
+        problems.append(f"the written tree differs from the new state: {odd}")
     reader = LeafReader(new_item)
     coverage: dict[str, np.ndarray] = {}
     leaves = []
