@@ -162,7 +162,7 @@ def test_every_migrate_code_is_shown_by_a_test() -> None:
     assert sorted(RUN_CODES) == sorted(SHOWN)
 
 
-@pytest.mark.slow  # ~40 s on 2 busy cores: two migrations of an 80 MB state, leaf by leaf
+@pytest.mark.slow  # ~40 s on 2 shared cores: two migrations of an 80 MB state, leaf by leaf
 def test_a_checkpoint_larger_than_the_ram_limit_migrates_within_it(tms_run: Path, tmp_path: Path) -> None:
     """A run with C = 60000 per site (made by migrating the small run: no training compile)
     holds ~80 MB of state; migrating it with `--max-ram 24MiB` succeeds, and the copy loop's

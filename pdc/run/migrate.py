@@ -496,7 +496,10 @@ def migrate(m: Migration, out: Path, spec_path: str, max_ram: int | None = None,
     tracemalloc.start()
     try:
         for name, leaf in m.plan.items():
-            placed[name] = jax.device_put(_build(m, name, leaf, fresh, stats, max_ram), flat_sh[name])
+            # the transfer is asynchronous and keeps the host buffer alive until done; on a CPU backend the
+            # array could even alias it (may_alias=False): wait, so one leaf's host copy is held at a time
+            placed[name] = jax.device_put(_build(m, name, leaf, fresh, stats, max_ram), flat_sh[name],
+                                          may_alias=False).block_until_ready()
             fresh.pop(name, None)
             gc.collect()
         stats.peak_traced = tracemalloc.get_traced_memory()[1]
