@@ -498,8 +498,7 @@ def migrate(m: Migration, out: Path, spec_path: str, max_ram: int | None = None,
         for name, leaf in m.plan.items():
             # the transfer is asynchronous and keeps the host buffer alive until done; on a CPU backend the
             # array could even alias it (may_alias=False): wait, so one leaf's host copy is held at a time
-            placed[name] = jax.device_put(_build(m, name, leaf, fresh, stats, max_ram), flat_sh[name],
-                                          may_alias=False).block_until_ready()
+            placed[name] = _place(_build(m, name, leaf, fresh, stats, max_ram), flat_sh[name])
             fresh.pop(name, None)
             gc.collect()
         stats.peak_traced = tracemalloc.get_traced_memory()[1]
@@ -526,6 +525,20 @@ def migrate(m: Migration, out: Path, spec_path: str, max_ram: int | None = None,
         raise MigrateError([Diagnostic("PD0705", f"verification failed: {p}", _nowhere(str(out / REPORT)))
                             for p in report["problems"][:10]])
     return report
+
+
+def _place(host: np.ndarray, sharding: Any) -> Any:
+    """`host` on the devices as a buffer of their own: the transfer is waited for, and an array
+    a CPU backend made zero-copy (aliasing `host`) is copied on the device, so the host buffer
+    is freed when the loop drops it and the host holds one leaf at a time."""
+    import jax
+    import jax.numpy as jnp
+
+    placed = jax.device_put(host, sharding, may_alias=False).block_until_ready()
+    start, end = host.ctypes.data, host.ctypes.data + host.nbytes
+    if any(start <= s.data.unsafe_buffer_pointer() < end for s in placed.addressable_shards):
+        placed = jax.jit(jnp.copy, out_shardings=sharding)(placed).block_until_ready()
+    return placed
 
 
 def _check_ram(m: Migration, max_ram: int | None) -> None:
