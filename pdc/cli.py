@@ -319,6 +319,84 @@ def _dump(report: object, directory: Path) -> None:
     (directory / "step.hlo.txt").write_text(report.hlo_text)  # type: ignore[attr-defined]
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Search mesh split, remat and divergence chunk for the candidates that fit (docs/run.md)."""
+    result = api.check(args.path, args.overrides)
+    if has_errors(result.diagnostics) or result.spec is None:
+        _report(result.diagnostics, result.sources, "text", [])
+        return EXIT_SPEC
+    from pdc.inspect import fit
+
+    space = fit.space_of(result.ir, args.devices)
+    if not _host_devices_ready(max(space.devices)):
+        print("pdc fit: this process has fewer host devices than the largest --devices", file=sys.stderr)
+        return EXIT_SPEC
+    from pdc.inspect.dryrun import target_device
+
+    device = target_device(result.ir, args.target)
+    compile_one, key = fit.real_compiler(args.path, args.overrides, args.target)
+    cache = fit.Cache(None if args.no_cache else Path(args.cache) if args.cache else fit.default_cache())
+    start = time.perf_counter()
+    search = fit.Search(space, compile_one, key, cache, args.budget_s)
+    with _fit_progress(args.format == "text") as report:
+        search.report = report
+        results = search.run()
+    seconds = time.perf_counter() - start
+    rows = fit.fitting(results)
+    if args.format == "json":
+        print(json.dumps(fit.to_json(results, space, fit.compiler_line(results, device), seconds, search.stopped),
+                         indent=2))
+    else:
+        print(fit.compiler_line(results, device))
+        for note in space.notes:
+            print(f"note: {note}")
+        print(f"{len(rows)} of {len(results)} candidates fit ({sum(r.status == 'does_not_fit' for r in results)} do "
+              f"not, {sum(r.status.startswith('pruned') for r in results)} pruned, "
+              f"{sum(r.status == 'error' for r in results)} failed to build) in {seconds:.0f} s; cheapest first "
+              "(matmul TFLOP per device, then recompute):")
+        print(fit.table(results, space.batch), end="")
+        if search.stopped:
+            print(f"stopped: {search.stopped}")
+    if args.write is not None and rows:
+        if not 1 <= args.write <= len(rows):
+            print(f"pdc fit: --write {args.write}: the table has {len(rows)} rows", file=sys.stderr)
+            return EXIT_SPEC
+        chosen = rows[args.write - 1].candidate
+        fit.write_choice(args.path, chosen)
+        print(f"pdc fit: wrote candidate {args.write} ({chosen.set_line()}) into {args.path}", file=sys.stderr)
+    return EXIT_OK if rows else EXIT_SPEC
+
+
+def _fit_progress(enabled: bool):  # type: ignore[no-untyped-def]
+    """A rich progress bar on stderr and one line per compiled candidate."""
+    import contextlib
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    @contextlib.contextmanager
+    def progress():  # type: ignore[no-untyped-def]
+        if not enabled:
+            yield lambda result, index, total: None
+            return
+        console = Console(stderr=True, soft_wrap=True)
+        with Progress(TextColumn("fit"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as bar:
+            task = bar.add_task("", total=None)
+
+            def report(result, index, total):  # type: ignore[no-untyped-def]
+                bar.update(task, completed=index, total=total, description=result.candidate.label())
+                if not result.status.startswith("pruned"):
+                    gib = f"{result.total / 2 ** 30:.2f} GiB" if result.total else ""
+                    took = "cached" if result.cached else f"{result.seconds:.0f} s"
+                    console.print(f"  {result.candidate.label()}: {result.status} {gib} ({took})"
+                                  f"{' — ' + result.why if result.status == 'error' else ''}", highlight=False)
+
+            yield report
+
+    return progress()
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Train the target of a spec's `pretrain` block (cached by the target's hash)."""
     result = api.check(args.path, args.overrides)
@@ -412,6 +490,50 @@ def _sweep_point(args: argparse.Namespace) -> tuple[object | None, int | None]:
         print(f"pdc train: {args.path} holds {what}; points: {', '.join(names)}", file=sys.stderr)
         return None, EXIT_SPEC
     return chosen, None
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Move a run's latest checkpoint to a new spec version, verified leaf by leaf (docs/run.md)."""
+    result = api.check(args.spec, args.overrides)
+    if has_errors(result.diagnostics) or result.ir is None:
+        _report(result.diagnostics, result.sources, "text", [])
+        return EXIT_SPEC
+    from pdc.ir.nodes import MeshNode
+
+    if not _host_devices_ready(next(p for _, p in result.ir.nodes(MeshNode)).devices):
+        print("pdc migrate: this process has fewer devices than the new spec's mesh needs", file=sys.stderr)
+        return EXIT_SPEC
+    from pdc.run import migrate
+
+    max_ram = _size(args.max_ram) if args.max_ram else None
+    sources = dict(result.sources)
+    try:
+        plan = migrate.plan_migration(Path(args.old_run), result.ir)
+        if args.dry:
+            print(plan.table(), end="")
+            return EXIT_OK
+        if args.verbose:
+            print(plan.table(), end="", file=sys.stderr)
+        report = migrate.migrate(plan, Path(args.out), args.spec, max_ram, result.overrides)
+    except migrate.MigrateError as error:
+        if not args.dry:
+            migrate.remove_partial(Path(args.out))
+        print(render_all(error.diagnostics, sources), file=sys.stderr)
+        return EXIT_SPEC
+    print(migrate.render_report(report), end="")
+    print(f"pdc migrate: step {plan.step} of {args.old_run} → {args.out}; resume with "
+          f"`pdc train {args.spec} --out {args.out}`", file=sys.stderr)
+    return EXIT_OK
+
+
+def _size(text: str) -> int:
+    """`64MiB`, `2 GiB`, `1000000`: bytes."""
+    units = {"kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "b": 1}
+    raw = text.strip().lower().replace(" ", "")
+    for unit, scale in units.items():
+        if raw.endswith(unit):
+            return int(float(raw[: -len(unit)]) * scale)
+    return int(float(raw))
 
 
 def _open_run(args: argparse.Namespace, command: str) -> object | None:
@@ -630,6 +752,19 @@ def build_parser() -> argparse.ArgumentParser:
                                         "buffer assignment, live ranges) into")
     _add_set(comp)
     comp.set_defaults(run=cmd_compile)
+    fitp = commands.add_parser("fit", help="search mesh split, remat and divergence chunk for what fits the budget")
+    fitp.add_argument("path", help="a spec file")
+    fitp.add_argument("--devices", type=int, nargs="+", help="device counts to try (default: the spec's mesh)")
+    fitp.add_argument("--target", choices=devices.names(), help="device model to compile for (default: the budget's)")
+    fitp.add_argument("--budget-s", type=float, default=540.0,
+                      help="stop starting compiles after this many seconds (default 540)")
+    fitp.add_argument("--write", type=int, nargs="?", const=1, metavar="N",
+                      help="apply row N of the table (default 1, the cheapest) to the spec file")
+    fitp.add_argument("--cache", help="directory of cached compile results (default $XDG_CACHE_HOME/pdc/fit)")
+    fitp.add_argument("--no-cache", action="store_true", help="neither read nor write cached results")
+    fitp.add_argument("--format", choices=("text", "json"), default="text")
+    _add_set(fitp)
+    fitp.set_defaults(run=cmd_fit)
     pre = commands.add_parser("pretrain", help="train the target a `pretrain` block describes (cached)")
     pre.add_argument("path", help="a spec file")
     pre.add_argument("--force", action="store_true", help="retrain even when the cache holds this target")
@@ -647,6 +782,16 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--process-id", type=int, help="multi-host: this process's index")
     _add_set(trn)
     trn.set_defaults(run=cmd_train)
+    mig = commands.add_parser("migrate", help="move a run's checkpoint to a new spec version, verified leaf by leaf")
+    mig.add_argument("old_run", metavar="OLD_RUN", help="the run directory to migrate (its latest checkpoint)")
+    mig.add_argument("spec", metavar="NEW_SPEC", help="the new spec")
+    mig.add_argument("--out", required=True, metavar="NEW_RUN",
+                     help="the new run directory (must not exist, or be empty)")
+    mig.add_argument("--dry", action="store_true", help="print the mapping table; read and write no data")
+    mig.add_argument("--max-ram", help="host RAM the copy may hold at once (e.g. 64MiB); a larger leaf is refused")
+    mig.add_argument("--verbose", action="store_true", help="print the mapping table before copying")
+    _add_set(mig)
+    mig.set_defaults(run=cmd_migrate)
     ev = commands.add_parser("eval", help="recompute a run's eval metrics from a checkpoint")
     ev.add_argument("run_dir", metavar="RUN", help="a run directory (pdc train --out)")
     ev.add_argument("--step", type=int, help="checkpoint step (default: the latest)")

@@ -15,7 +15,7 @@ from pydantic_core import PydanticUndefined
 from pdc.registry import SPEC
 from pdc.registry.schema import BlockSchema, Entries, LabelKind
 from pdc.registry.types import CallValue, Schedule
-from pdc.syntax.codes import CODES
+from pdc.syntax.codes import CODES, RUN_CODES
 from pdc.syntax.values import describe, field_annotation, union_arms, unwrap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,6 +282,10 @@ def diagnostics_md(golden: Path) -> str:
             lines += [f"From `tests/golden/{case}/spec.pd`:", "", "```", block, "```"]
         else:
             lines += ["*(no golden example yet)*"]
+    lines += ["", "## Run-directory codes (`pdc migrate`)", "",
+              "About a run directory and a spec together, so no spec alone shows them (no golden case);",
+              "`tests/test_migrate.py` makes each one.", "", "| code | meaning |", "|---|---|"]
+    lines += [f"| {code} | {title} |" for code, title in RUN_CODES.items()]
     return "\n".join(lines) + "\n"
 
 

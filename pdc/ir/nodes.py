@@ -82,6 +82,7 @@ class OptionsNode:
     entries: tuple[tuple[str, Any], ...] = ()  # resolved entries, e.g. site path → expected CI pattern
     base: str = field(default="", compare=False)  # directory its relative paths resolve against
     written: bool = field(default=True, compare=False)  # False: the spec has no such block
+    span: Span | None = field(default=None, compare=False)  # the block's header, for diagnostics
 
     def path(self, key: str) -> str | None:
         """The file a path-valued key names, resolved against the spec's directory."""

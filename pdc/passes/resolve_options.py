@@ -47,6 +47,7 @@ def _add(ir: IR, block: str, node: Node | None, schema: BlockSchema | None, base
     out gets its schema's defaults (blocks with a label — target, data, ci — are required, so
     a default never needs one)."""
     if node is not None:
-        ir.add(f"options:{block}", OptionsNode(block, node.label, node.keys, base=str(base)))
+        ir.add(f"options:{block}", OptionsNode(block, node.label, node.keys, base=str(base),
+                                               span=node.header or node.span))
     elif schema is not None and schema.keys is not None:
         ir.add(f"options:{block}", OptionsNode(block, None, schema.keys(), base=str(base), written=False))

@@ -3,7 +3,9 @@
 Ranges: PD00xx reading files, PD01xx syntax, PD02xx the registry (blocks, keys,
 values), PD03xx the IR passes (sites, shapes, sharding), PD04xx the input files a spec names
 (weights, tokens: `pdc check` and `pdc train` exit 1 on them), PD05xx the dry-run, PD06xx spec
-families (imports, parameters, sweeps).
+families (imports, parameters, sweeps), PD07xx `pdc migrate` (in `RUN_CODES`: they are about a
+run directory and a spec together, so no spec alone shows them and they have no golden case;
+`tests/test_migrate.py` makes each one).
 `docs/diagnostics.md` is generated from this table and the golden cases in
 `tests/golden/`; a test fails when a code has no golden case.
 """
@@ -85,4 +87,17 @@ CODES: dict[str, str] = {
     "PD0606": "an imported file that cannot be read, or holds no `spec` or `base` block",
     "PD0607": "a malformed `param` declaration or `params` binding (no type or default, a value of another type)",
     "PD0610": "a malformed sweep (not `grid`/`zip` blocks of lists, `zip` lists of different lengths)",
+}
+
+RUN_CODES: dict[str, str] = {
+    "PD0701": "`pdc migrate`: the new spec's target differs from the old run's (another model, config or weights)",
+    "PD0702": "`pdc migrate`: a site's C shrinks, or a decomposed matrix is no longer decomposed: trained components "
+              "would be lost",
+    "PD0703": "`pdc migrate`: a state leaf cannot be carried (its shape or dtype changed in a way C growth and "
+              "restacking do not explain: another CI network, another parameter precision)",
+    "PD0704": "`pdc migrate`: the old run cannot be read (no run directory, no complete checkpoint)",
+    "PD0705": "`pdc migrate`: verification failed: a carried leaf of the written checkpoint differs from its source, "
+              "or the carried blocks do not cover the old state exactly once",
+    "PD0706": "`pdc migrate`: the copy cannot start (the output directory is not empty, or one leaf needs more host "
+              "RAM than `--max-ram`)",
 }
