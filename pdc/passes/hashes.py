@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from pdc.ir.graph import IR
+from pdc.syntax.flatten import plain
 from pdc.registry.schema import Determinism
 from pdc.syntax.checked import Node
 
@@ -50,7 +51,7 @@ def _node(node: Node) -> dict[str, Any]:
     return {
         "label": node.label,
         "keys": node.keys.model_dump(mode="json") if node.keys is not None else None,
-        "entries": [[_pattern_key(e.pattern), _value(e.value)] for e in node.entries],
+        "entries": [[_pattern_key(e.pattern), plain(e.value)] for e in node.entries],
         "children": {name: _node(child) for name, child in node.children.items()},
     }
 
@@ -63,16 +64,6 @@ def node_data(node: Node) -> dict[str, Any]:
 
 def _pattern_key(pattern: Any) -> str:
     return pattern.text
-
-
-def _value(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: _value(getattr(value, k)) for k in value.__dataclass_fields__}
-    if isinstance(value, tuple):
-        return [_value(v) for v in value]
-    return value
 
 
 def _digest(data: dict[str, Any]) -> str:

@@ -37,16 +37,17 @@ def _flatten(node: Node, path: str, out: dict[str, tuple[Any, str]], base: Path)
                 origin = where(entry.key_spans[key]) if key in entry.key_spans else "default"
                 out[f"{path}.{entry.pattern.text}.{key}"] = (v, origin)
         else:
-            out[f"{path}.{entry.pattern.text}"] = (_plain(value), where(entry.span))
+            out[f"{path}.{entry.pattern.text}"] = (plain(value), where(entry.span))
     for name, child in node.children.items():
         _flatten(child, f"{path}.{name}", out, base)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A checked value as JSON-ready data (models dumped, dataclasses and tuples opened)."""
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     if hasattr(value, "__dataclass_fields__"):
-        return {k: _plain(getattr(value, k)) for k in value.__dataclass_fields__}
+        return {k: plain(getattr(value, k)) for k in value.__dataclass_fields__}
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
