@@ -7,6 +7,7 @@ deterministic order and the printed IR is a golden-file format.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, TypeVar
 
 import networkx as nx
@@ -58,6 +59,12 @@ class IR:
         if rank is None and node_id.startswith("term:"):
             rank = _TERM_ORDER.get(node_id[5:])
         return _sort_key(node_id) if rank is None else f"{_KIND_ORDER[node_id.partition(':')[0]]:02d}:{rank:06d}"
+
+    @property
+    def spec_dir(self) -> Path:
+        """The directory the spec's relative paths resolve against (the working directory for
+        spec text that is not a file)."""
+        return Path(self.spec.path).resolve().parent if self.spec.path != "<string>" else Path.cwd()
 
     def options(self, block: str) -> Any:
         """The typed keys of `block` (`"train"`, `"target.pretrain"`), from its `OptionsNode`:

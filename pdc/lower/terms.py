@@ -74,5 +74,7 @@ def term_losses(ctx: TermContext) -> tuple[Array, dict[str, Array]]:
         out = out if isinstance(out, TermValue) else TermValue(out)
         values.update(out.metrics)
         values[plan.name] = out.value
-        total = total + out.extra_loss + plan.weight * out.value
+        if out.extra_loss is not None:
+            total = total + out.extra_loss
+        total = total + plan.weight * out.value
     return total, values

@@ -13,10 +13,9 @@ def per_site(ctx: BatchContext, measure_name: str) -> dict[str, Any]:
 
     from pdc.decomp import metrics
 
-    weights = ctx.program.target.weights(ctx.params)
+    if "feature_major" not in ctx.shared:  # once per batch, for whichever of mmcs / ml2r comes first
+        weights = ctx.program.target.weights(ctx.params)
+        ctx.shared["feature_major"] = {kind: metrics.feature_major(weights[kind], factors, ctx.columns[kind])
+                                       for kind, factors in ctx.state.components.items()}
     measure = getattr(metrics, measure_name)
-    out = {}
-    for kind, factors in ctx.state.components.items():
-        oriented = metrics.feature_major(weights[kind], factors, ctx.columns[kind])
-        out[kind] = jax.vmap(measure)(*oriented, ctx.density[kind] > 0)
-    return out
+    return {kind: jax.vmap(measure)(*pair, ctx.density[kind] > 0) for kind, pair in ctx.shared["feature_major"].items()}

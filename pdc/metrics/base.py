@@ -3,7 +3,7 @@ batch, and its host-side record entries."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 
@@ -24,6 +24,7 @@ class BatchContext:
     ce: Callable[..., Any]  # next-token CE of an output against tokens
     key: Any  # this metric's random key: fold_in(metric key, stream)
     columns: Mapping[str, bool]  # per kind: does it write the toy's features
+    shared: dict[str, Any] = field(default_factory=dict)  # what several metrics of the batch derive once
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ def run(ir: IR) -> IR:
     shape: TargetShape | None = ir.facts.get("target")
     if not ir.facts.get("inputs") or shape is None:
         return ir
-    spec_dir = Path(ir.spec.path).resolve().parent if ir.spec.path != "<string>" else Path.cwd()
+    spec_dir = ir.spec_dir
     _weights(ir, shape, spec_dir)
     _tokens(ir, shape, spec_dir)
     return ir

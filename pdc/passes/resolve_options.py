@@ -25,7 +25,7 @@ CHILD_BLOCKS = (("target", "pretrain", False), ("optimize", "faithfulness_warmup
 
 
 def run(ir: IR) -> IR:
-    base = _spec_dir(ir)
+    base = ir.spec_dir
     for name in TOP_BLOCKS:
         _add(ir, name, ir.spec.block(name), SPEC.child(name), base)
     for parent, name, defaults in CHILD_BLOCKS:
@@ -35,10 +35,6 @@ def run(ir: IR) -> IR:
         if child is not None or defaults:
             _add(ir, f"{parent}.{name}", child, schema.child(name) if schema is not None else None, base)
     return ir
-
-
-def _spec_dir(ir: IR) -> Path:
-    return Path(ir.spec.path).resolve().parent if ir.spec.path != "<string>" else Path.cwd()
 
 
 def _add(ir: IR, block: str, node: Node | None, schema: BlockSchema | None, base: Path) -> None:

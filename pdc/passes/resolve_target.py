@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pdc.ir.graph import IR
 from pdc.ir.nodes import TargetNode
 from pdc.syntax.diagnostics import Diagnostic
@@ -15,7 +13,7 @@ from pdc.targets import TargetConfigError, target_shape
 def run(ir: IR) -> IR:
     node = ir.spec.block("target")
     assert node is not None and node.label is not None and node.keys is not None
-    spec_dir = Path(ir.spec.path).resolve().parent if ir.spec.path != "<string>" else Path.cwd()
+    spec_dir = ir.spec_dir
     try:
         shape = target_shape(node.label, node.keys, spec_dir)
     except TargetConfigError as error:

@@ -75,10 +75,11 @@ def make_eval_batch(program: Program, options: EvalKeys) -> EvalFn:
         divergence, ce = _output_measures(program, target.head(params) if hidden else None)
         out: dict[str, Any] = {"l0": metrics.ci_l0(lower, options.alive_threshold),
                                "density": metrics.activation_density(lower, options.alive_threshold)}
+        shared: dict[str, Any] = {}
         for metric in wanted:
             if metric.compute is not None:
                 ctx = BatchContext(program, options, state, params, batch, clean, lower, out["density"], forward,
-                                   divergence, ce, jax.random.fold_in(metric_key, metric.stream), columns)
+                                   divergence, ce, jax.random.fold_in(metric_key, metric.stream), columns, shared)
                 out[metric.name] = metric.compute(ctx)
         return out
 

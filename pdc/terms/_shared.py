@@ -46,7 +46,7 @@ def importance_value(plan: Any, penalty: Any) -> Any:
     c_freq · frequency added to the total when the spec has a `frequency` block."""
     from pdc.terms.base import TermValue
 
-    extra = plan.frequency.weight * penalty.frequency if plan.frequency is not None else 0.0
+    extra = plan.frequency.weight * penalty.frequency if plan.frequency is not None else None
     return TermValue(penalty.value, extra, {f"{plan.name}.frequency": penalty.frequency})
 
 

@@ -18,10 +18,10 @@ Role = Literal["reconstruction", "importance", "faithfulness", "penalty"]
 @dataclass(frozen=True)
 class TermValue:
     """What a term's lowering returns: the unweighted `value` (the total adds weight · value),
-    a penalty added to the total as it is (`extra_loss`, already weighted), and metrics."""
+    a penalty added to the total as it is (`extra_loss`, already weighted; None: none), and metrics."""
 
     value: Any
-    extra_loss: Any = 0.0
+    extra_loss: Any = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
 
 
