@@ -15,18 +15,19 @@ from conftest import REPO
 PDC = REPO / "pdc"
 # stage → the stages it must never import (later ones)
 LATER = {
-    "syntax": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "api", "cli"),
-    "registry": ("syntax", "ir", "passes", "lower", "inspect", "run", "models", "decomp", "api", "cli"),
-    "terms": ("syntax", "ir", "passes", "lower", "inspect", "run", "api", "cli"),
-    "targets": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "api", "cli"),
-    "inputs": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "api", "cli"),
-    "ir": ("passes", "lower", "inspect", "run", "models", "decomp", "api", "cli"),
-    "passes": ("lower", "inspect", "run", "models", "decomp", "api", "cli"),
-    "decomp": ("syntax", "passes", "lower", "inspect", "run", "api", "cli"),
-    "models": ("passes", "lower", "inspect", "run", "api", "cli"),
-    "lower": ("inspect", "run", "api", "cli"),
-    "inspect": ("run", "api", "cli"),
-    "run": ("api", "cli"),
+    "syntax": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
+    "registry": ("syntax", "ir", "passes", "lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
+    "terms": ("syntax", "ir", "passes", "lower", "inspect", "run", "analyze", "api", "cli"),
+    "targets": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
+    "inputs": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
+    "ir": ("passes", "lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
+    "passes": ("lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
+    "decomp": ("syntax", "passes", "lower", "inspect", "run", "analyze", "api", "cli"),
+    "models": ("passes", "lower", "inspect", "run", "analyze", "api", "cli"),
+    "lower": ("inspect", "run", "analyze", "api", "cli"),
+    "inspect": ("run", "analyze", "api", "cli"),
+    "run": ("analyze", "api", "cli"),
+    "analyze": ("api", "cli"),
 }
 SPEC_READS = re.compile(r"\bspec\.block\(|\.block\(\"|\bspec\.blocks_of\(|\.root\.children\b")
 

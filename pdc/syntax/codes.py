@@ -101,3 +101,11 @@ RUN_CODES: dict[str, str] = {
     "PD0706": "`pdc migrate`: the copy cannot start (the output directory is not empty, or one leaf needs more host "
               "RAM than `--max-ram`)",
 }
+
+# PD08xx: the analysis half (`pdc harvest`, its store, `pdc view`): about a run directory, a token
+# file and a store together, so no spec alone shows them; the analysis tests make each one.
+ANALYZE_CODES: dict[str, str] = {
+    "PD0801": "a directory that holds no harvest store (no readable manifest.json)",
+    "PD0802": "a harvest store of another schema version than this pdc reads",
+    "PD0803": "an incomplete harvest store (a table file missing)",
+}

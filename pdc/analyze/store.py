@@ -1,0 +1,257 @@
+"""The harvest store (DESIGN.md §11): what `pdc harvest` writes and `pdc view`, notebooks and
+any DuckDB client read. Its schema is public API (docs/harvest.md):
+
+    DIR/manifest.json        run, step, hashes, token file sha256, window range, threshold, k, ...
+    DIR/components.parquet   one row per (site, component)
+    DIR/examples.parquet     top-k by CI and a uniform reservoir of firing positions, with windows
+    DIR/token_pmi.parquet    top and bottom PMI input / output tokens per component
+    DIR/neighbors.parquet    each component's most co-active components (manifest names the score)
+    DIR/histograms.parquet   per component, counts of CI in the manifest's `histogram_edges`
+
+The manifest's keys (all written by `pdc harvest`): `schema`, `pdc_version`, `run` (the run
+directory, absolute), `spec`, `step`, `decomposition_hash`, `runtime_hash`, `token_file`,
+`token_sha256`, `seq_len`, `windows` ([first, stop) window indices read in order) and
+`positions` ([start, stop) token offsets), `tokens` (positions harvested), `threshold`,
+`top_k`, `reservoir_k`, `context` (window radius), `histogram_edges`, `pmi_k`,
+`neighbor_k`, `neighbor_score` (the co-activation score's name), `sites` ([{"name", "C"}] in
+the run's canonical order), `tokenizer` ({"kind": "bytes"} or {"kind": "tokenizer.json",
+"path": ...}: how to decode `tokens`).
+
+`write_store` checks every table against its schema and writes the whole store atomically
+(a temporary directory renamed into place), so a reader never sees half a store.
+`load_harvest` opens one with DuckDB views named after the tables, for `.sql()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+STORE_SCHEMA = "pdc.harvest/1"
+MANIFEST = "manifest.json"
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "components": pa.schema([
+        ("site", pa.string()),
+        ("component", pa.int32()),
+        ("tokens", pa.int64()),          # tokens seen (positions harvested)
+        ("firing", pa.int64()),          # positions where lower CI > threshold
+        ("density", pa.float64()),       # firing / tokens
+        ("mean_ci", pa.float64()),       # sum of lower CI / tokens
+        ("mean_abs_act", pa.float64()),  # sum of |(x·v)·‖u‖| / tokens
+        ("alive", pa.bool_()),           # firing > 0
+        ("v_norm", pa.float32()),        # ‖v‖ of the component at the harvested step
+        ("u_norm", pa.float32()),        # ‖u‖
+    ]),
+    "examples": pa.schema([
+        ("site", pa.string()),
+        ("component", pa.int32()),
+        ("kind", pa.string()),           # 'top' (by CI, descending) | 'random' (reservoir of firing positions)
+        ("rank", pa.int32()),            # 0-based: CI rank for 'top', reservoir slot for 'random'
+        ("position", pa.int64()),        # absolute token offset in the token file
+        ("center", pa.int32()),          # index of `position` inside the window lists
+        ("tokens", pa.list_(pa.int32())),
+        ("ci", pa.list_(pa.float32())),  # this component's lower CI over the window
+        ("act", pa.list_(pa.float32())), # this component's activation over the window
+    ]),
+    "token_pmi": pa.schema([
+        ("site", pa.string()),
+        ("component", pa.int32()),
+        ("direction", pa.string()),      # 'input' (token at the firing position) | 'output' (next-token mass)
+        ("side", pa.string()),           # 'top' | 'bottom'
+        ("rank", pa.int32()),
+        ("token", pa.int32()),
+        ("count", pa.float64()),         # firing count (input) or probability mass (output)
+        ("pmi", pa.float64()),
+    ]),
+    "neighbors": pa.schema([
+        ("site", pa.string()),
+        ("component", pa.int32()),
+        ("rank", pa.int32()),
+        ("other_site", pa.string()),
+        ("other_component", pa.int32()),
+        ("together", pa.int64()),        # positions where both fire
+        ("score", pa.float64()),         # manifest["neighbor_score"] names it
+    ]),
+    "histograms": pa.schema([
+        ("site", pa.string()),
+        ("component", pa.int32()),
+        ("counts", pa.list_(pa.int64())),  # len(histogram_edges) - 1 bins
+    ]),
+}
+TABLES = tuple(SCHEMAS)
+
+
+class StoreError(Exception):
+    """A directory that is not a harvest store (or not this version of one); `code` is PD08xx."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"error[{code}]: {message}")
+        self.code = code
+        self.message = message
+
+
+def table_path(directory: Path, name: str) -> Path:
+    return Path(directory) / f"{name}.parquet"
+
+
+def to_table(name: str, columns: Mapping[str, Any] | pa.Table) -> pa.Table:
+    """`columns` (a dict of column → sequence/array, or a table) cast to table `name`'s schema;
+    a missing or extra column is a `ValueError` naming it."""
+    schema = SCHEMAS[name]
+    if isinstance(columns, pa.Table):
+        columns = {c: columns.column(c) for c in columns.column_names}
+    missing = [f.name for f in schema if f.name not in columns]
+    extra = [c for c in columns if c not in schema.names]
+    if missing or extra:
+        raise ValueError(f"{name}: missing columns {missing}, unknown columns {extra}")
+    arrays = [pa.array(columns[f.name], type=f.type) if not isinstance(columns[f.name], (pa.Array, pa.ChunkedArray))
+              else columns[f.name].cast(f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_store(directory: str | Path, tables: Mapping[str, Mapping[str, Any] | pa.Table],
+                manifest: Mapping[str, Any]) -> Path:
+    """Write every table of `SCHEMAS` and the manifest into `directory`, atomically: into a
+    sibling temporary directory first, then renamed over `directory` (an existing store there
+    is replaced only once the new one is complete)."""
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.writing")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name in TABLES:
+        pq.write_table(to_table(name, tables[name]), table_path(tmp, name), compression="zstd")
+    body = {"schema": STORE_SCHEMA, **manifest}
+    (tmp / MANIFEST).write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    _replace_dir(tmp, directory)
+    return directory
+
+
+def _replace_dir(new: Path, directory: Path) -> None:
+    """Move `new` to `directory`, keeping whatever was there until the move succeeded."""
+    old = directory.with_name(f".{directory.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(new, directory)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of the store in `directory`; `StoreError` PD0801 when there is none."""
+    path = Path(directory) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StoreError("PD0801", f"{directory}: no harvest store here (no {MANIFEST}); "
+                                   "make one with `pdc harvest RUN --out DIR`") from None
+    except (OSError, ValueError) as error:
+        raise StoreError("PD0801", f"{path}: not a harvest manifest ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != STORE_SCHEMA:
+        found = manifest.get("schema") if isinstance(manifest, dict) else None
+        raise StoreError("PD0802", f"{path}: store schema {found!r}, this pdc reads {STORE_SCHEMA!r}")
+    return manifest
+
+
+SORTABLE = ("component", "tokens", "firing", "density", "mean_ci", "mean_abs_act", "v_norm", "u_norm")
+
+
+@dataclass
+class Harvest:
+    """An open harvest store: the common questions as methods (records as dicts, JSON-ready),
+    anything else through `.sql(query)` over the views `components`, `examples`, `token_pmi`,
+    `neighbors`, `histograms`. Read-only: the DuckDB connection is in-memory and only reads the
+    Parquet files. Safe to share between threads (each query runs on its own cursor)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    _db: duckdb.DuckDBPyConnection = field(repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # ---- raw access ------------------------------------------------------------------------
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """Run a DuckDB query over the store's views (`.fetchall()`, `.arrow()`, `.df()` on the result)."""
+        return self._cursor().sql(query, params=params) if params is not None else self._cursor().sql(query)
+
+    def records(self, query: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """The rows of `query` as dicts (column → Python value)."""
+        cursor = self._cursor().execute(query, params or [])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            return self._db.cursor()
+
+    # ---- the common questions --------------------------------------------------------------
+
+    @property
+    def sites(self) -> list[str]:
+        """Harvested sites in the run's canonical order (as the manifest lists them)."""
+        return [s["name"] for s in self.manifest["sites"]]
+
+    def components(self, site: str | None = None, sort: str = "density", descending: bool = True,
+                   offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Component rows (of one site, or all), sorted by a column of `SORTABLE`."""
+        if sort not in SORTABLE:
+            raise ValueError(f"sort by one of {', '.join(SORTABLE)}, not {sort!r}")
+        order = f"{sort} {'desc' if descending else 'asc'}, site, component"
+        where, params = ("where site = ?", [site]) if site is not None else ("", [])
+        page = f" limit {int(limit)}" if limit is not None else ""
+        return self.records(f"select * from components {where} order by {order}{page} offset {int(offset)}", params)
+
+    def component(self, site: str, component: int) -> dict[str, Any] | None:
+        rows = self.records("select * from components where site = ? and component = ?", [site, int(component)])
+        return rows[0] if rows else None
+
+    def examples(self, site: str, component: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """A component's example windows ('top' by CI rank, then 'random'); each has `tokens`,
+        `ci`, `act` lists and `center`, the index of the example position in them."""
+        where = "site = ? and component = ?" + (" and kind = ?" if kind else "")
+        params = [site, int(component)] + ([kind] if kind else [])
+        return self.records(f"select * from examples where {where} order by kind desc, rank", params)
+
+    def pmi(self, site: str, component: int, direction: str = "input") -> list[dict[str, Any]]:
+        return self.records("select * from token_pmi where site = ? and component = ? and direction = ? "
+                            "order by side desc, rank", [site, int(component), direction])
+
+    def neighbors(self, site: str, component: int) -> list[dict[str, Any]]:
+        return self.records("select * from neighbors where site = ? and component = ? order by rank",
+                            [site, int(component)])
+
+    def histogram(self, site: str, component: int) -> tuple[list[float], list[int]]:
+        """(bin edges, counts) of a component's CI histogram."""
+        rows = self.records("select counts from histograms where site = ? and component = ?", [site, int(component)])
+        return list(self.manifest["histogram_edges"]), (rows[0]["counts"] if rows else [])
+
+
+def load_harvest(directory: str | Path) -> Harvest:
+    """Open the harvest store in `directory` (`StoreError` when it is not one)."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    missing = [n for n in TABLES if not table_path(directory, n).is_file()]
+    if missing:
+        raise StoreError("PD0803", f"{directory}: incomplete store, missing {', '.join(missing)}")
+    db = duckdb.connect(":memory:")
+    for name in TABLES:
+        path = str(table_path(directory, name).resolve()).replace("'", "''")
+        db.execute(f"create view {name} as select * from read_parquet('{path}')")
+    return Harvest(directory, manifest, db)
+
+
+def iter_tables() -> Iterator[tuple[str, pa.Schema]]:
+    """(name, schema) of every store table, in the documented order."""
+    return iter(SCHEMAS.items())
