@@ -67,6 +67,14 @@ def _ci(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
         return ci_bundle(preacts, float(program.ci_options.leak))  # type: ignore[attr-defined]
 
 
+def site_ci(program: Program, state: TrainState, params: Any, batch: Array) -> dict[str, Array]:
+    """Lower-leaky CI per site kind `[L_k, *lead, C]` of a batch (LM token ids `[B, T]`):
+    the clean forward and the CI network exactly as the train step runs them, nothing else.
+    What `Run.ci` returns per site, and what the harvest accumulates."""
+    clean = program.target.clean(params, batch)
+    return _ci(program, state.ci, state, clean, state.components).lower
+
+
 def _pinned_clean(clean: CleanPass) -> CleanPass:
     """The clean pass with its batch dimension pinned, so every consumer sees batch shards."""
     blocks = None if clean.block_inputs is None else pin_batch(clean.block_inputs, lead=1)

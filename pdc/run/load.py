@@ -8,10 +8,13 @@ what a notebook sees is what training saw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -19,6 +22,7 @@ from pdc.ir.graph import IR
 from pdc.lower.program import Program, lower_program
 from pdc.lower.sharding import make_mesh, state_shardings
 from pdc.lower.state import TrainState, abstract_state
+from pdc.lower.step import site_ci
 from pdc.run.checkpoints import restore_step
 from pdc.run.evaluate import Evaluator, site_paths
 from pdc.run.export import ci_tensors, site_factors, write_export
@@ -39,6 +43,7 @@ class Run:
     state: TrainState
     params: Any
     trainer: Trainer
+    _ci_fn: Any = field(default=None, repr=False)
 
     @property
     def spec(self) -> Spec:
@@ -69,6 +74,18 @@ class Run:
     def ci_params(self) -> dict[str, np.ndarray]:
         """The CI network's parameters and buffers by dotted path (as exported, without `ci.`)."""
         return ci_tensors(self.state)
+
+    def ci(self, tokens: Any) -> dict[str, np.ndarray]:
+        """Site name → lower-leaky CI `[batch, seq, C]` (fp32 NumPy) of the token ids `tokens`
+        `[batch, seq]` (LMs; toys: the input batch `[batch, features]` → `[batch, C]`): the
+        clean forward and the CI network of this checkpoint, as the train step computes them.
+        The site names are the harvest store's. Jitted once per input shape."""
+        if self._ci_fn is None:
+            self._ci_fn = jax.jit(functools.partial(site_ci, self.program))
+        dtype = jnp.int32 if self.program.shape.has_positions else jnp.float32
+        lower = jax.device_get(self._ci_fn(self.state, self.params, jnp.asarray(tokens, dtype)))
+        return {path: np.asarray(lower[kind][i], np.float32)
+                for kind, paths in site_paths(self.ir).items() for i, path in enumerate(paths)}
 
     def evaluate(self) -> dict[str, Any]:
         """The eval record of this step (the metrics of the spec's `eval` block)."""
