@@ -602,6 +602,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
         return EXIT_SPEC
     out = Path(args.out) if args.out else None
     written = plot_run(Path(args.run_dir), ir, run, out, args.step)  # type: ignore[arg-type]
+    if args.harvest:
+        from pdc.analyze.store import StoreError
+        from pdc.plot.figures import run_name
+        from pdc.plot.harvest import plot_harvest
+
+        try:
+            written.append(plot_harvest(Path(args.harvest), out or Path(args.run_dir) / "plots",
+                                        run_name(Path(args.run_dir))))
+        except StoreError as error:
+            print(f"pdc plot: {error}", file=sys.stderr)
+            return EXIT_SPEC
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
@@ -805,6 +816,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir", metavar="RUN", help="a run directory (pdc train --out)")
     plot.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     plot.add_argument("--out", help="directory for the PNGs (default RUN/plots)")
+    plot.add_argument("--harvest", metavar="DIR", help="also draw the LM figures of this harvest store (harvest.png)")
     plot.set_defaults(run=cmd_plot)
     graph = commands.add_parser("graph", help="render the IR graph (.dot, or .svg/.png with Graphviz)")
     graph.add_argument("path", help="a spec file")

@@ -5,6 +5,7 @@ in `RUN/plots/` (docs/run.md).
     ci_one_hot.png                      toys: CI per site on one-hot probes (`probe`)
     tms_weights.png, tms_cosines.png    TMS: subcomponents vs target weights (`tms`)
     resid_mlp_neurons.png               ResidMLP: per-feature neuron contributions (`resid_mlp`)
+    harvest.png                         `--harvest DIR`: per-site CI histogram and densities (`harvest`)
 
 Curves need only the logs; the toy figures need a checkpoint (`pdc.load_run`). LM runs get
 the curves only, so plotting an 8B run neither loads it nor needs its devices. The
