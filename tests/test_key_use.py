@@ -525,9 +525,18 @@ def _run_dir(path: Path, overrides: tuple[str, ...], tmp: Path) -> Path:
 
 def _run(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
     out = _run_dir(path, overrides, tmp)
-    records = [(out / name).read_text() if (out / name).exists() else "" for name in ("metrics.jsonl", "eval.jsonl")]
+    records = [_unstamped(out / name) for name in ("metrics.jsonl", "eval.jsonl")]
     checkpoints = sorted(p.name for p in (out / "ckpts").iterdir())
     return json.dumps([records, checkpoints, (out / "tb").exists() and any((out / "tb").iterdir())])
+
+
+def _unstamped(path: Path) -> list[dict[str, Any]]:
+    """A JSONL log's records without their wall-clock stamps (`time`, `elapsed_s`), which
+    differ between any two runs."""
+    if not path.exists():
+        return []
+    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "elapsed_s")}
+            for line in path.read_text().splitlines()]
 
 
 def _final_weights(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
