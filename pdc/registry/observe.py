@@ -52,11 +52,12 @@ class WandbKeys(Keys):
 
 
 class EvalKeys(Keys):
-    """Evaluation passes on an independent data stream (seed + 1)."""
+    """Evaluation passes on fixed eval data: the same batches at every pass (`eval_path`, else the
+    training file in another row order; toys: a seeded stream), so passes differ only by the state."""
 
     every: Steps = key(1000, doc="steps between eval passes", ge=1)
     metrics: list[Metric] = key(["ci_l0"], doc="metrics computed each pass")
-    batches: int = key(1, doc="eval batches per pass", ge=1)
+    batches: int = key(1, doc="eval batches per pass, drawn once: the same ones at every pass", ge=1)
     alive_threshold: float = key(0.0, doc="a component fires where ci_lower > threshold", ge=0.0, lt=1.0)
     alive_window: Optional[Steps] = key(None, doc="training examples (batch × positions) a component may go without "
                                         "firing before `alive/<site>` counts it dead (the reference's "
