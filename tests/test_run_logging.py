@@ -4,7 +4,8 @@ p), eval on fixed data that is the same at every pass and checkpoint, `pdc eval`
 checkpoints as one table, and the progress clock's smoothing.
 
 The LM run reuses the key-use probes' tiny random Llama (random HF weights and token files,
-nothing pretrained): 20 steps, checkpoints and eval passes at 10 and 20.
+nothing pretrained): 20 steps, checkpoints and eval passes at 10 and 20 (slow). The default run
+covers the same on a toy run in tests/test_run_outputs.py and the clock here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from conftest import REPO
 from test_key_use import CHUNKWISE, LM, LM_DATA, SITES, _lm_weights
 
 STEPS = 20
+SLOW = pytest.mark.slow  # the 20-step LM run and its pdc eval compiles take ~2.5 min on 2 CPU cores (CI's slow step)
 
 
 def lm_spec(tmp: Path) -> Path:
@@ -58,6 +60,7 @@ def records(run: Path, name: str) -> list[dict]:
     return [json.loads(line) for line in (run / name).read_text().splitlines()]
 
 
+@SLOW
 def test_every_metrics_and_eval_record_has_time_and_elapsed(lm_run: Path) -> None:
     for name in ("metrics.jsonl", "eval.jsonl"):
         rows = records(lm_run, name)
@@ -72,6 +75,7 @@ def test_every_metrics_and_eval_record_has_time_and_elapsed(lm_run: Path) -> Non
     assert [r["step"] for r in records(lm_run, "metrics.jsonl")] == [5, 10, 15, 20]
 
 
+@SLOW
 def test_weighted_terms_sum_to_the_total_and_final_p_is_logged(lm_run: Path) -> None:
     for row in records(lm_run, "metrics.jsonl"):
         weighted = {k: v for k, v in row.items() if k.startswith("weighted/")}
@@ -86,6 +90,7 @@ def test_weighted_terms_sum_to_the_total_and_final_p_is_logged(lm_run: Path) -> 
     assert last["loss/importance_minimality.final_p"] >= last["loss/importance_minimality"]
 
 
+@SLOW
 def test_eval_passes_read_the_same_windows(lm_run: Path) -> None:
     evals = records(lm_run, "eval.jsonl")
     assert [e["step"] for e in evals] == [10, 20]
@@ -96,6 +101,7 @@ def test_eval_passes_read_the_same_windows(lm_run: Path) -> None:
     assert first["rows"][0] != first["rows"][1], "the two batches are different windows"
 
 
+@SLOW
 def test_zero_masked_kl_is_the_same_at_every_checkpoint(lm_run: Path) -> None:
     """With all components masked out the model does not depend on anything training moves,
     so on fixed data its KL is one number at every pass."""
@@ -105,6 +111,7 @@ def test_zero_masked_kl_is_the_same_at_every_checkpoint(lm_run: Path) -> None:
     assert evals[0]["eval/ce_kl/kl_unmasked"] != evals[1]["eval/ce_kl/kl_unmasked"], "training moved the state"
 
 
+@SLOW
 def test_pdc_eval_all_prints_one_row_per_checkpoint(lm_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pdc.cli import main
 
@@ -121,6 +128,7 @@ def test_pdc_eval_all_prints_one_row_per_checkpoint(lm_run: Path, capsys: pytest
     assert float(rows[2][column]) == pytest.approx(logged[20]["eval/ce_kl/kl_zero_masked"], rel=1e-5)
 
 
+@SLOW
 def test_pdc_eval_json_of_two_steps_recomputes_the_logged_passes(lm_run: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from pdc.cli import main
@@ -134,6 +142,7 @@ def test_pdc_eval_json_of_two_steps_recomputes_the_logged_passes(lm_run: Path,
         assert row == expected
 
 
+@SLOW
 def test_pdc_eval_text_of_one_checkpoint_is_an_aligned_table(lm_run: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     from pdc.cli import main

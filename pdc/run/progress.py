@@ -132,9 +132,16 @@ class Progress:
             print(f"pdc train: step {step}/{self.clock.total}  {self.clock.summary()}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        """Stop the bar (idempotent; also on the way out of an error, so its message is readable)."""
         if self.bar is not None:
             self.bar[0].stop()
             self.bar = None
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _rich_bar(start: int, total: int) -> tuple[Any, Any]:

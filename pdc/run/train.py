@@ -177,7 +177,7 @@ class Trainer:
         primary = is_primary()
         tokens = math.prod(lead_shape(self.program)) if self.program.shape.has_positions else None
         progress = Progress(step, total, tokens, enabled=primary)
-        with self.signals(), Sinks(self.run, self.ir, enabled=primary) as sinks:
+        with self.signals(), Sinks(self.run, self.ir, enabled=primary) as sinks, progress:
             while step < total and not self.stop_requested:
                 state, metrics = step_fn(state, params, self.batch(rows, step))
                 step += 1  # the host's count of state.step, so the loop never waits on the device for it
@@ -199,10 +199,10 @@ class Trainer:
                 if done % every_ckpt == 0 or done == total:
                     self.save(manager, state)
                 progress.update(done, compiled)
+            progress.close()  # before any message: a live bar would draw over it
             if self.stop_requested and manager.latest_step() != step:
                 self.save(manager, state)
                 print(f"pdc train: stopped by signal; saved step {step}", file=sys.stderr)
-        progress.close()
         return state
 
     def evaluator(self, rows: TokenRows | None) -> Evaluator | None:
