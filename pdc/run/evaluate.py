@@ -130,6 +130,7 @@ class Evaluator:
     place: Callable[[np.ndarray], Array] = jnp.asarray  # this process's rows → the global batch array
     rows_path: str | None = None  # the token file the eval rows come from
     passes: int = 0  # passes run so far (the first compiles `fn`)
+    _data: dict[str, Any] | None = None  # `data()`, computed once (a permutation of the file's rows per batch)
 
     @classmethod
     def build(cls, program: Program, train_rows: TokenRows | None,
@@ -158,12 +159,16 @@ class Evaluator:
     def data(self) -> dict[str, Any]:
         """What every pass reads (`eval_data` of each record): the token file and the global
         row indices of each batch, or the seeded stream of a toy."""
-        n = self.options.batches
-        if self.rows is None:
-            return {"stream": "seeded", "seed": self.program.seed, "batches": n}
-        size = lead_shape(self.program)[0]
-        return {"file": self.rows_path, "seed": self.rows_seed, "seq_len": self.rows.seq_len,
-                "rows": [[int(r) for r in self.rows.batch_rows(self.rows_seed, j, size)] for j in range(n)]}
+        if self._data is None:
+            n = self.options.batches
+            if self.rows is None:
+                self._data = {"stream": "seeded", "seed": self.program.seed, "batches": n}
+            else:
+                size = lead_shape(self.program)[0]
+                self._data = {"file": self.rows_path, "seed": self.rows_seed, "seq_len": self.rows.seq_len,
+                              "rows": [[int(r) for r in self.rows.batch_rows(self.rows_seed, j, size)]
+                                       for j in range(n)]}
+        return dict(self._data)
 
     def run(self, state: TrainState, params: Any, step: int) -> dict[str, Any]:
         """The record of the pass at `step`: the same eval batches at every step."""
