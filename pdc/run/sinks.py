@@ -36,7 +36,7 @@ class WandbSink:
         self.wandb = wandb
         self.run = wandb.init(project=keys.project, entity=keys.entity, name=keys.name or run.path.name,
                               group=keys.group, tags=list(keys.tags), mode=keys.mode, dir=str(run.path),
-                              config=run_config(run, ir), reinit="finish_previous")
+                              config=run_config(run, ir))  # finished in close(): no run left open to reinit
 
     def write(self, record: dict[str, Any]) -> None:
         data: dict[str, Any] = {}
