@@ -539,6 +539,23 @@ def _size(text: str) -> int:
 def _open_run(args: argparse.Namespace, command: str) -> object | None:
     """A run directory at `--step` (default the latest checkpoint), with enough host devices
     for its mesh; None after printing why it cannot be opened."""
+    from pdc.run.rundir import RunError
+
+    ir = _run_ir(args, command)
+    if ir is None:
+        return None
+    from pdc.run.load import load_ir_run
+
+    try:
+        return load_ir_run(Path(args.run_dir), ir, args.step)
+    except RunError as error:
+        print(f"pdc {command}: {error}", file=sys.stderr)
+        return None
+
+
+def _run_ir(args: argparse.Namespace, command: str) -> object | None:
+    """The IR of a run directory's spec, once this process has the devices its mesh needs;
+    None after printing why not."""
     from pdc.run.rundir import RunError, run_ir
 
     try:
@@ -551,29 +568,64 @@ def _open_run(args: argparse.Namespace, command: str) -> object | None:
     if not _host_devices_ready(next(p for _, p in ir.nodes(MeshNode)).devices):
         print(f"pdc {command}: this process has fewer devices than the mesh needs", file=sys.stderr)
         return None
-    from pdc.run.load import load_ir_run
-
-    try:
-        return load_ir_run(Path(args.run_dir), ir, args.step)
-    except RunError as error:
-        print(f"pdc {command}: {error}", file=sys.stderr)
-        return None
+    return ir
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Recompute the spec's eval metrics from a checkpoint (what training logged at that step)."""
-    run = _open_run(args, "eval")
-    if run is None:
+    """Recompute the spec's eval metrics from checkpoints (what training logged at those
+    steps), on the same fixed eval data for each: one table, a row per checkpoint."""
+    from pdc.run.load import evaluate_checkpoints
+    from pdc.run.rundir import RunError
+
+    ir = _run_ir(args, "eval")
+    if ir is None:
         return EXIT_SPEC
-    record = run.evaluate()  # type: ignore[attr-defined]
+    try:
+        records = evaluate_checkpoints(Path(args.run_dir), ir, args.step, args.all)  # type: ignore[arg-type]
+    except RunError as error:
+        print(f"pdc eval: {error}", file=sys.stderr)
+        return EXIT_SPEC
+    several = args.all or len(args.step or []) > 1
     if args.format == "json":
-        print(json.dumps(record, indent=2))
-    else:
-        for name, value in record.items():
-            shown = " ".join(f"{v:.3g}" for v in value) if isinstance(value, list) else \
-                (f"{value:.6g}" if isinstance(value, float) else str(value))
-            print(f"{name:<40} {shown}")
+        print(json.dumps(records if several else records[0], indent=2))
+        return EXIT_OK
+    print(eval_table(records) if several else eval_column(records[0]))
+    print(f"pdc eval: {_eval_data_line(records[0].get('eval_data'))}", file=sys.stderr)
     return EXIT_OK
+
+
+def _eval_value(value: object) -> str:
+    if isinstance(value, list):
+        return " ".join(f"{v:.3g}" for v in value)
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def eval_column(record: dict[str, object]) -> str:
+    """One checkpoint's record as two aligned columns, `key  value` (lists on one line)."""
+    items = [(k, _eval_value(v)) for k, v in record.items() if k != "eval_data"]
+    width = max(len(k) for k, _ in items)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in items)
+
+
+def eval_table(records: list[dict[str, object]]) -> str:
+    """Several checkpoints' records as one table: a row per checkpoint, a column per scalar
+    metric (`eval/` left off the headers); per-component lists are left to `--format json`."""
+    keys = [k for k, v in records[0].items() if k != "eval_data" and not isinstance(v, (list, dict))]
+    header = [k.removeprefix("eval/") for k in keys]
+    rows = [[_eval_value(r.get(k, "")) for k in keys] for r in records]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), *(line(row) for row in rows)])
+
+
+def _eval_data_line(data: object) -> str:
+    if not isinstance(data, dict):
+        return "eval data not recorded"
+    if "rows" in data:
+        rows = data["rows"]
+        return (f"every checkpoint on the same eval data: {data['file']}, {len(rows)} batch(es) of {len(rows[0])} "
+                f"rows of {data['seq_len']} tokens (row order seed {data['seed']})")
+    return f"every checkpoint on the same eval data: the seeded stream of seed {data['seed']}, {data['batches']} batch(es)"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -803,9 +855,11 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--verbose", action="store_true", help="print the mapping table before copying")
     _add_set(mig)
     mig.set_defaults(run=cmd_migrate)
-    ev = commands.add_parser("eval", help="recompute a run's eval metrics from a checkpoint")
+    ev = commands.add_parser("eval", help="recompute a run's eval metrics from checkpoints, on the same eval data")
     ev.add_argument("run_dir", metavar="RUN", help="a run directory (pdc train --out)")
-    ev.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    ev.add_argument("--step", type=int, action="append",
+                    help="checkpoint step, repeatable: one table row each (default: the latest)")
+    ev.add_argument("--all", action="store_true", help="every checkpoint the run keeps, one table row each")
     ev.add_argument("--format", choices=("text", "json"), default="text")
     ev.set_defaults(run=cmd_eval)
     exp = commands.add_parser("export", help="V/U per site and the CI network as safetensors (RUN/export/)")

@@ -15,7 +15,7 @@ from pydantic_core import PydanticUndefined
 from pdc.registry import SPEC
 from pdc.registry.schema import BlockSchema, Entries, LabelKind
 from pdc.registry.types import CallValue, Schedule
-from pdc.syntax.codes import CODES, RUN_CODES
+from pdc.syntax.codes import CODES, ENVIRONMENT_CODES, RUN_CODES
 from pdc.syntax.values import describe, field_annotation, union_arms, unwrap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,6 +286,10 @@ def diagnostics_md(golden: Path) -> str:
               "About a run directory and a spec together, so no spec alone shows them (no golden case);",
               "`tests/test_migrate.py` makes each one.", "", "| code | meaning |", "|---|---|"]
     lines += [f"| {code} | {title} |" for code, title in RUN_CODES.items()]
+    lines += ["", "## Environment codes", "",
+              "About what this machine has installed, not about the spec, so no golden case shows them;",
+              "`tests/test_wandb.py` makes each one.", "", "| code | meaning |", "|---|---|"]
+    lines += [f"| {code} | {title} |" for code, title in ENVIRONMENT_CODES.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,9 @@ Observers (what a probe compares, base spec against changed spec):
     eval      the lowered eval batch function (StableHLO text)
     init      the initial train state (values the network keeps as buffers, such as RoPE tables)
     run       a 2-step run's records: metrics.jsonl, eval.jsonl, checkpoint steps, TensorBoard files
+              (without the records' wall-clock stamps)
+    wandb     the wandb run a 2-step run writes offline (project, entity, name, group, tags; skipped
+              without the wandb extra)
     weights   the frozen target as training loads it (values and dtype)
     tokens    the first training and eval batches
     pretrain  the weights `pretrain` writes (a few steps, in a private cache)
@@ -260,6 +263,9 @@ def _toy_probes() -> dict[str, Probe]:
     add("checkpoint.keep", "checkpoint.keep=1", "run")
     add("log.every", "log.every=2", "run")
     add("log.tensorboard", "log.tensorboard=true", "run")
+    for key, value in {"project": '"pdc-probe-2"', "entity": '"someone"', "name": '"named"', "group": '"grouped"',
+                       "tags": '["x"]', "mode": "disabled"}.items():
+        add(f"log.wandb.{key}", f"log.wandb.{key}={value}", "wandb", "toy_wandb")
     for key, value in {"every": "2", "metrics": "[ci_l0]", "batches": "2", "alive_threshold": "0.5",
                        "alive_window": "32", "identity_tol": "0.5"}.items():
         add(f"eval.{key}", f"eval.{key}={value}", "run")
@@ -376,6 +382,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
              "tms_pretrain": TMS_PRETRAIN,
              "resid": RESID.replace("WEIGHTS_OR_PRETRAIN", f'weights = "{RESID_WEIGHTS}"'),
              "resid_pretrain": RESID.replace("WEIGHTS_OR_PRETRAIN", RESID_PRETRAIN).replace("bias = false", "bias = true")}
+    specs["toy_wandb"] = specs["toy"].replace(
+        "log { every = 1 tensorboard = false }",
+        'log { every = 1 tensorboard = false wandb { project = "pdc-probe" mode = offline } }')
     specs["resid_square_pretrain"] = specs["resid_pretrain"].replace("d_embed = 1000", "d_embed = 100")
     for variant in ("vector_mlp", "shared_mlp", "global_mlp"):
         specs[f"toy_{variant}"] = specs["toy"].replace("ci mlp {", f"ci {variant} {{")
@@ -525,9 +534,31 @@ def _run_dir(path: Path, overrides: tuple[str, ...], tmp: Path) -> Path:
 
 def _run(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
     out = _run_dir(path, overrides, tmp)
-    records = [(out / name).read_text() if (out / name).exists() else "" for name in ("metrics.jsonl", "eval.jsonl")]
+    records = [_unstamped(out / name) for name in ("metrics.jsonl", "eval.jsonl")]
     checkpoints = sorted(p.name for p in (out / "ckpts").iterdir())
     return json.dumps([records, checkpoints, (out / "tb").exists() and any((out / "tb").iterdir())])
+
+
+def _unstamped(path: Path) -> list[dict[str, Any]]:
+    """A JSONL log's records without their wall-clock stamps (`time`, `elapsed_s`), which
+    differ between any two runs."""
+    if not path.exists():
+        return []
+    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "elapsed_s")}
+            for line in path.read_text().splitlines()]
+
+
+def _wandb(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
+    """The wandb run a 2-step run wrote offline (RUN/wandb/): its project, entity, name, group
+    and tags; "no wandb run" when none was written (`mode = disabled`)."""
+    pytest.importorskip("wandb", reason="the wandb extra is not installed")
+    from test_wandb import wandb_records
+
+    files = list((_run_dir(path, overrides, tmp) / "wandb").glob("offline-run-*/run-*.wandb"))
+    if not files:
+        return "no wandb run"
+    run = next(r.run for r in wandb_records(files[0]) if r.WhichOneof("record_type") == "run")
+    return json.dumps([run.project, run.entity, run.display_name, run.run_group, list(run.tags)])
 
 
 def _final_weights(path: Path, overrides: tuple[str, ...], tmp: Path) -> str:
@@ -603,7 +634,7 @@ def _digest(arrays: dict[str, Any]) -> str:
 
 OBSERVERS: dict[str, Callable[[Path, tuple[str, ...], Path], str]] = {
     "ir": _ir, "check": _check, "step": _step, "eval": _eval, "init": _init, "run": _run, "weights": _weights, "tokens": _tokens,
-    "pretrain": _pretrain, "dryrun": _dryrun,
+    "pretrain": _pretrain, "dryrun": _dryrun, "wandb": _wandb,
 }
 
 

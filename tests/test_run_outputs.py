@@ -117,7 +117,7 @@ def test_pdc_eval_json_recomputes_the_logged_pass(straight: Path) -> None:
         assert 0.0 <= record[f"eval/probe_l0/{site}"] <= 20.0
     logged = [json.loads(line) for line in (straight / "eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged] == list(range(4, STEPS + 1, 4))
-    assert logged[-1] == record
+    assert {k: v for k, v in logged[-1].items() if k not in ("time", "elapsed_s")} == record  # stamps: when it ran
 
 
 def test_export_names_and_shapes(straight: Path) -> None:
@@ -146,3 +146,31 @@ def test_load_run_round_trip(straight: Path) -> None:
     assert earlier.step == 20 and not np.array_equal(earlier.components("linear1")[0], V)
     with pytest.raises(KeyError, match="not a decomposed site"):
         run.components("linear3")
+
+
+def test_records_carry_wall_clock_stamps_weighted_terms_and_fixed_eval_data(straight: Path) -> None:
+    from datetime import datetime
+
+    metrics = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    evals = [json.loads(line) for line in (straight / "eval.jsonl").read_text().splitlines()]
+    for record in metrics + evals:
+        assert datetime.fromisoformat(record["time"].replace("Z", "+00:00")).utcoffset().total_seconds() == 0
+        assert record["elapsed_s"] >= 0.0
+    for record in metrics:
+        weighted = [v for k, v in record.items() if k.startswith("weighted/")]
+        assert len(weighted) >= 2 and np.isclose(sum(weighted), record["loss/total"], rtol=1e-5)
+    assert evals[0]["eval_data"] == {"stream": "seeded", "seed": 0, "batches": 1}
+    assert all(e["eval_data"] == evals[0]["eval_data"] for e in evals)
+
+
+def test_pdc_eval_all_is_a_table_with_a_row_per_checkpoint(straight: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pdc.cli import main
+    from pdc.run.load import checkpoint_steps
+
+    assert main(["eval", str(straight), "--all"]) == 0
+    captured = capsys.readouterr()
+    header, *rows = captured.out.splitlines()
+    assert header.split()[0] == "step" and "mmcs/linear1" in header.split()
+    assert [int(row.split()[0]) for row in rows] == checkpoint_steps(straight)
+    assert all(len(row.split()) == len(header.split()) for row in rows)
+    assert "same eval data" in captured.err

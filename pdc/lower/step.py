@@ -26,7 +26,7 @@ from pdc.ir.nodes import SiteNode
 from pdc.lower.eval_options import eval_options
 from pdc.lower.program import Program, faithfulness_warmup, lr_of, optimizer
 from pdc.lower.state import TrainState, ci_graph, lead_shape, merged_ci
-from pdc.lower.terms import TermContext, term_losses
+from pdc.lower.terms import WEIGHTED, TermContext, term_losses
 from pdc.lower.ties import merge_updates
 from pdc.models.base import CleanPass
 from pdc.registry.types import schedule_keys
@@ -204,7 +204,8 @@ def make_train_step(program: Program, pins: Pins | None = None) -> StepFn:
         components = merge_updates(state.components, stepped, program.ties)  # tied sites share both updates
         ci, opt_i = _optimizer_step("ci", opt_ci, g.ci, state.opt_ci, state.ci)
         since_fired = _track_alive(program, state.since_fired, g.ci_lower)
-        metrics = {"loss/total": g.total, **{f"loss/{k}": v for k, v in g.values.items()},
+        metrics = {"loss/total": g.total,
+                   **{k if k.startswith(WEIGHTED) else f"loss/{k}": v for k, v in g.values.items()},
                    **_grad_norms(g.components, g.ci), **_schedules(program, state.step),
                    **_ci_l0(program, g.ci_lower), **alive_counts(program, since_fired)}
         new = TrainState(state.step + 1, components, ci, state.ci_buffers, opt_c, opt_i, adversaries, since_fired)

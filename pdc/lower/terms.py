@@ -63,9 +63,15 @@ class TermContext:
         return losses.schedule_value(schedule, self.step, self.program.total_steps)
 
 
+WEIGHTED = "weighted/"  # `weighted/<term>`: the term's share of the total (the step logs it under this name)
+
+
 def term_losses(ctx: TermContext) -> tuple[Array, dict[str, Array]]:
     """(Σ weight · term + each term's extra penalty, per-term values and metrics) over the
-    program's terms, each lowered by its registry entry (`pdc.terms`)."""
+    program's terms, each lowered by its registry entry (`pdc.terms`). Besides each term's
+    unweighted value (`<term>`) and metrics (`<term>.<metric>`), `weighted/<term>` is what the
+    term adds to the total — weight · value plus its extra penalty — so the weighted values
+    sum to the total and a plot shows which term drives it."""
     total = jnp.zeros((), jnp.float32)
     values: dict[str, Array] = {}
     for plan in ctx.program.terms:
@@ -74,7 +80,11 @@ def term_losses(ctx: TermContext) -> tuple[Array, dict[str, Array]]:
         out = out if isinstance(out, TermValue) else TermValue(out)
         values.update(out.metrics)
         values[plan.name] = out.value
+        weighted = plan.weight * out.value
+        share = weighted
         if out.extra_loss is not None:
+            share = weighted + out.extra_loss
             total = total + out.extra_loss
-        total = total + plan.weight * out.value
+        values[f"{WEIGHTED}{plan.name}"] = jax.lax.stop_gradient(share)
+        total = total + weighted  # the order of the sums as before these metrics: the total stays bit-identical
     return total, values

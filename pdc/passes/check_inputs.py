@@ -3,10 +3,12 @@
 resolved to, and its token files (format, length, ids against the vocabulary in one
 chunked pass, the sidecar and tokenizer hash). Runs only when asked (`run_passes(..., inputs=True)`: `pdc check` unless
 `--no-inputs`, and `pdc train`); a dry-run needs only the config and skips it. Every problem
-is a diagnostic at the spec line naming the file, saying what the file holds."""
+is a diagnostic at the spec line naming the file, saying what the file holds. It also checks
+what the run will import beyond pdc's own dependencies: a `log { wandb }` block needs wandb."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -26,7 +28,20 @@ def run(ir: IR) -> IR:
     spec_dir = ir.spec_dir
     _weights(ir, shape, spec_dir)
     _tokens(ir, shape, spec_dir)
+    _wandb(ir)
     return ir
+
+
+def _wandb(ir: IR) -> None:
+    """A `log { wandb }` block needs the optional `wandb` package (PD0440, before any compute):
+    a warning for `pdc check` (the spec may be meant for another machine), an error for
+    `pdc train`. `mode = disabled` imports nothing, so it needs nothing."""
+    node = ir.options_node("log.wandb")
+    if node is None or node.keys.mode == "disabled" or importlib.util.find_spec("wandb") is not None:
+        return
+    _report(ir, "PD0440", "`log { wandb }` needs the `wandb` package, which is not installed", node.span,
+            "install it with `pip install 'pdc[wandb]'` (or `pip install wandb`), or remove the block "
+            "(`mode = disabled` keeps it without logging)", True)
 
 
 def _report(ir: IR, code: str, message: str, span, help_: str, absent: bool) -> None:

@@ -20,8 +20,9 @@ from pdc.syntax.checked import Node
 # `mesh`, `shard` and `budget` have node kinds of their own (sites, terms, groups, mesh, rules).
 TOP_BLOCKS = ("target", "data", "ci", "train", "remat", "precision", "checkpoint", "log", "eval")
 # sub-blocks read whole, and whether the registry's defaults stand in when one is left out: a
-# missing faithfulness warmup is "no warmup"; a missing `pretrain` means the target has weights
-CHILD_BLOCKS = (("target", "pretrain", False), ("optimize", "faithfulness_warmup", True))
+# missing faithfulness warmup is "no warmup"; a missing `pretrain` means the target has weights,
+# a missing `wandb` no wandb run
+CHILD_BLOCKS = (("target", "pretrain", False), ("optimize", "faithfulness_warmup", True), ("log", "wandb", False))
 
 
 def run(ir: IR) -> IR:

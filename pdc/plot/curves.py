@@ -24,7 +24,8 @@ Series = dict[str, tuple[np.ndarray, np.ndarray]]  # label → (steps, values)
 Panel = tuple[Series, str, bool, tuple[str, ...]]  # curves, title, log y, labels drawn emphasised
 
 # metrics.jsonl groups, in panel order: (key prefix, title, log y)
-LOG_PANELS = (("loss", "loss terms", True), ("lr", "learning rates", False),
+LOG_PANELS = (("loss", "loss terms (unweighted)", True),
+              ("weighted", "weighted terms (their sum is loss/total)", True), ("lr", "learning rates", False),
               ("grad_norm", "gradient norms", True), ("schedule", "schedules", False),
               ("alive", "alive components (fired within eval.alive_window)", False))
 L0_KEY = re.compile(r"^eval/l0/(?P<threshold>[^_]+)_(?P<site>.+)$")

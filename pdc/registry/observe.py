@@ -32,18 +32,32 @@ class CheckpointKeys(Keys):
 
 
 class LogKeys(Keys):
-    """Metrics to `metrics.jsonl` and TensorBoard."""
+    """Metrics to `metrics.jsonl` and TensorBoard (and Weights & Biases with a `wandb` block)."""
 
     every: Steps = key(100, doc="steps between metric records", ge=1)
     tensorboard: bool = key(True, doc="also write TensorBoard event files")
 
 
+class WandbKeys(Keys):
+    """Mirror every metrics and eval record to Weights & Biases (`pip install 'pdc[wandb]'`); the
+    wandb run's config holds the determinism hashes and the resolved spec. Observation only."""
+
+    project: str = key(doc="the wandb project")
+    entity: Optional[str] = key(None, doc="the wandb entity (user or team); default: wandb's own default")
+    name: Optional[str] = key(None, doc="the wandb run's display name; default: the run directory's name")
+    group: Optional[str] = key(None, doc="the wandb group (e.g. a sweep's name)")
+    tags: list[str] = key([], doc="tags of the wandb run")
+    mode: Literal["online", "offline", "disabled"] = key(
+        "online", doc="`offline` writes RUN/wandb/ for a later `wandb sync`; `disabled` logs nothing")
+
+
 class EvalKeys(Keys):
-    """Evaluation passes on an independent data stream (seed + 1)."""
+    """Evaluation passes on fixed eval data: the same batches at every pass (`eval_path`, else the
+    training file in another row order; toys: a seeded stream), so passes differ only by the state."""
 
     every: Steps = key(1000, doc="steps between eval passes", ge=1)
     metrics: list[Metric] = key(["ci_l0"], doc="metrics computed each pass")
-    batches: int = key(1, doc="eval batches per pass", ge=1)
+    batches: int = key(1, doc="eval batches per pass, drawn once: the same ones at every pass", ge=1)
     alive_threshold: float = key(0.0, doc="a component fires where ci_lower > threshold", ge=0.0, lt=1.0)
     alive_window: Optional[Steps] = key(None, doc="training examples (batch × positions) a component may go without "
                                         "firing before `alive/<site>` counts it dead (the reference's "
@@ -56,7 +70,8 @@ class EvalKeys(Keys):
 
 BUDGET = BlockSchema("budget", BudgetKeys.__doc__ or "", keys=BudgetKeys)
 CHECKPOINT = BlockSchema("checkpoint", CheckpointKeys.__doc__ or "", keys=CheckpointKeys)
-LOG = BlockSchema("log", LogKeys.__doc__ or "", keys=LogKeys)
+WANDB = BlockSchema("wandb", WandbKeys.__doc__ or "", keys=WandbKeys)
+LOG = BlockSchema("log", LogKeys.__doc__ or "", keys=LogKeys, children=(WANDB,))
 EVAL = BlockSchema(
     "eval",
     EvalKeys.__doc__ or "",

@@ -33,15 +33,18 @@ class TokenRows:
 
     def batch(self, seed: int, step: int, batch: int, process: int = 0, processes: int = 1) -> np.ndarray:
         """The rows of global batch `step` that `process` serves: [batch / processes, seq_len]."""
+        local = batch // processes
+        picked = self.batch_rows(seed, step, batch)[process * local:(process + 1) * local]
+        return np.stack([self.tokens[r * self.seq_len:(r + 1) * self.seq_len] for r in picked]).astype(np.int32)
+
+    def batch_rows(self, seed: int, step: int, batch: int) -> np.ndarray:
+        """The row indices of global batch `step` (row r is tokens [r·seq_len, (r+1)·seq_len))."""
         if self.rows < batch:
             raise ValueError(f"the token data holds {self.rows} rows of {self.seq_len} tokens; a batch needs {batch}")
         per_epoch = self.rows // batch
         epoch, index = divmod(step, per_epoch)
         order = np.random.default_rng((seed, epoch, 0xD5)).permutation(self.rows)
-        local = batch // processes
-        start = index * batch + process * local
-        picked = order[start:start + local]
-        return np.stack([self.tokens[r * self.seq_len:(r + 1) * self.seq_len] for r in picked]).astype(np.int32)
+        return order[index * batch:(index + 1) * batch]
 
 
 def open_tokens(path: Path, fmt: Literal["npy", "uint16", "uint32"], seq_len: int) -> TokenRows:

@@ -1,15 +1,17 @@
-"""Eval passes (SPD_ALGORITHM.md §7): the `eval.metrics` of a state, on a data stream
+"""Eval passes (SPD_ALGORITHM.md §7): the `eval.metrics` of a state, on fixed eval data
 independent of training, as one flat record `{"step": N, "eval/<metric>/<site>": ...}`.
 
 One jitted function computes every requested metric of one eval batch, plus the CI of
 the §7.6 one-hot probe; it is compiled once per run and reused by every pass, and
 `pdc eval` rebuilds the same function, so recomputing a pass from a checkpoint gives the
-numbers training logged. Batch j of the pass at step s is keyed by
-`rng.eval_key(data, s // eval.every, j, eval.batches)` (toys draw from it; token data reads
-row window `pass · batches + j` of `eval_path` — or of the training file with seed + 1),
-so passes never reuse training batches and a resumed run evaluates what an uninterrupted
-run would. Averages over batches are uniform (equal batch sizes); the Hungarian
-`identity_ci_error` runs on the host.
+numbers training logged. The eval data is drawn once and is the same at every pass, so
+passes (and checkpoints under `pdc eval --all`) differ only in the state: batch j of every
+pass is keyed by `rng.eval_key(data, 0, j, eval.batches)` (toys draw their inputs from it;
+every metric's randomness — PGD inits, stochastic masks — is folded from it too), and token
+data reads global batch j of `eval_path` in the run's seed's row order (a file training never
+reads) or, without one, of the training file in seed + 1's order. Each record names its data
+(`eval_data`: the file and row indices, or the seeded stream). Averages over batches are
+uniform (equal batch sizes); the Hungarian `identity_ci_error` runs on the host.
 """
 
 from __future__ import annotations
@@ -126,6 +128,9 @@ class Evaluator:
     rows_seed: int
     fn: Any = None
     place: Callable[[np.ndarray], Array] = jnp.asarray  # this process's rows → the global batch array
+    rows_path: str | None = None  # the token file the eval rows come from
+    passes: int = 0  # passes run so far (the first compiles `fn`)
+    _data: dict[str, Any] | None = None  # `data()`, computed once (a permutation of the file's rows per batch)
 
     @classmethod
     def build(cls, program: Program, train_rows: TokenRows | None,
@@ -133,7 +138,13 @@ class Evaluator:
         """`place` shards a token batch the way the train step's batches are (default: one device)."""
         options = eval_options(program.ir)
         rows, seed = eval_rows(program, train_rows)
-        return cls(program, options, rows, seed, jax.jit(make_eval_batch(program, options)), place or jnp.asarray)
+        return cls(program, options, rows, seed, jax.jit(make_eval_batch(program, options)), place or jnp.asarray,
+                   eval_file(program) if rows is not None else None)
+
+    @property
+    def fresh(self) -> bool:
+        """No pass has run yet: the next one compiles the batch function."""
+        return not self.passes
 
     def due(self, step: int, total: int) -> bool:
         return step % self.options.every == 0 or step == total
@@ -145,15 +156,30 @@ class Evaluator:
                                 jax.process_count())
         return self.place(local)
 
+    def data(self) -> dict[str, Any]:
+        """What every pass reads (`eval_data` of each record): the token file and the global
+        row indices of each batch, or the seeded stream of a toy."""
+        if self._data is None:
+            n = self.options.batches
+            if self.rows is None:
+                self._data = {"stream": "seeded", "seed": self.program.seed, "batches": n}
+            else:
+                size = lead_shape(self.program)[0]
+                self._data = {"file": self.rows_path, "seed": self.rows_seed, "seq_len": self.rows.seq_len,
+                              "rows": [[int(r) for r in self.rows.batch_rows(self.rows_seed, j, size)]
+                                       for j in range(n)]}
+        return dict(self._data)
+
     def run(self, state: TrainState, params: Any, step: int) -> dict[str, Any]:
-        """The record of the pass at `step` (the pass index is `step // eval.every`)."""
+        """The record of the pass at `step`: the same eval batches at every step."""
         n = self.options.batches
-        eval_pass = step // self.options.every
         _, _, _, data_key = rng.root_keys(self.program.seed)
-        outs = [jax.device_get(self.fn(state, params, self.batch(eval_pass * n + j),
-                                       rng.eval_key(data_key, eval_pass, j, n))) for j in range(n)]
+        outs = [jax.device_get(self.fn(state, params, self.batch(j), rng.eval_key(data_key, 0, j, n)))
+                for j in range(n)]
+        self.passes += 1
         mean = jax.tree.map(lambda *xs: np.mean(np.stack(xs), axis=0), *outs)
-        return {"step": step, **reduce_record(self.program, self.options, mean), **tracked_alive(self.program, state)}
+        return {"step": step, **reduce_record(self.program, self.options, mean), **tracked_alive(self.program, state),
+                "eval_data": self.data()}
 
 
 def tracked_alive(program: Program, state: TrainState) -> dict[str, int]:
@@ -176,6 +202,14 @@ def eval_rows(program: Program, train_rows: TokenRows | None) -> tuple[TokenRows
     if data.label == "tokens" and data.keys.eval_path is not None:
         return open_tokens(Path(data.path("eval_path")), data.keys.format, int(data.keys.seq_len)), program.seed
     return train_rows, program.seed + 1
+
+
+def eval_file(program: Program) -> str:
+    """The path of the token file eval reads (for the record): `eval_path`, else the training data's."""
+    data = program.ir.options_node("data")
+    if data.label == "tokens":
+        return str(data.path("eval_path") if data.keys.eval_path is not None else data.path("path"))
+    return f"corpus:{data.keys.corpus}"
 
 
 def reduce_record(program: Program, options: EvalKeys, mean: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -112,15 +112,40 @@ def load_run(path: str | Path, step: int | None = None) -> Run:
 def load_ir_run(path: Path, ir: IR, step: int | None = None) -> Run:
     program = lower_program(ir)
     trainer = Trainer(ir, RunDir(path), program, make_mesh(ir))
-    steps = checkpoint_steps(path)
-    if not steps:
-        raise RunError(f"{path} has no checkpoints")
-    chosen = steps[-1] if step is None else step
-    if chosen not in steps:
-        raise RunError(f"{path} has no checkpoint at step {chosen}; it has {', '.join(map(str, steps))}")
-    abstract, upgrade = trainer.restore_target(state_shardings(ir, trainer.mesh, abstract_state(program)))
-    state = restore_step(trainer.manager(), chosen, abstract, upgrade)
+    chosen = _chosen_steps(path, None if step is None else [step])[0]
+    state = _restore(trainer, program, chosen)
     return Run(path, ir, program, chosen, state, trainer.params(), trainer)
 
 
-__all__ = ["Run", "load_run", "load_ir_run", "checkpoint_steps"]
+def _chosen_steps(path: Path, steps: Sequence[int] | None, every: bool = False) -> list[int]:
+    """`steps` checked against the run's checkpoints; None: the latest (`every`: all of them)."""
+    available = checkpoint_steps(path)
+    if not available:
+        raise RunError(f"{path} has no checkpoints")
+    if steps is None:
+        return available if every else available[-1:]
+    for step in steps:
+        if step not in available:
+            raise RunError(f"{path} has no checkpoint at step {step}; it has {', '.join(map(str, available))}")
+    return list(steps)
+
+
+def _restore(trainer: Trainer, program: Program, step: int) -> TrainState:
+    abstract, upgrade = trainer.restore_target(state_shardings(trainer.ir, trainer.mesh, abstract_state(program)))
+    return restore_step(trainer.manager(), step, abstract, upgrade)
+
+
+def evaluate_checkpoints(path: Path, ir: IR, steps: Sequence[int] | None = None,
+                         every: bool = False) -> list[dict[str, Any]]:
+    """The eval record of each checkpoint in `steps` (None: the latest; `every`: all), in order:
+    one program, target and eval function for all, and the same eval data for each (the
+    passes' fixed batches), so the rows differ only by the trained state."""
+    program = lower_program(ir)
+    trainer = Trainer(ir, RunDir(path), program, make_mesh(ir))
+    chosen = _chosen_steps(path, None if every else steps, every)
+    params = trainer.params()
+    evaluator = Evaluator.build(program, trainer.tokens(), trainer.place_batch)
+    return [evaluator.run(_restore(trainer, program, step), params, step) for step in chosen]
+
+
+__all__ = ["Run", "load_run", "load_ir_run", "checkpoint_steps", "evaluate_checkpoints"]

@@ -3,9 +3,10 @@
     RUN/spec.pd          the spec as run (canonical formatting, `--set` overrides applied)
     RUN/run.json         both determinism hashes, package versions, the spec's origin, the overrides,
                          where each written value came from (file:line, `--set N`: `provenance`)
-    RUN/metrics.jsonl    one JSON object per logged step
-    RUN/eval.jsonl       one JSON object per eval pass
+    RUN/metrics.jsonl    one JSON object per logged step (with `time`, UTC, and `elapsed_s`)
+    RUN/eval.jsonl       one JSON object per eval pass (the same, and `eval_data`: what it read)
     RUN/tb/              TensorBoard event files (`log.tensorboard`)
+    RUN/wandb/           the wandb run's local files (`log { wandb }`)
     RUN/ckpts/<step>/    orbax checkpoints of the whole train state
     RUN/export/          safetensors of V/U and the CI network (`pdc export`)
 

@@ -35,7 +35,7 @@ class Board:
             return
         step = int(record["step"])
         for name, value in record.items():
-            if name == "step":
+            if name in ("step", "time") or isinstance(value, (str, dict)):  # stamps and eval data: not scalars
                 continue
             if isinstance(value, list):
                 self.writer.add_histogram(name, value, step)

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,7 +37,8 @@ from pdc.run.data import TokenRows, open_tokens, python_stdlib_bytes
 from pdc.run.evaluate import Evaluator
 from pdc.run.distributed import host_value, is_primary
 from pdc.run.rundir import RunDir, write_record
-from pdc.run.tblog import Board
+from pdc.run.progress import Progress
+from pdc.run.sinks import Sinks
 from pdc.syntax.overrides import Override
 
 
@@ -161,6 +163,7 @@ class Trainer:
                           jax.default_backend()).compile()
 
     def loop(self, max_steps: int | None = None) -> TrainState:
+        clock = RunClock()  # `elapsed_s` counts from here: this process's start of the run (or of this resume)
         manager = self.manager()
         params = self.params()
         rows = self.tokens()
@@ -171,31 +174,35 @@ class Trainer:
         step = _step_of(state)
         step_fn = self.compiled_step(state, params, self.batch(rows, step))
         evaluator = self.evaluator(rows)
-        progress = Progress(step, total)
         primary = is_primary()
-        with self.signals(), Board(self.run, self.ir, enabled=primary) as board:
+        tokens = math.prod(lead_shape(self.program)) if self.program.shape.has_positions else None
+        progress = Progress(step, total, tokens, enabled=primary)
+        with self.signals(), Sinks(self.run, self.ir, enabled=primary) as sinks, progress:
             while step < total and not self.stop_requested:
                 state, metrics = step_fn(state, params, self.batch(rows, step))
                 step += 1  # the host's count of state.step, so the loop never waits on the device for it
                 done = step
+                compiled = False
                 if done % every_log == 0 or done == total:
-                    record = {"step": done, **{k: float(host_value(v)) for k, v in metrics.items()}}
+                    record = {"step": done, **clock.stamp(), **{k: float(host_value(v)) for k, v in metrics.items()}}
                     _check_finite(record)
                     if primary:
                         _append(self.run.metrics, record)
-                    board.write(record)
+                    sinks.write(record)
                 if evaluator is not None and evaluator.due(done, total):
+                    compiled = evaluator.fresh  # its first pass compiles the eval function
                     record = evaluator.run(state, params, done)
+                    record = {"step": record.pop("step"), **clock.stamp(), **record}
                     if primary:
                         _append(self.run.evals, record)
-                    board.write(record)
+                    sinks.write(record)
                 if done % every_ckpt == 0 or done == total:
                     self.save(manager, state)
-                progress.update(done)
+                progress.update(done, compiled)
+            progress.close()  # before any message: a live bar would draw over it
             if self.stop_requested and manager.latest_step() != step:
                 self.save(manager, state)
                 print(f"pdc train: stopped by signal; saved step {step}", file=sys.stderr)
-        progress.close()
         return state
 
     def evaluator(self, rows: TokenRows | None) -> Evaluator | None:
@@ -250,25 +257,17 @@ def _check_finite(record: dict[str, float]) -> None:
                          f"= {', '.join(str(record[k]) for k in bad)}; the last good checkpoint is kept")
 
 
-class Progress:
-    """One stderr line with steps/s and ETA (a terminal rewrites it in place)."""
+class RunClock:
+    """`time` (UTC, ISO 8601) and `elapsed_s` (wall seconds since this process started the
+    run or resumed it — a resume counts from its own start) for every logged record."""
 
-    def __init__(self, start: int, total: int) -> None:
-        self.start, self.total, self.t0, self.last = start, total, time.perf_counter(), 0.0
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
 
-    def update(self, step: int) -> None:
-        now = time.perf_counter()
-        if now - self.last < 0.5 and step < self.total:
-            return
-        self.last = now
-        rate = (step - self.start) / max(now - self.t0, 1e-9)
-        eta = (self.total - step) / rate if rate > 0 else float("inf")
-        bar = "#" * int(30 * step / max(self.total, 1))
-        print(f"\r[{bar:<30}] step {step}/{self.total}  {rate:6.1f} steps/s  ETA {eta:6.0f} s", end="",
-              file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        print(file=sys.stderr)
+    def stamp(self) -> dict[str, Any]:
+        now = datetime.now(timezone.utc)
+        return {"time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "elapsed_s": round(time.monotonic() - self.t0, 3)}
 
 
 def train(ir: IR, out: Path, max_steps: int | None = None, overrides: Sequence[Override] = ()) -> TrainState:

@@ -102,6 +102,13 @@ RUN_CODES: dict[str, str] = {
               "RAM than `--max-ram`)",
 }
 
+# PD044x: what this machine must have installed for the spec (an optional extra): a golden case
+# cannot show them (they depend on the environment, not the spec); tests/test_wandb.py makes each.
+ENVIRONMENT_CODES: dict[str, str] = {
+    "PD0440": "a `log { wandb }` block while the optional `wandb` package is not installed "
+              "(`pip install 'pdc[wandb]'`); a warning for `pdc check`, an error for `pdc train`",
+}
+
 # PD08xx: the analysis half (`pdc harvest`, its store, `pdc view`): about a run directory, a token
 # file and a store together, so no spec alone shows them; the analysis tests make each one.
 ANALYZE_CODES: dict[str, str] = {

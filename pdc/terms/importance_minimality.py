@@ -19,11 +19,24 @@ class ImportanceMinimalityKeys(Keys):
 
 
 def lower(plan: Any, ctx: Any) -> Any:
+    """The penalty at this step's p, and as metric `<name>.final_p` its value at the schedule's
+    final p (gradient-free): with p annealed, the value itself rises as p falls even while CI
+    gets sparser; at the final p a falling curve means a sparser CI."""
+    import dataclasses
+
+    import jax
+
     from pdc.decomp import losses
 
     o = plan.options
-    return importance_value(plan, losses.importance_minimality(ctx.ci.upper, ctx.schedule(o.p), o.eps,
-                                                               reference_tokens(plan)))
+    out = importance_value(plan, losses.importance_minimality(ctx.ci.upper, ctx.schedule(o.p), o.eps,
+                                                              reference_tokens(plan)))
+    if o.p.fn == "constant" and not o.p.warmup:
+        final = out.value  # the same p at every step: nothing to recompute
+    else:
+        upper = jax.lax.stop_gradient(ctx.ci.upper)
+        final = losses.importance_minimality(upper, o.p.end_value(), o.eps).value
+    return dataclasses.replace(out, metrics={**out.metrics, f"{plan.name}.final_p": jax.lax.stop_gradient(final)})
 
 
 TERM = LossTerm("importance_minimality", ImportanceMinimalityKeys, "importance", lower, (FREQUENCY,), stream=9)
