@@ -243,6 +243,31 @@ class Harvest:
         rows = self.records("select counts from histograms where site = ? and component = ?", [site, int(component)])
         return list(self.manifest["histogram_edges"]), (rows[0]["counts"] if rows else [])
 
+    def count(self, site: str) -> int:
+        """How many components `site` has in the store."""
+        return int(self.records("select count(*) as n from components where site = ?", [site])[0]["n"])
+
+    def histograms(self, site: str, components: Sequence[int]) -> dict[int, list[int]]:
+        """component → CI histogram counts, for many components of one site in one query (a page)."""
+        if not components:
+            return {}
+        marks = ", ".join("?" for _ in components)
+        rows = self.records(f"select component, counts from histograms where site = ? and component in ({marks})",
+                            [site, *map(int, components)])
+        return {r["component"]: r["counts"] for r in rows}
+
+    def search(self, tokens: Sequence[int], limit: int = 50) -> list[dict[str, Any]]:
+        """The components that fire most on any of `tokens`: their top input-PMI rows for those
+        tokens, by firing count (then PMI), with the component's density and mean CI."""
+        if not tokens:
+            return []
+        marks = ", ".join("?" for _ in tokens)
+        return self.records(
+            "select p.site, p.component, p.token, p.count, p.pmi, c.density, c.mean_ci from token_pmi p "
+            "join components c on c.site = p.site and c.component = p.component "
+            f"where p.direction = 'input' and p.side = 'top' and p.token in ({marks}) "
+            f"order by p.count desc, p.pmi desc, p.site, p.component limit {int(limit)}", [*map(int, tokens)])
+
 
 def load_harvest(directory: str | Path) -> Harvest:
     """Open the harvest store in `directory` (`StoreError` when it is not one)."""
