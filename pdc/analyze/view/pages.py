@@ -106,9 +106,11 @@ def histogram_chart(edges: Sequence[float], counts: Sequence[int], width: int = 
             f'<text x="{width - 40}" y="{height - 5}" class="tick">{e(fmt(edges[-1]))}</text></svg>')
 
 
-def strip(pieces: Sequence[str], ci: Sequence[float], act: Sequence[float] | None, center: int | None) -> str:
-    """Tokens shaded by CI (alpha = CI); hover shows CI and activation."""
-    cells = []
+def strip(pieces: Sequence[str], ci: Sequence[float], act: Sequence[float] | None, center: int | None,
+          indent: int = 0) -> str:
+    """Tokens shaded by CI (alpha = CI); hover shows CI and activation. `indent` (in characters)
+    lines the example positions of a page's strips up when a window is cut at the file's start."""
+    cells = [f'<span class="pad">{" " * indent}</span>'] if indent > 0 else []
     for i, piece in enumerate(pieces):
         c = float(ci[i]) if i < len(ci) else 0.0
         tip = f"CI {c:.4f}" + (f" · act {float(act[i]):.4f}" if act is not None and i < len(act) else "")
@@ -184,11 +186,13 @@ rows {offset + 1 if total else 0}–{min(offset + limit, total)} {prev} {nxt}</p
 def component_page(data: dict[str, Any]) -> str:
     site, row = data["site"], data["component"]
     c = row["component"]
-    strips = {"top": [], "random": []}
+    strips: dict[str, list[str]] = {"top": [], "random": []}
+    widest = max((sum(len(p) for p in ex["pieces"][:ex["center"]]) for ex in data["examples"]), default=0)
     for ex in data["examples"]:
+        indent = widest - sum(len(p) for p in ex["pieces"][:ex["center"]])
         strips.setdefault(ex["kind"], []).append(
             f'<div class="example"><span class="pos">@{ex["position"]}</span>'
-            f'{strip(ex["pieces"], ex["ci"], ex["act"], ex["center"])}</div>')
+            f'{strip(ex["pieces"], ex["ci"], ex["act"], ex["center"], indent)}</div>')
 
     def pmi_table(direction: str) -> str:
         rows = "".join(f'<tr><td>{e(r["side"])}</td><td class="piece">{e(r["piece"])}</td><td>{r["token"]}</td>'
