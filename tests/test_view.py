@@ -21,7 +21,7 @@ from pdc.cli import build_parser
 
 from view_helpers import corpus_bytes, harvest, tiny_run
 
-TEXT = "def decode(self, s):"
+TEXT = "def decode(self, s, _w=WHITESPAC"  # SEQ = 32 bytes: the probe reuses the harvest's compiled CI
 
 
 @pytest.fixture(scope="module")

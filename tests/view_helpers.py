@@ -35,7 +35,8 @@ def corpus_bytes() -> bytes:
 
 
 def tiny_spec(tmp: Path, steps: int = 4) -> Path:
-    """tiny_llama on one device, random weights in HF format, a byte token file, C = 16."""
+    """tiny_llama shrunk (3 layers, hidden 32) on one device, random weights in HF format, a byte
+    token file, C = 16 on layers 1 and 2's MLPs."""
     from pdc.models import build_target, hf_config, save_hf
     from pdc.passes import run_passes
     from pdc.syntax.load import check_text
@@ -48,6 +49,9 @@ def tiny_spec(tmp: Path, steps: int = 4) -> Path:
     text = text.replace("data corpus {\n    corpus = python_stdlib\n    seq_len = 128\n    batch = 16\n  }",
                         f'data tokens {{ path = "{tmp / "tokens.npy"}" format = npy seq_len = {SEQ} batch = 4 }}')
     text = text.replace("{ C = 128 }", f"{{ C = {C} }}")
+    for big, small in (("hidden = 64", "hidden = 32"), ("intermediate = 256", "intermediate = 64"),
+                       ("layers = 4", "layers = 3"), ("d_model = 64", "d_model = 32"), ("mlp = 128", "mlp = 64")):
+        text = text.replace(big, small, 1)  # a smaller model compiles faster; still 4 heads, 2 KV heads
     start = text.index("    persistent_pgd {")
     text = text[:start] + text[text.index("    }\n", start) + len("    }\n"):]
     text = text.replace("mesh { dp = 2 tp = 4 }", "mesh { dp = 1 tp = 1 }")
@@ -98,8 +102,10 @@ def harvest(run: Any, out: Path, windows: int = 4, threshold: float = 0.1, top_k
     corpus = np.frombuffer(corpus_bytes(), np.uint8).astype(np.int32)
     n = windows * SEQ
     batch = corpus[:n].reshape(windows, SEQ)
-    ci = {site: v.reshape(n, -1) for site, v in run.ci(batch).items()}
-    clean = run.program.target.clean(run.params, jax.numpy.asarray(batch))
+    # one window at a time: `Run.ci` compiles once for [1, SEQ], the shape a SEQ-token probe reuses
+    per_window = [run.ci(batch[i:i + 1]) for i in range(windows)]
+    ci = {site: np.concatenate([w[site] for w in per_window]).reshape(n, -1) for site in per_window[0]}
+    clean = jax.jit(run.program.target.clean)(run.params, jax.numpy.asarray(batch))
     probs = np.asarray(jax.nn.softmax(clean.output.astype(np.float32), axis=-1)).reshape(n, -1)
     acts = {}
     for kind, paths in site_paths(run.ir).items():
