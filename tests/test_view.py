@@ -217,6 +217,18 @@ def test_the_default_bind_is_loopback() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("::")
 
 
+def test_on_loopback_only_loopback_host_names_are_answered(harvested: tuple[Path, Path, object]) -> None:
+    """A page elsewhere cannot reach the viewer through a DNS name rebound to 127.0.0.1."""
+    from pdc.analyze.view.app import LOOPBACK_NAMES
+
+    client = TestClient(make_app(open_viewer(harvested[0]), hosts=LOOPBACK_NAMES), base_url="http://127.0.0.1:8000")
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz", headers={"host": "localhost:8000"}).status_code == 200
+    assert client.get("/healthz", headers={"host": "[::1]:8000"}).status_code == 200
+    refused = client.get("/api/sites", headers={"host": "evil.example:8000"})
+    assert refused.status_code == 400 and refused.json()["status"] == 400
+
+
 def test_a_non_loopback_host_warns(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                    harvested: tuple[Path, Path, object]) -> None:
     import uvicorn

@@ -7,7 +7,7 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from pdc.analyze.view.app import make_app
+from pdc.analyze.view.app import LOOPBACK_NAMES, make_app
 from pdc.analyze.view.data import Viewer, ViewError, open_viewer
 
 DEFAULT_HOST = "127.0.0.1"
@@ -44,7 +44,9 @@ def serve(run_dir: str | Path, harvest_dir: str | Path | None = None, host: str 
               "authentication (the default is 127.0.0.1)", file=sys.stderr)
     shown = f"[{host}]" if ":" in host else host
     print(f"pdc view: http://{shown}:{port}/  (Ctrl-C stops it)", flush=True)
-    uvicorn.Server(server_config(make_app(viewer), host, port)).run()  # type: ignore[arg-type]
+    # On loopback, answer only to loopback names (no DNS rebinding); elsewhere the user chose the exposure.
+    hosts = (*LOOPBACK_NAMES, shown.lower()) if is_loopback(host) else None
+    uvicorn.Server(server_config(make_app(viewer, hosts), host, port)).run()  # type: ignore[arg-type]
 
 
 __all__ = ["serve", "make_app", "open_viewer", "Viewer", "ViewError", "is_loopback", "server_config",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -98,8 +98,32 @@ def _site_args(request: Request) -> dict[str, Any]:
             "offset": _int(request, "offset", 0), "limit": _int(request, "limit", 50)}
 
 
-def make_app(viewer: Viewer) -> Starlette:
-    """The app over `viewer`; `viewer.live` may be preloaded (tests), else the first probe loads it."""
+class HostCheck:
+    """Answer only requests whose Host header names one of `hosts` (any port): a server bound
+    to loopback then cannot be reached through a DNS name rebound to 127.0.0.1 by a web page
+    (a browser sends that name as Host). Others get a JSON 400."""
+
+    def __init__(self, app: Any, hosts: Sequence[str]) -> None:
+        self.app = app
+        self.hosts = {h.lower() for h in hosts}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            raw = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+            name = raw.rsplit(":", 1)[0] if not raw.endswith("]") else raw
+            if name not in self.hosts:
+                await error(400, f"this server answers to {', '.join(sorted(self.hosts))} only (Host {raw!r})")(
+                    scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def make_app(viewer: Viewer, hosts: Sequence[str] | None = None) -> Starlette:
+    """The app over `viewer`; `viewer.live` may be preloaded (tests), else the first probe loads
+    it. With `hosts`, only requests naming one of them in their Host header are answered."""
     v = viewer
 
     def api_run(request: Request) -> Any:
@@ -177,8 +201,11 @@ def make_app(viewer: Viewer) -> Starlette:
         LOG.exception("pdc view: internal error on %s", request.url.path)
         return error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
+    from starlette.middleware import Middleware
+
+    middleware = [Middleware(HostCheck, hosts=list(hosts))] if hosts is not None else []
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: internal_error},
-                     debug=False)
+                     middleware=middleware, debug=False)
 
 
-__all__ = ["make_app", "MAX_BODY"]
+__all__ = ["make_app", "MAX_BODY", "HostCheck", "LOOPBACK_NAMES"]
