@@ -273,3 +273,33 @@ def test_decoder_bytes_and_ids() -> None:
     assert bytes_.encode("hé") == [104, 195, 169] and bytes_.text([104, 195, 169]) == "hé"
     assert bytes_.pieces([104, 10, 200]) == ["h", "\\n", "\\xc8"]
     assert Decoder({"kind": "ids"}).pieces([5]) == ["#5"]
+
+
+def test_row_group_lookups_equal_duckdb_queries(tmp_path: Path) -> None:
+    """`Harvest`'s per-component reads (pyarrow through the row groups' statistics) return what
+    the same DuckDB query does, across row-group boundaries and without statistics."""
+    import pyarrow.parquet as pq
+
+    sites = ["a.x", "a.y", "b.z"]
+    store = load_harvest(synthetic_store(tmp_path / "s", sites, C=64, top_k=3, reservoir_k=2, context=2))
+    assert store._rows("examples", "a.x", [0]) and pq.ParquetFile(tmp_path / "s" / "examples.parquet").num_row_groups == 1
+    table = pq.read_table(tmp_path / "s" / "examples.parquet")
+    pq.write_table(table, tmp_path / "s" / "examples.parquet", row_group_size=37)  # boundaries inside components
+    pq.write_table(pq.read_table(tmp_path / "s" / "token_pmi.parquet"), tmp_path / "s" / "token_pmi.parquet",
+                   write_statistics=False, row_group_size=100)
+    store = load_harvest(tmp_path / "s")
+    for site, c in (("a.x", 0), ("a.y", 17), ("b.z", 63), ("a.y", 36)):
+        want = store.records("select * from examples where site = ? and component = ? order by kind desc, rank",
+                             [site, c])
+        assert store.examples(site, c) == want and len(want) == 5
+        for direction in ("input", "output"):
+            assert store.pmi(site, c, direction) == store.records(
+                "select * from token_pmi where site = ? and component = ? and direction = ? order by side desc, rank",
+                [site, c, direction])
+        assert store.neighbors(site, c) == store.records(
+            "select * from neighbors where site = ? and component = ? order by rank", [site, c])
+        assert store.component(site, c) == store.records(
+            "select * from components where site = ? and component = ?", [site, c])[0]
+    assert store.component("a.x", 64) is None and store.examples("zz", 1) == []
+    page = store.histograms("a.y", [3, 40, 63])
+    assert sorted(page) == [3, 40, 63] and page[40] == store.histogram("a.y", 40)[1]
