@@ -38,6 +38,12 @@ compilation cache or allocator state leaks from one into the next):
    and llama8b_full at 32 and 64 devices: `pdc compile --target h100_sxm --format json` per cell,
    per-device temp/total as written, the verdict, the largest groups alive at the peak and the
    step's analytical matmul FLOPs per device (the report's `matmul_flops`).
+7. `view`: `pdc view`'s server time on a synthetic harvest store of the size `llama8b_l18` makes
+   (3 sites × 24,576 components, 32 top + 32 random examples each with a 33-token window, vocab
+   128,256; `pdc.analyze.synthetic`): the site page (sorted by mean CI, one page of 50 at a
+   random offset) and the component page, HTML and API, each request through the whole ASGI app
+   in process (routing, DuckDB, rendering, JSON); median and p90 over requests to random
+   components, against the goal of ≤ 100 ms. Also the store's write time and size.
 
 Timings on a shared machine are noisy: every row records the 1-minute load average, and
 the markdown header gives the machine's load at the start and the end.
@@ -81,7 +87,8 @@ DRYRUN_SPECS = ("specs/llama8b_l18.pd", "specs/llama8b_full.pd")
 # How each spec grows to a device count: `--devices N` resizes the first mesh axis (dp), so
 # the per-device batch shrinks as N grows.
 DRYRUN_MESHES: dict[tuple[str, int], tuple[str, ...]] = {}
-PARTS = ("peak", "throughput", "compile_depth", "compile_sites", "dryrun", "scale")
+PARTS = ("peak", "throughput", "compile_depth", "compile_sites", "dryrun", "scale", "view")
+VIEW_GOAL_MS = 100.0
 # `scale`: the reference configuration of issue 21 (the hand-written JAX trainer's memory probe of
 # Llama-3.1-8B layer 18) and the shipped LM specs, compiled deviceless with XLA:GPU for H100s as
 # written (the dry-run's own `xla_gpu_memory_limit_slop_factor`). `trainer_total_gib`: that
@@ -305,7 +312,56 @@ def child_compile(args: argparse.Namespace) -> dict[str, Any]:
             "compile_s": round(done - lowered_at, 3), "total_s": round(done - start, 3), "load_1m": os.getloadavg()[0]}
 
 
-CHILDREN = {"peak": child_peak, "throughput": child_throughput, "compile": child_compile}
+def child_view(args: argparse.Namespace) -> dict[str, Any]:
+    """`pdc view`'s server time per page on a synthetic 8B-size store (llama8b_l18's sites)."""
+    import numpy as np
+    from starlette.testclient import TestClient
+
+    from pdc.analyze.store import load_harvest
+    from pdc.analyze.synthetic import synthetic_store
+    from pdc.analyze.view import make_app
+    from pdc.analyze.view.data import Viewer
+    from pdc.ir.nodes import SiteNode
+
+    ir = _program(REPO / "specs" / "llama8b_l18.pd").ir
+    nodes = sorted((n for _, n in ir.nodes(SiteNode)), key=lambda n: n.order)
+    sites, C = [n.path for n in nodes], nodes[0].C
+    with tempfile.TemporaryDirectory(prefix="pdc-bench-view-") as tmp:
+        start = time.perf_counter()
+        store = synthetic_store(Path(tmp) / "store", sites, C=C, top_k=32, reservoir_k=32, context=16,
+                                vocab=128_256, tokens=10_000_000, tokenizer={"kind": "ids"})
+        write_s = time.perf_counter() - start
+        size = sum(f.stat().st_size for f in store.iterdir())
+        client = TestClient(make_app(Viewer(Path(tmp), ir, load_harvest(store))))
+        rng = np.random.default_rng(0)
+
+        def timed(url: str) -> float:
+            begin = time.perf_counter()
+            response = client.get(url)
+            elapsed = (time.perf_counter() - begin) * 1e3
+            assert response.status_code == 200, (url, response.text[:300])
+            return elapsed
+
+        pages = {
+            "site_page": lambda s, c, o: f"/site/{s}?sort=mean_ci&order=desc&offset={o}&limit=50",
+            "site_api": lambda s, c, o: f"/api/sites/{s}/components?sort=mean_ci&order=desc&offset={o}&limit=50",
+            "component_page": lambda s, c, o: f"/component/{s}/{c}",
+            "component_api": lambda s, c, o: f"/api/components/{s}/{c}",
+        }
+        out: dict[str, Any] = {"sites": len(sites), "C": C, "examples_per_component": 64, "window": 33,
+                               "store_bytes": size, "write_s": round(write_s, 2)}
+        for name, url in pages.items():
+            timed(url(sites[0], 0, 0))  # the first query opens the Parquet files: not a page's cost
+            times = [timed(url(sites[int(rng.integers(len(sites)))], int(rng.integers(C)),
+                               int(rng.integers(C - 50)))) for _ in range(args.windows)]
+            out[name] = {"median_ms": round(statistics.median(times), 2),
+                         "p90_ms": round(float(np.percentile(times, 90)), 2), "requests": len(times),
+                         "goal_ms": VIEW_GOAL_MS, "goal_met": statistics.median(times) <= VIEW_GOAL_MS}
+        out["load_1m"] = os.getloadavg()[0]
+        return out
+
+
+CHILDREN = {"peak": child_peak, "throughput": child_throughput, "compile": child_compile, "view": child_view}
 
 
 # ---- parent side ----------------------------------------------------------------------------
@@ -556,6 +612,10 @@ def main() -> None:
     if "scale" in parts:
         report["scale"] = measure_scale(log, args.quick)
 
+    if "view" in parts:
+        log("view: pdc view's server time on a synthetic 8B-size harvest store")
+        report["view"] = _child("view", "--windows", "10" if args.quick else "40", env=_env(XLA_FLAGS=None))
+
     report["machine"]["load_avg_end"] = list(os.getloadavg())
     report["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -726,6 +786,21 @@ def render_markdown(r: dict[str, Any]) -> str:
                          f"**{_gib(mem.get('total'))}** | {share} | {c.get('verdict') or c.get('error', '–')[:60]} | "
                          f"{_f(c.get('matmul_flops_per_device'), '.0f', 1e-12)} | {groups} |")
         lines.append("")
+    view = r.get("view")
+    if view:
+        lines += ["## `pdc view` server time (synthetic 8B-size store)", ""]
+        if "error" in view:
+            lines += [f"failed (rc {view.get('rc')})", ""]
+        else:
+            lines += [f"{view['sites']} sites × {view['C']} components, {view['examples_per_component']} examples of "
+                      f"{view['window']} tokens each: {_gib(view['store_bytes'])} GiB on disk, written in "
+                      f"{_f(view['write_s'], '.0f')} s; peak RSS {_mib(view.get('peak_rss_bytes'))} MiB.", "",
+                      "| request | median ms | p90 ms | requests | goal ≤ 100 ms |", "|---|---|---|---|---|"]
+            for name in ("site_page", "site_api", "component_page", "component_api"):
+                row = view[name]
+                lines.append(f"| {name} | **{_f(row['median_ms'], '.1f')}** | {_f(row['p90_ms'], '.1f')} | "
+                             f"{row['requests']} | {'✓' if row['goal_met'] else '✗'} |")
+            lines.append("")
     return "\n".join(lines)
 
 

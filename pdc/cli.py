@@ -788,6 +788,23 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve the read-only component browser over a run (and its harvest) until Ctrl-C (docs/view.md)."""
+    from pdc.analyze.store import StoreError
+    from pdc.analyze.view import serve
+    from pdc.run.rundir import RunError
+
+    try:
+        serve(args.run_dir, args.harvest, host=args.host, port=args.port)
+    except RunError as error:
+        print(f"pdc view: {error}", file=sys.stderr)
+        return EXIT_SPEC
+    except StoreError as error:
+        print(f"pdc view: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdc", description="Declarative compiler for parameter-decomposition runs.")
     parser.add_argument("--version", action="version", version=f"pdc {_version()}")
@@ -899,6 +916,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the id that ends each document (default: the tokenizer's EOS)")
     tok.add_argument("--quiet", action="store_true", help="no progress bar")
     tok.set_defaults(run=cmd_tokens)
+    view = commands.add_parser("view", help="a read-only component browser over a run and its harvest (local web app)")
+    view.add_argument("run_dir", metavar="RUN", help="a run directory (pdc train --out)")
+    view.add_argument("--harvest", metavar="DIR", help="a harvest store (pdc harvest --out); without one, only the "
+                                                       "run, probe and ablate pages work")
+    view.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    view.add_argument("--host", default="127.0.0.1",
+                      help="address to bind (default 127.0.0.1: this machine only; any other prints a warning)")
+    view.set_defaults(run=cmd_view)
     return parser
 
 
