@@ -609,47 +609,54 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_harvest(args: argparse.Namespace) -> int:
     """Harvest what every component does over a token file into a queryable store (docs/harvest.md)."""
-    from pdc.run.rundir import RunDir
-
-    record = RunDir(Path(args.run_dir)).read_record()
-    processes = None
-    if record is not None and not args.dry_run:
-        from pdc.run import distributed
-
-        try:
-            processes = distributed.from_environment(args.coordinator, args.num_processes, args.process_id)
-            if processes is not None:
-                from pdc.analyze.harvest import harvest_ir
-
-                distributed.initialize(processes, _mesh_devices(harvest_ir(Path(args.run_dir), args.overrides)))
-        except ValueError as error:
-            print(f"pdc harvest: {error}", file=sys.stderr)
-            return EXIT_SPEC
-    from pdc.analyze.harvest import HarvestError, HarvestOptions, harvest, harvest_ir
+    from pdc.analyze.harvest import HarvestError, HarvestOptions
 
     options = HarvestOptions(Path(args.tokens) if args.tokens else None, args.batches, args.tokens_count, args.step,
                              Path(args.out) if args.out else None, tuple(args.overrides), args.threshold, args.top_k,
                              args.top_k, args.context, args.pmi_k, args.neighbor_k, args.save_every)
     try:
-        if processes is None and not _host_devices_ready(_mesh_devices(harvest_ir(Path(args.run_dir),
-                                                                                  args.overrides))):
-            print("pdc harvest: this process has fewer devices than the mesh needs", file=sys.stderr)
-            return EXIT_SPEC
-        if args.dry_run:
-            from pdc.analyze.dryrun import harvest_dry_run, render_harvest
-
-            report = harvest_dry_run(Path(args.run_dir), options, target=args.target)
-            print(json.dumps(report, indent=2) if args.format == "json" else render_harvest(report),
-                  end="\n" if args.format == "json" else "")
-            return EXIT_SPEC if report.get("fits") is False else EXIT_OK
-        out = harvest(Path(args.run_dir), options)
+        return _harvest_dry_run(args, options) if args.dry_run else _harvest(args, options)
     except HarvestError as error:
         print(f"pdc harvest: {error}", file=sys.stderr)
         if error.help:
             print(f"  = help: {error.help}", file=sys.stderr)
         return EXIT_INPUT if error.code.startswith(INPUT_CODES) else EXIT_SPEC
+
+
+def _harvest(args: argparse.Namespace, options: object) -> int:
+    from pdc.analyze.harvest import harvest, harvest_ir
+    from pdc.run import distributed
+
+    needed = _mesh_devices(harvest_ir(Path(args.run_dir), args.overrides))
+    try:
+        processes = distributed.from_environment(args.coordinator, args.num_processes, args.process_id)
+        if processes is not None:
+            distributed.initialize(processes, needed)
+    except ValueError as error:
+        print(f"pdc harvest: {error}", file=sys.stderr)
+        return EXIT_SPEC
+    if processes is None and not _host_devices_ready(needed):
+        print("pdc harvest: this process has fewer devices than the mesh needs", file=sys.stderr)
+        return EXIT_SPEC
+    out = harvest(Path(args.run_dir), options)  # type: ignore[arg-type]
     print(f"pdc harvest: store in {out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _harvest_dry_run(args: argparse.Namespace, options: object) -> int:
+    from pdc.analyze.dryrun import harvest_dry_run, render_harvest
+    from pdc.inspect.dryrun import DryRunError
+
+    try:
+        report = harvest_dry_run(Path(args.run_dir), options, target=args.target)  # type: ignore[arg-type]
+    except (DryRunError, ValueError) as error:
+        print(f"pdc harvest: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if args.format == "json":
+        print(json.dumps({k: v for k, v in report.items() if k != "text"}, indent=2))
+    else:
+        print(render_harvest(report), end="")
+    return EXIT_SPEC if report.get("fits") is False else EXIT_OK
 
 
 def _mesh_devices(ir: object) -> int:

@@ -350,21 +350,19 @@ class Harvester:
         return cols
 
     def _windows_of(self, wanted: list[tuple[SiteSlot, int, str, int, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """CI and activation `[S]` of each wanted example's component over its window."""
-        S, B = self.config.seq_len, self.config.batch
-        by_window: dict[int, list[int]] = {}
+        """CI and activation `[S]` of each wanted example's component over its window. The
+        batches holding examples run again exactly as harvested (same windows, same rows), so
+        an example's CI is bit for bit the one the accumulators ranked."""
+        S, B, first = self.config.seq_len, self.config.batch, self.windows[0]
+        by_batch: dict[int, list[int]] = {}
         for key, (_, _, _, _, pos) in enumerate(wanted):
-            by_window.setdefault(pos // S, []).append(key)
+            by_batch.setdefault((pos // S - first) // B, []).append(key)
         out: list[Any] = [None] * len(wanted)
         extract = jax.jit(make_extract(self.run.program))
         kinds = list(self.run.program.layout)
-        order = sorted(by_window)
-        for i in range(0, len(order), B):
-            chunk = order[i:i + B]
-            rows = np.asarray([self.corpus.tokens[w * S:(w + 1) * S] for w in chunk + [chunk[-1]] * (B - len(chunk))],
-                              np.int32)
-            tokens = jax.device_put(rows, batch_sharding(self.run.ir, self.mesh))
-            requests = {kind: [(row, key) for row, w in enumerate(chunk) for key in by_window[w]
+        for b in sorted(by_batch):
+            tokens, _ = self.place(first + b * B, B)
+            requests = {kind: [((wanted[key][4] // S - first) % B, key) for key in by_batch[b]
                                if wanted[key][0].kind == kind] for kind in kinds}
             while any(requests.values()):
                 batch = {kind: reqs[:EXTRACT_ROWS] for kind, reqs in requests.items()}
