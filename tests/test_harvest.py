@@ -260,7 +260,26 @@ def check_neighbors(h: Any, fires: dict[str, np.ndarray], order_of: dict[str, in
 # ---- shard independence, resume --------------------------------------------------------------
 
 
-def assert_same_store(a: Path, b: Path) -> None:
+# A position's CI and activation on another mesh: the CI network's partitioned sums add in
+# another order (a few f32 ulps of its pre-activations, ~2e-6 absolute here); what the
+# harvest accumulates from them (counts, ranks, sums) is compared at the issue's 1e-6.
+WINDOW_TOLERANCE = 1e-5
+
+
+def near_edges(run_dir: Path, store: Path, eps: float = 1e-5) -> dict[tuple[str, int], int]:
+    """Per component, the harvested positions whose CI lies within `eps` of an interior
+    histogram edge: the only ones another mesh's summation order can move to the next bin."""
+    manifest = json.loads((store / "manifest.json").read_text())
+    ref = reference(run_dir, manifest)
+    edges = np.asarray(manifest["histogram_edges"][1:-1], np.float32)
+    out = {}
+    for site, ci in ref["ci"].items():
+        close = (np.abs(ci[:, :, None] - edges[None, None, :]) <= eps).any(-1).sum(0)
+        out.update({(site, c): int(n) for c, n in enumerate(close)})
+    return out
+
+
+def assert_same_store(a: Path, b: Path, near: dict[tuple[str, int], int] | None = None) -> None:
     ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
     for key in ("windows", "tokens", "threshold", "sites", "histogram_edges", "token_sha256", "step"):
         assert ma[key] == mb[key], key
@@ -269,8 +288,17 @@ def assert_same_store(a: Path, b: Path) -> None:
         assert ta.num_rows == tb.num_rows and ta.schema == tb.schema, name
         for column in ta.column_names:
             x, y = ta.column(column).to_pylist(), tb.column(column).to_pylist()
+            if column in ("ci", "act"):
+                assert [len(v) for v in x] == [len(v) for v in y], f"{name}.{column}"
+                x, y = [v for row in x for v in row], [v for row in y for v in row]
+            if name == "histograms" and column == "counts" and near is not None:
+                keys = list(zip(ta.column("site").to_pylist(), ta.column("component").to_pylist()))
+                for key, p, q in zip(keys, x, y):
+                    assert sum(p) == sum(q) and np.abs(np.subtract(p, q)).sum() <= 2 * near[key], (key, p, q)
+                continue
             if ta.schema.field(column).type in ("float", "double") or column in ("ci", "act"):
-                np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=1e-6, atol=1e-6,
+                tol = WINDOW_TOLERANCE if column in ("ci", "act") else 1e-6
+                np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=tol, atol=tol,
                                            err_msg=f"{name}.{column}")
             else:
                 assert x == y, f"{name}.{column}"
@@ -280,9 +308,11 @@ def assert_same_store(a: Path, b: Path) -> None:
 @pytest.mark.parametrize("mesh", [("1", "1"), ("8", "1")], ids=["1-device", "dp8"])
 def test_the_same_harvest_on_another_mesh_writes_the_same_store(run_dir: Path, store: Path, mesh: tuple[str, str],
                                                                   tmp_path: Path) -> None:
-    """The run's own mesh is dp = 2 × tp = 4; the store is the same on 1 device and on dp = 8."""
+    """The run's own mesh is dp = 2 × tp = 4; the store is the same on 1 device and on dp = 8:
+    integers exact, floats to 1e-6 (example windows' CI and activations to 1e-5), except that a
+    CI within 1e-5 of a histogram edge may fall in the neighbouring bin (f32 summation order)."""
     other = harvest(run_dir, tmp_path / "store", "--set", f"mesh.dp={mesh[0]}", "--set", f"mesh.tp={mesh[1]}")
-    assert_same_store(store, other)
+    assert_same_store(store, other, near_edges(run_dir, store))
 
 
 @pytest.mark.slow  # two harvest processes
