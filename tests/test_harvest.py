@@ -374,6 +374,8 @@ def test_bad_inputs_are_coded_and_nothing_is_written_over(run_dir: Path, store: 
     (progress / "settings.json").write_text("{}")
     expect(capsys, base + ["--out", str(tmp_path / "y")], "PD0814")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert main(base + ["--out", str(store), "--top-k", "4", "--pmi-k", "3", "--neighbor-k", "3", "--context", "3"]) == 0
+    assert "already holds this harvest" in capsys.readouterr().err
     bare = tmp_path / "bare"
     bare.mkdir()
     for name in ("run.json", "spec.pd"):
@@ -385,3 +387,35 @@ def test_bad_inputs_are_coded_and_nothing_is_written_over(run_dir: Path, store: 
 def test_every_harvest_code_was_shown() -> None:
     harvest_codes = {c for c in ANALYZE_CODES if c >= "PD0810"}
     assert harvest_codes <= SHOWN, harvest_codes - SHOWN
+
+
+# ---- the dry-run -----------------------------------------------------------------------------
+
+
+def dry_run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    code = main(["harvest", *argv, "--dry-run", "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == (2 if report["fits"] is False else 0)
+    return report
+
+
+@pytest.mark.slow  # one harvest compile on fake devices (~40 s)
+def test_the_dry_run_sizes_the_harvest_program_of_a_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    report = dry_run_json(capsys, str(REPO / "specs" / "tiny_llama.pd"))
+    h = report["harvest"]
+    assert report["verdict"] == "fits" and report["memory"]["total"] > 0
+    names = {a["name"]: a for a in h["accumulators"]}
+    big = names["kinds.gate_proj.input_counts"]  # [L=2, C=128, vocab=256] int32, C split over tp = 4, then dp = 2
+    assert big["shape"] == [2, 128, 256] and big["bytes_per_device"] == 2 * 128 * 256 * 4 // 8
+    assert names["together"]["shape"] == [768, 768]
+    assert h["positions_per_batch"] == 16 * 128 and h["matmul_flops_per_token"] > 0
+    assert h["store_bytes"]["total"] == sum(v for k, v in h["store_bytes"].items() if k != "total")
+
+
+@pytest.mark.gpu_compile  # needs the `cuda` extra: XLA:GPU deviceless, as `pdc compile` does
+def test_the_llama8b_l18_harvest_fits_its_budget_on_the_gpu_compiler(capsys: pytest.CaptureFixture[str]) -> None:
+    """Harvest batches of 8 windows of 2048 tokens (one per device) on 8 × H100."""
+    report = dry_run_json(capsys, str(REPO / "specs" / "llama8b_l18.pd"), "--set", "data.batch=8")
+    assert report["level"] == "gpu" and report["verdict"] == "fits", report["memory"]
+    assert report["harvest"]["matmul_flops_per_token"] > 1e10  # the 8B forward alone is ~1.5e10
+    assert report["harvest"]["store_bytes"]["total"] > 0
