@@ -11,7 +11,7 @@ network (`pdc.lower.step._ci`, the step's own), each site's component activation
     ci_sum, act_sum (+ comp) f32 [L, C]                   Kahan-compensated sums of CI, |act|
     top_score, top_pos       f32/int32 [L, C, k]          the k largest firing CIs, ties by position
     res_score, res_pos       int32 [L, C, k]              bottom-k hash keys of firing positions
-    input_counts             int32 [L, C, vocab]          input token at firing positions
+    input_counts             int32 [L, C, vocab]          input token at firing positions (one-hot matmul)
     output_mass              f32 [L, C, vocab]            next-token probability at firing positions
 
 and, over all sites, `together` int32 [ΣC, ΣC] (both fire), `token_totals` int32 [vocab],
@@ -272,6 +272,7 @@ def make_harvest_step(program: Program, config: HarvestConfig) -> Callable[..., 
         positions = (windows[:, None] * S + jnp.arange(S, dtype=jnp.int32)[None, :]).reshape(N)
         flat_tokens = tokens.reshape(N)
         probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(N, -1)
+        onehot = jax.nn.one_hot(flat_tokens, config.vocab, dtype=jnp.bfloat16)  # [N, vocab]
         kinds, fires = {}, {}
         for kind, a in acc["kinds"].items():
             L, C = a["firing"].shape
@@ -297,17 +298,20 @@ def make_harvest_step(program: Program, config: HarvestConfig) -> Callable[..., 
             res_new = jnp.where(fire_t, jnp.int32(np.iinfo(np.int32).max) - keys, NO_SCORE)
             res_score, res_pos = _merge_top(a["res_score"], a["res_pos"], res_new, pos_t, config.reservoir_k,
                                             NO_SCORE)
-            counts = jax.ops.segment_sum(jnp.moveaxis(fire, 1, 0).astype(jnp.int32).reshape(N, L * C), flat_tokens,
-                                         num_segments=config.vocab)  # [vocab, L·C]
-            input_counts = a["input_counts"] + jnp.moveaxis(counts.reshape(config.vocab, L, C), 0, -1)
-            mass = jnp.einsum("lnc,nv->lcv", fire.astype(jnp.float32), probs, precision=jax.lax.Precision.HIGHEST)
+            with jax.named_scope("harvest.token_stats"):  # both [L, C, vocab], C-sharded like the accumulators
+                counts = jnp.einsum("lnc,nv->lcv", fire.astype(jnp.bfloat16), onehot,
+                                    preferred_element_type=jnp.float32)  # 0/1 products: exact below 2^24 positions
+                input_counts = a["input_counts"] + counts.astype(jnp.int32)
+                mass = jnp.einsum("lnc,nv->lcv", fire.astype(jnp.float32), probs,
+                                  precision=jax.lax.Precision.HIGHEST)
             kinds[kind] = {"firing": firing, "hist": hist, "ci_sum": ci_sum, "ci_comp": ci_comp,
                            "act_sum": act_sum, "act_comp": act_comp, "top_score": top_score, "top_pos": top_pos,
                            "res_score": res_score, "res_pos": res_pos, "input_counts": input_counts,
                            "output_mass": a["output_mass"] + mass}
-        every = jnp.concatenate([fires[s.kind][s.index] for s in slots], axis=-1).astype(jnp.bfloat16)  # [N, ΣC]
-        together = jnp.einsum("nc,nd->cd", every, every, preferred_element_type=jnp.float32)
-        token_totals = jax.ops.segment_sum(jnp.ones((N,), jnp.int32), flat_tokens, num_segments=config.vocab)
+        with jax.named_scope("harvest.together"):
+            every = jnp.concatenate([fires[s.kind][s.index] for s in slots], axis=-1).astype(jnp.bfloat16)  # [N, ΣC]
+            together = jnp.einsum("nc,nd->cd", every, every, preferred_element_type=jnp.float32)
+        token_totals = jnp.sum(onehot, axis=0, dtype=jnp.int32)
         return {"kinds": kinds, "together": acc["together"] + together.astype(jnp.int32),
                 "token_totals": acc["token_totals"] + token_totals,
                 "output_totals": acc["output_totals"] + jnp.sum(probs, axis=0),
