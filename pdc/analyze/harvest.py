@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -245,7 +245,6 @@ class Harvester:
     config: HarvestConfig
     windows: tuple[int, int]
     options: HarvestOptions
-    log: Any = field(default=sys.stderr)
 
     @property
     def mesh(self) -> Any:
@@ -275,7 +274,7 @@ class Harvester:
         done = int(acc["batches"])
         total = (self.windows[1] - self.windows[0]) // self.config.batch
         if done:
-            print(f"pdc harvest: resuming after batch {done} of {total}", file=self.log)
+            print(f"pdc harvest: resuming after batch {done} of {total}", file=sys.stderr)
         state, params = self.run.state, self.run.params
         step = jitted_harvest_step(self.run.program, self.config, abstract, _shardings(state),
                                    _shardings(params), batch_sharding(self.run.ir, self.mesh))
@@ -285,7 +284,7 @@ class Harvester:
             done += 1
             if done % self.options.save_every == 0 and done < total:
                 checkpoints.save(manager, done, acc)
-                print(f"pdc harvest: saved batch {done} of {total}", file=self.log, flush=True)
+                print(f"pdc harvest: saved batch {done} of {total}", file=sys.stderr, flush=True)
         manager.close()
         return acc
 
@@ -293,10 +292,10 @@ class Harvester:
 
     def tables(self, acc: dict[str, Any]) -> dict[str, dict[str, list[Any]]]:
         slots = site_slots(self.run.program)
-        host = {kind: {name: np.asarray(jax.device_get(a[name])) for name in
+        host = {kind: {name: np.asarray(host_array(a[name])) for name in
                        ("firing", "hist", "ci_sum", "act_sum", "top_score", "top_pos", "res_score", "res_pos")}
                 for kind, a in acc["kinds"].items()}
-        n = int(jax.device_get(acc["tokens"]))
+        n = int(host_array(acc["tokens"]))
         return {"components": self.components(slots, host, n), "histograms": _histograms(slots, host),
                 "examples": self.examples(slots, host), "token_pmi": self.token_pmi(slots, acc, n),
                 "neighbors": self.neighbors(slots, acc)}
@@ -368,7 +367,7 @@ class Harvester:
                 batch = {kind: reqs[:EXTRACT_ROWS] for kind, reqs in requests.items()}
                 requests = {kind: reqs[EXTRACT_ROWS:] for kind, reqs in requests.items()}
                 args = {kind: _request_arrays(reqs, wanted) for kind, reqs in batch.items()}
-                got = jax.device_get(extract(self.run.state, self.run.params, tokens, args))
+                got = jax.tree.map(host_array, extract(self.run.state, self.run.params, tokens, args))
                 for kind, reqs in batch.items():
                     ci, act = got[kind]
                     for j, (_, key) in enumerate(reqs):
@@ -378,15 +377,15 @@ class Harvester:
     def token_pmi(self, slots: list[SiteSlot], acc: dict[str, Any], n: int) -> dict[str, list[Any]]:
         cols: dict[str, list[Any]] = {k: [] for k in ("site", "component", "direction", "side", "rank", "token",
                                                       "count", "pmi")}
-        totals = {"input": np.asarray(jax.device_get(acc["token_totals"]), np.float64),
-                  "output": np.asarray(jax.device_get(acc["output_totals"]), np.float64)}
+        totals = {"input": np.asarray(host_array(acc["token_totals"]), np.float64),
+                  "output": np.asarray(host_array(acc["output_totals"]), np.float64)}
         chunk = 1024
         for s in slots:
             a = acc["kinds"][s.kind]
-            firing = np.asarray(jax.device_get(a["firing"][s.index]), np.float64)
+            firing = np.asarray(host_array(a["firing"][s.index]), np.float64)
             for direction, name in (("input", "input_counts"), ("output", "output_mass")):
                 for c0 in range(0, s.C, chunk):
-                    counts = np.asarray(jax.device_get(a[name][s.index, c0:c0 + chunk]), np.float64)
+                    counts = np.asarray(host_array(a[name][s.index, c0:c0 + chunk]), np.float64)
                     for j in range(counts.shape[0]):
                         for side, rank, token, count, pmi in pmi_tokens(counts[j], totals[direction], n,
                                                                         firing[c0 + j], self.options.pmi_k):
@@ -401,7 +400,7 @@ class Harvester:
         return cols
 
     def neighbors(self, slots: list[SiteSlot], acc: dict[str, Any]) -> dict[str, list[Any]]:
-        firing = np.concatenate([np.asarray(jax.device_get(acc["kinds"][s.kind]["firing"][s.index]), np.int64)
+        firing = np.concatenate([np.asarray(host_array(acc["kinds"][s.kind]["firing"][s.index]), np.int64)
                                  for s in slots])
         owner = np.concatenate([np.full(s.C, i) for i, s in enumerate(slots)])
         local = np.concatenate([np.arange(s.C) for s in slots])
@@ -410,7 +409,7 @@ class Harvester:
         chunk = 1024
         total = len(firing)
         for r0 in range(0, total, chunk):
-            together = np.asarray(jax.device_get(acc["together"][r0:r0 + chunk]), np.int64)
+            together = np.asarray(host_array(acc["together"][r0:r0 + chunk]), np.int64)
             for j in range(together.shape[0]):
                 i = r0 + j
                 for rank, (other, both, score) in enumerate(top_neighbors(i, together[j], firing,
@@ -423,6 +422,16 @@ class Harvester:
                     cols["together"].append(both)
                     cols["score"].append(score)
         return cols
+
+
+def host_array(x: Any) -> np.ndarray:
+    """A (sharded) array's whole value on this host; with several processes every process
+    gathers it (each finalises the same tables; process 0 writes them)."""
+    if jax.process_count() > 1 and isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
 
 
 def _request_arrays(reqs: list[tuple[int, int]], wanted: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -504,7 +513,7 @@ def harvest(run_path: Path, options: HarvestOptions) -> Path:
     """Harvest (or resume harvesting) a run into the store at `--out`; returns its path."""
     harvester, settings, out = prepare(run_path, options)
     if check_out(out, settings):
-        print(f"pdc harvest: {out} already holds this harvest", file=harvester.log)
+        print(f"pdc harvest: {out} already holds this harvest", file=sys.stderr)
         return out
     directory = ckpt_dir(out)
     _check_progress(directory, settings)
