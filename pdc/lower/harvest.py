@@ -258,12 +258,31 @@ def _merge_top(score: Array, pos: Array, new_score: Array, new_pos: Array, k: in
     return kept, jnp.where(kept == empty, EMPTY, kept_pos)
 
 
-def make_harvest_step(program: Program, config: HarvestConfig) -> Callable[..., Acc]:
+def _constrain(x: Array, sharding: NamedSharding | None) -> Array:
+    return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+
+
+def contraction_shardings(abstract: Acc) -> dict[str, Any]:
+    """Where the batch's operands of the `[C, ·]` contractions live: the firing masks split
+    along C as the accumulators are and whole along the positions, the `[positions, vocab]`
+    and all-sites operands whole, so each device computes its own rows of the statistics
+    over every position — no device ever holds a whole-C partial sum (at 8B those are
+    [24576, 128256] and [73728, 73728] f32)."""
+    mesh = abstract["together"].sharding.mesh
+    whole = NamedSharding(mesh, PartitionSpec())
+    return {"whole": whole, "fire": {kind: NamedSharding(mesh, PartitionSpec(None, None, a["firing"].sharding.spec[1]))
+                                     for kind, a in abstract["kinds"].items()}}
+
+
+def make_harvest_step(program: Program, config: HarvestConfig, layout: dict[str, Any] | None = None
+                      ) -> Callable[..., Acc]:
     """(acc, state, params, tokens [B, S] int32, windows [B] int32) → acc with the batch
-    folded in. Not jitted: `jitted_harvest_step` adds shardings and donation."""
+    folded in. Not jitted: `jitted_harvest_step` adds shardings (`layout`:
+    `contraction_shardings`) and donation."""
     slots = site_slots(program)
     S = config.seq_len
     edges = jnp.asarray(config.edges, jnp.float32)
+    whole = layout["whole"] if layout else None
 
     def step(acc: Acc, state: TrainState, params: Any, tokens: Array, windows: Array) -> Acc:
         lower, acts, logits = site_activations(program, state, params, tokens)
@@ -271,8 +290,8 @@ def make_harvest_step(program: Program, config: HarvestConfig) -> Callable[..., 
         N = B * S
         positions = (windows[:, None] * S + jnp.arange(S, dtype=jnp.int32)[None, :]).reshape(N)
         flat_tokens = tokens.reshape(N)
-        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(N, -1)
-        onehot = jax.nn.one_hot(flat_tokens, config.vocab, dtype=jnp.bfloat16)  # [N, vocab]
+        probs = _constrain(jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(N, -1), whole)
+        onehot = _constrain(jax.nn.one_hot(flat_tokens, config.vocab, dtype=jnp.bfloat16), whole)  # [N, vocab]
         kinds, fires = {}, {}
         for kind, a in acc["kinds"].items():
             L, C = a["firing"].shape
@@ -299,19 +318,21 @@ def make_harvest_step(program: Program, config: HarvestConfig) -> Callable[..., 
             res_score, res_pos = _merge_top(a["res_score"], a["res_pos"], res_new, pos_t, config.reservoir_k,
                                             NO_SCORE)
             with jax.named_scope("harvest.token_stats"):  # both [L, C, vocab], C-sharded like the accumulators
-                counts = jnp.einsum("lnc,nv->lcv", fire.astype(jnp.bfloat16), onehot,
+                by_c = _constrain(fire, layout["fire"][kind] if layout else None)
+                counts = jnp.einsum("lnc,nv->lcv", by_c.astype(jnp.bfloat16), onehot,
                                     preferred_element_type=jnp.float32)  # 0/1 products: exact below 2^24 positions
                 input_counts = a["input_counts"] + counts.astype(jnp.int32)
-                mass = jnp.einsum("lnc,nv->lcv", fire.astype(jnp.float32), probs,
+                mass = jnp.einsum("lnc,nv->lcv", by_c.astype(jnp.float32), probs,
                                   precision=jax.lax.Precision.HIGHEST)
             kinds[kind] = {"firing": firing, "hist": hist, "ci_sum": ci_sum, "ci_comp": ci_comp,
                            "act_sum": act_sum, "act_comp": act_comp, "top_score": top_score, "top_pos": top_pos,
                            "res_score": res_score, "res_pos": res_pos, "input_counts": input_counts,
                            "output_mass": a["output_mass"] + mass}
         with jax.named_scope("harvest.together"):
-            every = jnp.concatenate([fires[s.kind][s.index] for s in slots], axis=-1).astype(jnp.bfloat16)  # [N, ΣC]
+            every = _constrain(jnp.concatenate([fires[s.kind][s.index] for s in slots], axis=-1).astype(jnp.bfloat16),
+                               whole)  # [N, ΣC]
             together = jnp.einsum("nc,nd->cd", every, every, preferred_element_type=jnp.float32)
-        token_totals = jnp.sum(onehot, axis=0, dtype=jnp.int32)
+        token_totals = jnp.zeros((config.vocab,), jnp.int32).at[flat_tokens].add(1)
         return {"kinds": kinds, "together": acc["together"] + together.astype(jnp.int32),
                 "token_totals": acc["token_totals"] + token_totals,
                 "output_totals": acc["output_totals"] + jnp.sum(probs, axis=0),
@@ -325,7 +346,7 @@ def jitted_harvest_step(program: Program, config: HarvestConfig, abstract: Acc, 
     """The harvest step with explicit shardings; the accumulators are donated."""
     acc_s = acc_shardings(abstract)
     windows = NamedSharding(batch_sharding.mesh, PartitionSpec(batch_sharding.spec[0]))
-    return jax.jit(make_harvest_step(program, config), donate_argnums=(0,),
+    return jax.jit(make_harvest_step(program, config, contraction_shardings(abstract)), donate_argnums=(0,),
                    in_shardings=(acc_s, state_shardings, params_shardings, batch_sharding, windows),
                    out_shardings=acc_s)
 
@@ -347,6 +368,6 @@ def make_extract(program: Program) -> Callable[..., dict[str, tuple[Array, Array
     return extract
 
 
-__all__ = ["EMPTY", "HarvestConfig", "SiteSlot", "abstract_acc", "acc_shardings", "c_axes", "histogram_edges",
-           "init_acc", "jitted_harvest_step", "make_extract", "make_harvest_step", "numpy_keys", "position_keys",
-           "site_activations", "site_slots"]
+__all__ = ["EMPTY", "HarvestConfig", "SiteSlot", "abstract_acc", "acc_shardings", "c_axes", "contraction_shardings",
+           "histogram_edges", "init_acc", "jitted_harvest_step", "make_extract", "make_harvest_step", "numpy_keys",
+           "position_keys", "site_activations", "site_slots"]
