@@ -44,6 +44,13 @@ compilation cache or allocator state leaks from one into the next):
    random offset) and the component page, HTML and API, each request through the whole ASGI app
    in process (routing, DuckDB, rendering, JSON); median and p90 over requests to random
    components, against the goal of ≤ 100 ms. Also the store's write time and size.
+8. `harvest`: `pdc harvest`'s program (docs/harvest.md). On this CPU: tiny_llama (random frozen
+   weights, fresh state) on one device, the jitted accumulate step with the accumulators
+   donated, tokens/s over timed windows after a warm-up. With the `cuda` extra: `pdc harvest
+   specs/llama8b_l18.pd --dry-run --target h100_sxm --set data.batch=8` (one 2048-token window
+   per device): per-device memory and verdict, matmul FLOPs per token, the store's size, and the
+   device-time estimate for 100 M tokens at the H100's bf16 dense peak (989 TFLOP/s, 40 % MFU).
+   The store's size does not grow with the tokens harvested (fixed quotas per component).
 
 Timings on a shared machine are noisy: every row records the 1-minute load average, and
 the markdown header gives the machine's load at the start and the end.
@@ -87,8 +94,10 @@ DRYRUN_SPECS = ("specs/llama8b_l18.pd", "specs/llama8b_full.pd")
 # How each spec grows to a device count: `--devices N` resizes the first mesh axis (dp), so
 # the per-device batch shrinks as N grows.
 DRYRUN_MESHES: dict[tuple[str, int], tuple[str, ...]] = {}
-PARTS = ("peak", "throughput", "compile_depth", "compile_sites", "dryrun", "scale", "view")
+PARTS = ("peak", "throughput", "compile_depth", "compile_sites", "dryrun", "scale", "harvest", "view")
 VIEW_GOAL_MS = 100.0
+HARVEST_TOKENS = 100_000_000  # the GPU part's corpus size
+H100_BF16_PEAK, ASSUMED_MFU = 989e12, 0.4
 # `scale`: the reference configuration of issue 21 (the hand-written JAX trainer's memory probe of
 # Llama-3.1-8B layer 18) and the shipped LM specs, compiled deviceless with XLA:GPU for H100s as
 # written (the dry-run's own `xla_gpu_memory_limit_slop_factor`). `trainer_total_gib`: that
@@ -361,7 +370,51 @@ def child_view(args: argparse.Namespace) -> dict[str, Any]:
         return out
 
 
-CHILDREN = {"peak": child_peak, "throughput": child_throughput, "compile": child_compile, "view": child_view}
+def child_harvest(args: argparse.Namespace) -> dict[str, Any]:
+    """tiny_llama's harvest step on one device: compile time, then batches/s and tokens/s."""
+    import jax
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from pdc.lower.harvest import HarvestConfig, abstract_acc, acc_shardings, init_acc, jitted_harvest_step
+    from pdc.lower.inputs import shardings_of, step_inputs
+    from pdc.lower.sharding import batch_sharding, make_mesh
+    from pdc.lower.state import init_state
+
+    spec = REPO / SPECS["tiny_llama"][0]
+    program = _program(spec, spec.read_text().replace("mesh { dp = 2 tp = 4 }", "mesh { dp = 1 tp = 1 }"))
+    ir, mesh = program.ir, make_mesh(program.ir)
+    data = ir.options("data")
+    config = HarvestConfig(int(data.seq_len), int(data.batch), int(ir.facts["target"].dims["vocab"]), 0.0)
+    inputs = step_inputs(program, mesh)
+    acc_abstract = abstract_acc(program, config, mesh)
+    params = jax.jit(program.target.init_params, out_shardings=shardings_of(inputs.params))(jax.random.PRNGKey(1))
+    state = jax.jit(lambda: init_state(program), out_shardings=shardings_of(inputs.state))()
+    acc = jax.jit(lambda: init_acc(acc_abstract), out_shardings=acc_shardings(acc_abstract))()
+    tokens = jax.device_put(_lm_batch(program), batch_sharding(ir, mesh))
+    windows = jax.numpy.arange(config.batch, dtype=jax.numpy.int32)
+    step = jitted_harvest_step(program, config, acc_abstract, shardings_of(inputs.state),
+                               shardings_of(inputs.params), batch_sharding(ir, mesh))
+    t0 = time.perf_counter()
+    compiled = step.lower(acc, state, params, tokens, windows).compile()
+    compile_s = time.perf_counter() - t0
+    holder = [acc]
+
+    def run() -> None:
+        holder[0] = compiled(holder[0], state, params, tokens, windows)
+
+    timing = _windows(run, lambda: jax.block_until_ready(holder), args.windows, args.window_s, args.warmup_s)
+    rate = statistics.median(timing["rates"])
+    positions = config.batch * config.seq_len
+    return {"spec": "tiny_llama", "batch": config.batch, "seq_len": config.seq_len, "compile_s": round(compile_s, 3),
+            "batches_per_s_median": rate, "batches_per_s_windows": [round(r, 3) for r in timing["rates"]],
+            "tokens_per_s": rate * positions, "cpu_s_per_batch": timing["cpu_s_per_call"],
+            "firing_total": int(np.asarray(jax.device_get(holder[0]["kinds"]["gate_proj"]["firing"])).sum()),
+            "env": _env_block(), "load_1m": os.getloadavg()[0]}
+
+
+CHILDREN = {"peak": child_peak, "throughput": child_throughput, "compile": child_compile, "view": child_view,
+            "harvest": child_harvest}
 
 
 # ---- parent side ----------------------------------------------------------------------------
@@ -615,6 +668,8 @@ def main() -> None:
     if "view" in parts:
         log("view: pdc view's server time on a synthetic 8B-size harvest store")
         report["view"] = _child("view", "--windows", "10" if args.quick else "40", env=_env(XLA_FLAGS=None))
+    if "harvest" in parts:
+        report["harvest"] = measure_harvest(log, args.quick)
 
     report["machine"]["load_avg_end"] = list(os.getloadavg())
     report["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -685,6 +740,40 @@ def measure_scale(log: Any, quick: bool) -> dict[str, Any]:
             row["goal_met"] = row["share_of_trainer"] <= SCALE_GOAL
         rows.append(row)
     return {"xla_flags": "xla_gpu_memory_limit_slop_factor=10000 (the dry-run's as-written compile)", "rows": rows}
+
+
+def measure_harvest(log: Any, quick: bool) -> dict[str, Any]:
+    """tiny_llama's harvest tokens/s on this CPU; llama8b_l18's harvest dry-run with XLA:GPU
+    (skipped, with the reason, without the `cuda` extra)."""
+    import importlib.util
+
+    from pdc.devices import CUDA_EXTRA
+
+    log("harvest: tiny_llama accumulate step on one CPU device")
+    out: dict[str, Any] = {"cpu": _child("harvest", "--windows", "3" if quick else "7", "--window-s",
+                                         "0.5" if quick else "1.0", env=_fake_devices_env(1))}
+    if importlib.util.find_spec("jax_cuda12_plugin") is None:
+        line = f"harvest gpu: skipped — the CUDA extra is not installed ({CUDA_EXTRA})"
+        log(line)
+        out["gpu"] = {"skipped": line}
+        return out
+    log("harvest: pdc harvest specs/llama8b_l18.pd --dry-run --target h100_sxm --set data.batch=8")
+    result = run_child([sys.executable, "-m", "pdc.cli", "harvest", "specs/llama8b_l18.pd", "--dry-run", "--target",
+                        "h100_sxm", "--set", "data.batch=8", "--format", "json"], _env(JAX_PLATFORMS="cpu"),
+                       timeout=3600)
+    data = _json_document(result["stdout"]) or {}
+    h = data.get("harvest") or {}
+    flops = h.get("matmul_flops_per_token")
+    out["gpu"] = {"spec": "llama8b_l18", "args": "--set data.batch=8", "rc": result["rc"], "wall_s": result["wall_s"],
+                  "level": data.get("level"), "device_kind": data.get("device_kind"), "verdict": data.get("verdict"),
+                  "memory_per_device": data.get("memory"), "budget": data.get("budget"),
+                  "matmul_flops_per_token": flops, "store_bytes": (h.get("store_bytes") or {}).get("total"),
+                  "accumulators_top": (h.get("accumulators") or [])[:4], "tokens": HARVEST_TOKENS,
+                  "estimated_hours_on_8": (flops * HARVEST_TOKENS / (8 * H100_BF16_PEAK * ASSUMED_MFU) / 3600)
+                  if flops else None}
+    if not data:
+        out["gpu"]["error"] = result["stderr_tail"]
+    return out
 
 
 # ---- markdown ---------------------------------------------------------------------------------
@@ -801,6 +890,27 @@ def render_markdown(r: dict[str, Any]) -> str:
                 lines.append(f"| {name} | **{_f(row['median_ms'], '.1f')}** | {_f(row['p90_ms'], '.1f')} | "
                              f"{row['requests']} | {'✓' if row['goal_met'] else '✗'} |")
             lines.append("")
+    harvest = r.get("harvest")
+    if harvest:
+        lines += ["## Harvest (`pdc harvest`)", ""]
+        cpu = harvest.get("cpu") or {}
+        if "error" in cpu or not cpu:
+            lines.append(f"tiny_llama on one CPU device: failed (rc {cpu.get('rc')})")
+        else:
+            lines.append(f"tiny_llama on one CPU device ({cpu['batch']}×{cpu['seq_len']} tokens per batch): "
+                         f"**{_f(cpu['tokens_per_s'], '.0f')} tokens/s** ({_f(cpu['batches_per_s_median'], '.2f')} "
+                         f"batches/s; compile {_f(cpu['compile_s'], '.1f')} s; load {_f(cpu.get('load_1m'), '.2f')}).")
+        gpu = harvest.get("gpu") or {}
+        if gpu.get("skipped"):
+            lines += ["", gpu["skipped"]]
+        elif gpu:
+            mem = gpu.get("memory_per_device") or {}
+            lines += ["", f"llama8b_l18 `{gpu['args']}` on 8 × {gpu.get('device_kind')} ({gpu.get('level')}): "
+                          f"per device **{_gib(mem.get('total'))} GiB** of a {_gib(gpu.get('budget'))} GiB budget "
+                          f"({gpu.get('verdict')}); {_f(gpu.get('matmul_flops_per_token'), '.1f', 1e-9)} GFLOP per "
+                          f"token; store {_f(gpu.get('store_bytes'), '.2f', 1 / 2**30)} GiB; 100 M tokens ≈ "
+                          f"{_f(gpu.get('estimated_hours_on_8'), '.2f')} h on 8 GPUs at 40 % MFU."]
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -8,10 +8,12 @@ scripts. The CLI is a thin shell over these.
     report = pdc.dry_run("specs/tms_5-2.pd")            # lower + compile on abstract values: memory
     run = pdc.train("specs/tms_5-2.pd", "runs/tms", overrides=["train.steps=100"])
     run = pdc.load_run("runs/tms")                      # spec, IR, state, V/U per site
+    store = pdc.harvest("runs/lm", tokens="corpus.npy")  # what every component does (LMs)
+    h = pdc.load_harvest(store)                         # the store: DuckDB views, common questions
 
 A spec that does not check raises `SpecError` (its `diagnostics` are the `Diagnostic`s,
 `str(error)` the rendered report), except in `check`, which returns them. Only `dry_run`,
-`train` and `load_run` start JAX.
+`train`, `load_run` and `harvest` start JAX (`load_harvest` reads Parquet with DuckDB only).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pdc.plugins import PluginError, check_plugins
 if TYPE_CHECKING:  # JAX-importing modules, loaded only when their function is called
     from pdc.inspect.dryrun import DryRun
     from pdc.lower.program import Program
+    from pdc.analyze.store import Harvest
     from pdc.run.load import Run
 
 
@@ -106,6 +109,27 @@ def load_run(path: str | Path, step: int | None = None) -> "Run":
     return _load_run(path, step)
 
 
+def harvest(run: str | Path, tokens: str | Path | None = None, out: str | Path | None = None,
+            overrides: Sequence[str] = (), **options: Any) -> Path:
+    """Harvest a run (`pdc harvest`, docs/harvest.md) into a store; returns its directory.
+    `options` are `pdc.analyze.harvest.HarvestOptions` fields (`batches`, `step`,
+    `threshold`, `top_k`, ...). Raises `HarvestError` (PD08xx) on bad input."""
+    from pdc.analyze.harvest import HarvestOptions
+    from pdc.analyze.harvest import harvest as _harvest
+
+    chosen = HarvestOptions(tokens=Path(tokens) if tokens is not None else None,
+                            out=Path(out) if out is not None else None, overrides=tuple(overrides), **options)
+    return _harvest(Path(run), chosen)
+
+
+def load_harvest(path: str | Path) -> "Harvest":
+    """The harvest store in `path` (`pdc.analyze.store.Harvest`): `.components(site)`,
+    `.examples(site, c)`, `.decode(ids)`, `.pmi(...)`, `.neighbors(...)`, `.sql(query)`."""
+    from pdc.analyze.store import load_harvest as _load_harvest
+
+    return _load_harvest(path)
+
+
 def _ir(spec: str | Path | CheckResult | IR, overrides: Sequence[str] = (), devices: int | None = None) -> IR:
     """The IR of a path (checked here), of a check result, or the IR itself; raises
     `SpecError` with every diagnostic when the spec does not check."""
@@ -117,5 +141,5 @@ def _ir(spec: str | Path | CheckResult | IR, overrides: Sequence[str] = (), devi
     return result.ir
 
 
-__all__ = ["CheckResult", "IR", "PluginError", "Spec", "SpecError", "check", "compile", "dry_run", "load_run", "load_spec", "plan",
-           "train"]
+__all__ = ["CheckResult", "IR", "PluginError", "Spec", "SpecError", "check", "compile", "dry_run", "harvest",
+           "load_harvest", "load_run", "load_spec", "plan", "train"]

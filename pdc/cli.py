@@ -670,6 +670,64 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_harvest(args: argparse.Namespace) -> int:
+    """Harvest what every component does over a token file into a queryable store (docs/harvest.md)."""
+    from pdc.analyze.harvest import HarvestError, HarvestOptions
+
+    options = HarvestOptions(Path(args.tokens) if args.tokens else None, args.batches, args.tokens_count, args.step,
+                             Path(args.out) if args.out else None, tuple(args.overrides), args.threshold, args.top_k,
+                             args.top_k, args.context, args.pmi_k, args.neighbor_k, args.save_every)
+    try:
+        return _harvest_dry_run(args, options) if args.dry_run else _harvest(args, options)
+    except HarvestError as error:
+        print(f"pdc harvest: {error}", file=sys.stderr)
+        if error.help:
+            print(f"  = help: {error.help}", file=sys.stderr)
+        return EXIT_INPUT if error.code.startswith(INPUT_CODES) else EXIT_SPEC
+
+
+def _harvest(args: argparse.Namespace, options: object) -> int:
+    from pdc.analyze.harvest import harvest, harvest_ir
+    from pdc.run import distributed
+
+    needed = _mesh_devices(harvest_ir(Path(args.run_dir), args.overrides))
+    try:
+        processes = distributed.from_environment(args.coordinator, args.num_processes, args.process_id)
+        if processes is not None:
+            distributed.initialize(processes, needed)
+    except ValueError as error:
+        print(f"pdc harvest: {error}", file=sys.stderr)
+        return EXIT_SPEC
+    if processes is None and not _host_devices_ready(needed):
+        print("pdc harvest: this process has fewer devices than the mesh needs", file=sys.stderr)
+        return EXIT_SPEC
+    out = harvest(Path(args.run_dir), options)  # type: ignore[arg-type]
+    print(f"pdc harvest: store in {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _harvest_dry_run(args: argparse.Namespace, options: object) -> int:
+    from pdc.analyze.dryrun import harvest_dry_run, render_harvest
+    from pdc.inspect.dryrun import DryRunError
+
+    try:
+        report = harvest_dry_run(Path(args.run_dir), options, target=args.target)  # type: ignore[arg-type]
+    except (DryRunError, ValueError) as error:
+        print(f"pdc harvest: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if args.format == "json":
+        print(json.dumps({k: v for k, v in report.items() if k != "text"}, indent=2))
+    else:
+        print(render_harvest(report), end="")
+    return EXIT_SPEC if report.get("fits") is False else EXIT_OK
+
+
+def _mesh_devices(ir: object) -> int:
+    from pdc.ir.nodes import MeshNode
+
+    return next(p for _, p in ir.nodes(MeshNode)).devices  # type: ignore[attr-defined]
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     """A semantic diff of two specs (files, run directories, git revisions): exit 0 when
     equal, 1 when different, 2 when either does not check."""
@@ -889,6 +947,30 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", help="directory for the PNGs (default RUN/plots)")
     plot.add_argument("--harvest", metavar="DIR", help="also draw the LM figures of this harvest store (harvest.png)")
     plot.set_defaults(run=cmd_plot)
+    hv = commands.add_parser("harvest", help="what every component does over a corpus, into a DuckDB-queryable store")
+    hv.add_argument("run_dir", metavar="RUN", help="a run directory (pdc train --out)")
+    hv.add_argument("--tokens", metavar="FILE", help="a token file (.npy, or raw uint16/uint32 with its sidecar; "
+                                                     "default: the run's own data)")
+    bound = hv.add_mutually_exclusive_group()
+    bound.add_argument("--batches", type=int, metavar="N", help="harvest the first N batches of data.batch windows")
+    bound.add_argument("--tokens-count", type=int, metavar="N", help="harvest (whole batches of) the first N tokens")
+    hv.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    hv.add_argument("--out", help="the store's directory (default RUN/harvest-<step>)")
+    hv.add_argument("--threshold", type=float, help="a component fires where lower CI > this "
+                                                    "(default: eval.rounding_threshold, else 0)")
+    hv.add_argument("--top-k", type=int, default=32, help="top examples by CI and reservoir examples per component")
+    hv.add_argument("--context", type=int, default=16, help="tokens either side of an example (clipped at its window)")
+    hv.add_argument("--pmi-k", type=int, default=16, help="top and bottom PMI tokens per component and direction")
+    hv.add_argument("--neighbor-k", type=int, default=16, help="co-active neighbours per component")
+    hv.add_argument("--save-every", type=int, default=100, help="checkpoint the accumulators every N batches")
+    hv.add_argument("--dry-run", action="store_true", help="compile only: memory, FLOPs per token, store size")
+    hv.add_argument("--target", choices=devices.names(), help="device model for --dry-run (default: the budget's)")
+    hv.add_argument("--format", choices=("text", "json"), default="text", help="--dry-run's report format")
+    hv.add_argument("--coordinator", help="multi-host: host:port of process 0 (or let SLURM tell)")
+    hv.add_argument("--num-processes", type=int, help="multi-host: number of processes")
+    hv.add_argument("--process-id", type=int, help="multi-host: this process's index")
+    _add_set(hv)
+    hv.set_defaults(run=cmd_harvest)
     graph = commands.add_parser("graph", help="render the IR graph (.dot, or .svg/.png with Graphviz)")
     graph.add_argument("path", help="a spec file")
     graph.add_argument("-o", "--output", required=True, help="out.dot, out.svg or out.png")

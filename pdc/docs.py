@@ -15,7 +15,7 @@ from pydantic_core import PydanticUndefined
 from pdc.registry import SPEC
 from pdc.registry.schema import BlockSchema, Entries, LabelKind
 from pdc.registry.types import CallValue, Schedule
-from pdc.syntax.codes import CODES, ENVIRONMENT_CODES, RUN_CODES
+from pdc.syntax.codes import ANALYZE_CODES, CODES, ENVIRONMENT_CODES, RUN_CODES
 from pdc.syntax.values import describe, field_annotation, union_arms, unwrap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,6 +290,12 @@ def diagnostics_md(golden: Path) -> str:
               "About what this machine has installed, not about the spec, so no golden case shows them;",
               "`tests/test_wandb.py` makes each one.", "", "| code | meaning |", "|---|---|"]
     lines += [f"| {code} | {title} |" for code, title in ENVIRONMENT_CODES.items()]
+    lines += ["", "## Analysis codes (`pdc harvest`, the harvest store)", "",
+              "About a run directory, a token file and a store together, so no spec alone shows them (no golden",
+              "case); `tests/test_harvest.py` makes each `pdc harvest` one. A token file that does not fit the",
+              "run's target is reported with the token checker's PD042x codes above.", "",
+              "| code | meaning |", "|---|---|"]
+    lines += [f"| {code} | {title} |" for code, title in ANALYZE_CODES.items()]
     return "\n".join(lines) + "\n"
 
 

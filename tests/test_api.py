@@ -13,7 +13,7 @@ import pytest
 import pdc
 from conftest import REPO
 
-API = ("load_spec", "check", "plan", "compile", "dry_run", "train", "load_run")
+API = ("load_spec", "check", "plan", "compile", "dry_run", "train", "load_run", "harvest", "load_harvest")
 
 
 @pytest.mark.parametrize("name", API)

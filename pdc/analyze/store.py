@@ -282,6 +282,30 @@ class Harvest:
     def neighbors(self, site: str, component: int) -> list[dict[str, Any]]:
         return sorted(self._rows("neighbors", site, [component]), key=lambda r: r["rank"])
 
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        """Each token id as text, with the tokenizer the manifest names: `bytes` (byte-level
+        targets: the byte, UTF-8 decoded leniently), `tokenizer.json` (the HF tokenizers
+        library), otherwise the id itself in angle brackets."""
+        tokenizer = self.manifest.get("tokenizer", {})
+        if tokenizer.get("kind") == "bytes":
+            return [bytes([i]).decode("utf-8", "replace") if 0 <= i < 256 else f"<{i}>" for i in ids]
+        if tokenizer.get("kind") == "tokenizer.json" and Path(tokenizer.get("path", "")).is_file():
+            return [self._tokenizer(tokenizer["path"]).decode([int(i)]) for i in ids]
+        return [f"<{int(i)}>" for i in ids]
+
+    def _tokenizer(self, path: str) -> Any:
+        from tokenizers import Tokenizer
+
+        cached = getattr(self, "_loaded_tokenizer", None)
+        if cached is None:
+            cached = Tokenizer.from_file(path)
+            object.__setattr__(self, "_loaded_tokenizer", cached)
+        return cached
+
+    def decoded_examples(self, site: str, component: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """`examples` with `text`: the window's tokens decoded (`decode`)."""
+        return [{**e, "text": self.decode(e["tokens"])} for e in self.examples(site, component, kind)]
+
     def histogram(self, site: str, component: int) -> tuple[list[float], list[int]]:
         """(bin edges, counts) of a component's CI histogram."""
         rows = self._rows("histograms", site, [component])

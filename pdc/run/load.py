@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 
 from pdc.ir.graph import IR
 from pdc.lower.program import Program, lower_program
-from pdc.lower.sharding import make_mesh, state_shardings
+from pdc.lower.sharding import batch_sharding, make_mesh, state_shardings
 from pdc.lower.state import TrainState, abstract_state
 from pdc.lower.step import site_ci
 from pdc.run.checkpoints import restore_step
@@ -83,9 +83,19 @@ class Run:
         if self._ci_fn is None:
             self._ci_fn = jax.jit(functools.partial(site_ci, self.program))
         dtype = jnp.int32 if self.program.shape.has_positions else jnp.float32
-        lower = jax.device_get(self._ci_fn(self.state, self.params, jnp.asarray(tokens, dtype)))
+        lower = jax.device_get(self._ci_fn(self.state, self.params, self._placed(jnp.asarray(tokens, dtype))))
         return {path: np.asarray(lower[kind][i], np.float32)
                 for kind, paths in site_paths(self.ir).items() for i, path in enumerate(paths)}
+
+    def _placed(self, batch: jax.Array) -> jax.Array:
+        """The batch split over the mesh as the train step's is (when its rows divide): the
+        partitioned CI network then sums in the step's order, so these are bit for bit the
+        numbers the step and the harvest compute on the same rows."""
+        sharding = batch_sharding(self.ir, self.trainer.mesh)
+        try:
+            return jax.device_put(batch, sharding) if sharding.shard_shape(batch.shape) else batch
+        except ValueError:  # rows the batch axes do not divide: unsharded (equal up to summation order)
+            return batch
 
     def evaluate(self) -> dict[str, Any]:
         """The eval record of this step (the metrics of the spec's `eval` block)."""

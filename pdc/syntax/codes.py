@@ -115,4 +115,13 @@ ANALYZE_CODES: dict[str, str] = {
     "PD0801": "a directory that holds no harvest store (no readable manifest.json)",
     "PD0802": "a harvest store of another schema version than this pdc reads",
     "PD0803": "an incomplete harvest store (a table file missing)",
+    "PD0810": "`pdc harvest`: the run cannot be harvested (not a run directory, no checkpoint, no checkpoint at "
+              "`--step`)",
+    "PD0811": "`pdc harvest`: `--out` holds something else (another run's, step's or settings' harvest, or not a "
+              "store): nothing is written over",
+    "PD0812": "`pdc harvest`: the windows asked for pass the token file's end (or the run's data is no token "
+              "stream)",
+    "PD0813": "`pdc harvest`: a `--set` that changes what the run trained (only runtime keys, `data.batch` and "
+              "`eval.*` may change), or the overridden spec does not check",
+    "PD0814": "`pdc harvest`: the `--out`'s checkpoint directory holds an unfinished harvest with other settings",
 }
