@@ -274,17 +274,51 @@ def contraction_shardings(abstract: Acc) -> dict[str, Any]:
                                      for kind, a in abstract["kinds"].items()}}
 
 
-def make_harvest_step(program: Program, config: HarvestConfig, layout: dict[str, Any] | None = None
-                      ) -> Callable[..., Acc]:
+SLICE_ELEMENTS = 1 << 28  # a slice's [positions, vocab] probabilities: at most 1 GiB of f32 ...
+
+
+def slice_windows(batch: int, seq_len: int, vocab: int, shards: int) -> int:
+    """Windows per slice of a harvest batch: the largest divisor of `batch` that is a multiple
+    of the data-parallel `shards` (one window per batch shard at least) and keeps a slice's
+    `[positions, vocab]` probabilities within `SLICE_ELEMENTS` — unless one window per shard
+    already exceeds it. The step folds a batch in slice by slice (`lax.scan`), so a harvest's
+    memory does not grow with its batch: llama8b_l18 slices its 64 windows into eight of 8."""
+    if batch % shards:
+        return batch
+    cap = max(shards, SLICE_ELEMENTS // max(1, seq_len * vocab))
+    return max(m for m in range(shards, batch + 1, shards) if batch % m == 0 and (m <= cap or m == shards))
+
+
+def make_harvest_step(program: Program, config: HarvestConfig, layout: dict[str, Any] | None = None,
+                      slice_size: int | None = None) -> Callable[..., Acc]:
     """(acc, state, params, tokens [B, S] int32, windows [B] int32) → acc with the batch
-    folded in. Not jitted: `jitted_harvest_step` adds shardings (`layout`:
-    `contraction_shardings`) and donation."""
+    folded in, `slice_size` windows at a time in corpus order (default: the whole batch at
+    once). Not jitted: `jitted_harvest_step` adds shardings (`layout`:
+    `contraction_shardings`, with `batch`/`windows` for a slice) and donation."""
     slots = site_slots(program)
     S = config.seq_len
     edges = jnp.asarray(config.edges, jnp.float32)
     whole = layout["whole"] if layout else None
 
     def step(acc: Acc, state: TrainState, params: Any, tokens: Array, windows: Array) -> Acc:
+        B = tokens.shape[0]
+        m = slice_size or B
+        if m >= B:
+            return fold(acc, state, params, tokens, windows)
+        # contiguous slices, so every slice's positions follow the previous slice's (the
+        # top-k tie rule); the token ids are tiny, so gathering them to slice is free
+        chunks = _constrain(tokens, whole).reshape(B // m, m, S)
+        starts = _constrain(windows, whole).reshape(B // m, m)
+
+        def body(a: Acc, xs: tuple[Array, Array]) -> tuple[Acc, None]:
+            t, w = xs
+            t = _constrain(t, layout["batch"] if layout else None)
+            w = _constrain(w, layout["windows"] if layout else None)
+            return fold(a, state, params, t, w), None
+
+        return jax.lax.scan(body, acc, (chunks, starts))[0]
+
+    def fold(acc: Acc, state: TrainState, params: Any, tokens: Array, windows: Array) -> Acc:
         lower, acts, logits = site_activations(program, state, params, tokens)
         B = tokens.shape[0]
         N = B * S
@@ -346,9 +380,18 @@ def jitted_harvest_step(program: Program, config: HarvestConfig, abstract: Acc, 
     """The harvest step with explicit shardings; the accumulators are donated."""
     acc_s = acc_shardings(abstract)
     windows = NamedSharding(batch_sharding.mesh, PartitionSpec(batch_sharding.spec[0]))
-    return jax.jit(make_harvest_step(program, config, contraction_shardings(abstract)), donate_argnums=(0,),
+    layout = {**contraction_shardings(abstract), "batch": batch_sharding, "windows": windows}
+    size = slice_windows(config.batch, config.seq_len, config.vocab, batch_shards(batch_sharding))
+    return jax.jit(make_harvest_step(program, config, layout, size), donate_argnums=(0,),
                    in_shardings=(acc_s, state_shardings, params_shardings, batch_sharding, windows),
                    out_shardings=acc_s)
+
+
+def batch_shards(sharding: NamedSharding) -> int:
+    """How many ways a `[B, S]` batch is split (the product of its first dim's mesh axes)."""
+    first = sharding.spec[0] if len(sharding.spec) else None
+    axes = () if first is None else (first,) if isinstance(first, str) else tuple(first)
+    return math.prod(sharding.mesh.shape[a] for a in axes)
 
 
 def make_extract(program: Program) -> Callable[..., dict[str, tuple[Array, Array]]]:
@@ -369,5 +412,5 @@ def make_extract(program: Program) -> Callable[..., dict[str, tuple[Array, Array
 
 
 __all__ = ["EMPTY", "HarvestConfig", "SiteSlot", "abstract_acc", "acc_shardings", "c_axes", "contraction_shardings",
-           "histogram_edges", "init_acc", "jitted_harvest_step", "make_extract", "make_harvest_step", "numpy_keys",
+           "batch_shards", "histogram_edges", "init_acc", "jitted_harvest_step", "slice_windows", "make_extract", "make_harvest_step", "numpy_keys",
            "position_keys", "site_activations", "site_slots"]
