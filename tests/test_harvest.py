@@ -414,8 +414,24 @@ def test_the_dry_run_sizes_the_harvest_program_of_a_spec(capsys: pytest.CaptureF
 
 @pytest.mark.gpu_compile  # needs the `cuda` extra: XLA:GPU deviceless, as `pdc compile` does
 def test_the_llama8b_l18_harvest_fits_its_budget_on_the_gpu_compiler(capsys: pytest.CaptureFixture[str]) -> None:
-    """Harvest batches of 8 windows of 2048 tokens (one per device) on 8 × H100."""
-    report = dry_run_json(capsys, str(REPO / "specs" / "llama8b_l18.pd"), "--set", "data.batch=8")
+    """The spec's own batch (64 windows of 2048 tokens) on 8 × H100: folded in slices of one
+    window per device, it fits (30.8 GiB of 72 when measured; 135.6 GiB unsliced)."""
+    report = dry_run_json(capsys, str(REPO / "specs" / "llama8b_l18.pd"))
     assert report["level"] == "gpu" and report["verdict"] == "fits", report["memory"]
+    assert report["harvest"]["batch_windows"] == 64
     assert report["harvest"]["matmul_flops_per_token"] > 1e10  # the 8B forward alone is ~1.5e10
     assert report["harvest"]["store_bytes"]["total"] > 0
+
+
+@pytest.mark.parametrize("batch,seq,vocab,shards,expected", [
+    (64, 2048, 128_256, 8, 8),   # llama8b_l18: one 2048-token window per device per slice
+    (16, 128, 256, 2, 16),       # tiny_llama: 2^15 probabilities per window, the whole batch at once
+    (6, 32, 256, 4, 6),          # a batch the split does not divide: unsliced, as the step places it
+    (12, 4096, 65_536, 2, 2),    # 2^28 per window: one window per shard
+    (12, 1024, 65_536, 2, 4),    # 2^26 per window: four windows (2^28), a multiple of 2 dividing 12
+])
+def test_a_harvest_slice_is_the_largest_divisor_within_a_gib_of_probabilities(batch: int, seq: int, vocab: int,
+                                                                               shards: int, expected: int) -> None:
+    from pdc.lower.harvest import slice_windows
+
+    assert slice_windows(batch, seq, vocab, shards) == expected
