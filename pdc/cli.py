@@ -429,18 +429,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         _report(result.diagnostics, result.sources, "text", [])
         return _exit_of(result.diagnostics) if not result.is_base else EXIT_SPEC
     from pdc.ir.nodes import MeshNode
-    from pdc.run import distributed
 
     devices = next(p for _, p in result.ir.nodes(MeshNode)).devices
-    try:
-        processes = distributed.from_environment(args.coordinator, args.num_processes, args.process_id)
-        if processes is not None:
-            distributed.initialize(processes, devices)
-    except ValueError as error:
-        print(f"pdc train: {error}", file=sys.stderr)
-        return EXIT_SPEC
-    if processes is None and not _host_devices_ready(devices):
-        print("pdc train: this process has fewer devices than the mesh needs", file=sys.stderr)
+    if not _start_processes(args, devices, "train"):
         return EXIT_SPEC
     from pdc.run.train import TrainError, train
     from pdc.inputs.checkpoint import WeightsError
@@ -686,20 +677,28 @@ def cmd_harvest(args: argparse.Namespace) -> int:
         return EXIT_INPUT if error.code.startswith(INPUT_CODES) else EXIT_SPEC
 
 
-def _harvest(args: argparse.Namespace, options: object) -> int:
-    from pdc.analyze.harvest import harvest, harvest_ir
+def _start_processes(args: argparse.Namespace, devices: int, command: str) -> bool:
+    """Join the `--coordinator` process group (one process per host), or check this process
+    has the mesh's devices; False (said on stderr) when it cannot start."""
     from pdc.run import distributed
 
-    needed = _mesh_devices(harvest_ir(Path(args.run_dir), args.overrides))
     try:
         processes = distributed.from_environment(args.coordinator, args.num_processes, args.process_id)
         if processes is not None:
-            distributed.initialize(processes, needed)
+            distributed.initialize(processes, devices)
     except ValueError as error:
-        print(f"pdc harvest: {error}", file=sys.stderr)
-        return EXIT_SPEC
-    if processes is None and not _host_devices_ready(needed):
-        print("pdc harvest: this process has fewer devices than the mesh needs", file=sys.stderr)
+        print(f"pdc {command}: {error}", file=sys.stderr)
+        return False
+    if processes is None and not _host_devices_ready(devices):
+        print(f"pdc {command}: this process has fewer devices than the mesh needs", file=sys.stderr)
+        return False
+    return True
+
+
+def _harvest(args: argparse.Namespace, options: object) -> int:
+    from pdc.analyze.harvest import harvest, harvest_ir
+
+    if not _start_processes(args, _mesh_devices(harvest_ir(Path(args.run_dir), args.overrides)), "harvest"):
         return EXIT_SPEC
     out = harvest(Path(args.run_dir), options)  # type: ignore[arg-type]
     print(f"pdc harvest: store in {out}", file=sys.stderr)

@@ -17,9 +17,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pdc import devices as device_models
 from pdc.decomp.attention import attention_implementation, for_platform
-from pdc.inspect.dryrun import DryRun, _allow_remat, _compile_into, _limit, _site_counts, gpu_devices, target_device
+from pdc.inspect.dryrun import (DryRun, DryRunError, _allow_remat, _compile_into, _limit, _site_counts, compile_target,
+                               target_device)
 from pdc.inspect.flops import jaxpr_flops
 from pdc.inspect.report import render, to_json
 from pdc.ir.graph import IR
@@ -66,16 +66,10 @@ def harvest_dry_run(run: Path, options: HarvestOptions, target: str | None = Non
     device = target_device(ir, target)
     program = lower_program(ir)
     n = next(p for _, p in ir.nodes(MeshNode)).devices
-    level, kind, approximation, targets = "cpu", "cpu (fake host devices)", "", None
-    if device_models.is_gpu(device):
-        targets, why = gpu_devices(device, n)
-        if targets is None and target is not None:
-            raise HarvestError("PD0813", f"cannot compile for `{device}`: {why}")
-        if targets is None:
-            approximation = (f"CPU approximation: the budget names `{device}` but {why}; temp bytes from the CPU "
-                             "compiler can be an order of magnitude off a GPU's")
-        else:
-            level, kind = "gpu", targets[0].device_kind
+    try:
+        level, kind, approximation, targets = compile_target(device, n, explicit=target is not None)
+    except DryRunError as error:
+        raise HarvestError("PD0813", str(error)) from None
     mesh = make_mesh(ir, targets)
     data = ir.options("data")
     config = HarvestConfig(int(data.seq_len), int(data.batch), int(ir.facts["target"].dims["vocab"]),

@@ -134,6 +134,22 @@ def target_device(ir: IR, target: str | None) -> str:
     return budget.device if budget is not None and budget.device else device_models.CPU
 
 
+def compile_target(device: str, n: int, explicit: bool) -> tuple[str, str, str, Any]:
+    """(level, device kind, approximation note, abstract GPU devices or None) of a compile for
+    `device` on `n` devices: XLA:GPU when the `cuda` extra can target it, else the CPU
+    compiler, saying so first. A GPU named explicitly (`--target`) that cannot be compiled
+    for raises `DryRunError` instead of falling back."""
+    if not device_models.is_gpu(device):
+        return "cpu", "cpu (fake host devices)", "", None
+    targets, why = gpu_devices(device, n)
+    if targets is not None:
+        return "gpu", targets[0].device_kind, "", targets
+    if explicit:
+        raise DryRunError(f"cannot compile for `{device}`: {why}")
+    return "cpu", "cpu (fake host devices)", (f"CPU approximation: the budget names `{device}` but {why}; temp bytes "
+                                              "from the CPU compiler can be an order of magnitude off a GPU's"), None
+
+
 def dry_run(ir: IR, target: str | None = None, lint: bool = False, remat: str | None = None,
             xla_dump: Path | None = None) -> DryRun:
     """Compile the step for `target` (default: the budget's device) and report its memory.
@@ -146,16 +162,7 @@ def dry_run(ir: IR, target: str | None = None, lint: bool = False, remat: str | 
         raise DryRunError(f"unknown device `{device}` (known: {', '.join(device_models.names())})")
     program = lower_program(ir, remat_recon=remat)
     n = next(p for _, p in ir.nodes(MeshNode)).devices
-    level, kind, approximation, targets = "cpu", "cpu (fake host devices)", "", None
-    if device_models.is_gpu(device):
-        targets, why = gpu_devices(device, n)
-        if targets is None and target is not None:
-            raise DryRunError(f"cannot compile for `{device}`: {why}")
-        if targets is None:
-            approximation = (f"CPU approximation: the budget names `{device}` but {why}; temp bytes from the CPU "
-                             "compiler can be an order of magnitude off a GPU's")
-        else:
-            level, kind = "gpu", targets[0].device_kind
+    level, kind, approximation, targets = compile_target(device, n, explicit=target is not None)
     mesh = make_mesh(ir, targets)
     inputs = step_inputs(program, mesh)
     report = DryRun(ir.spec.name, "lint" if lint else level, device, n, kind, {}, _limit(ir, device), [], [],

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from pdc.plot.figures import figure, grid, hide_unused, run_name, save
-from pdc.run.rundir import RunDir
+from pdc.run.rundir import RunDir, read_jsonl
 
 Series = dict[str, tuple[np.ndarray, np.ndarray]]  # label → (steps, values)
 Panel = tuple[Series, str, bool, tuple[str, ...]]  # curves, title, log y, labels drawn emphasised
@@ -33,17 +33,7 @@ LOG_EVAL = ("pgd_recon", "ce_kl: kl")
 MAX_LEGEND = 16
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSONL log; a torn last line (a run killed mid-write) is skipped."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+read_records = read_jsonl  # the name the plot modules and tests use
 
 
 def series(records: list[dict[str, Any]], label: Callable[[str], str | None]) -> Series:

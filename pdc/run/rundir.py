@@ -127,3 +127,18 @@ def write_record(run: RunDir, ir: IR, spec_path: str, overrides: Sequence[Overri
               "decomposition_hash": ir.facts["decomposition_hash"], "runtime_hash": ir.facts["runtime_hash"],
               "overrides": [o.to_json() for o in overrides], "versions": versions(), **_provenance(ir)}
     run.record.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's JSONL log (metrics.jsonl, eval.jsonl); a torn last line (a run
+    killed mid-write, or still writing) is skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+

@@ -18,6 +18,7 @@ from pdc.analyze.store import SORTABLE, Harvest
 from pdc.analyze.tokens import Decoder, TokenizerError, tokenizer_of_ir
 from pdc.ir.graph import IR
 from pdc.ir.nodes import SiteNode
+from pdc.run.rundir import read_jsonl
 
 MAX_TEXT = 4000          # characters of probe / ablate text
 MAX_TOKENS = 512         # tokens of probe / ablate text (also capped by the target's max_positions)
@@ -35,19 +36,6 @@ class ViewError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSONL file; a torn last line (a run still writing) is skipped."""
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
 
 
 def _finite(value: Any) -> Any:
@@ -97,11 +85,11 @@ class Viewer:
         """metric name → [[step, value], ...] of the run's losses (metrics.jsonl) and eval
         CI-L0 totals (eval.jsonl)."""
         out: dict[str, list[list[float]]] = {}
-        for record in _jsonl(self.run_dir / "metrics.jsonl"):
+        for record in read_jsonl(self.run_dir / "metrics.jsonl"):
             for name, value in record.items():
                 if name.startswith("loss/") and isinstance(value, (int, float)) and math.isfinite(value):
                     out.setdefault(name, []).append([record["step"], value])
-        for record in _jsonl(self.run_dir / "eval.jsonl"):
+        for record in read_jsonl(self.run_dir / "eval.jsonl"):
             for name, value in record.items():
                 if name.startswith("eval/") and name.endswith("_total") and isinstance(value, (int, float)):
                     out.setdefault(name, []).append([record["step"], value])
@@ -110,7 +98,7 @@ class Viewer:
     def site_summary(self) -> list[dict[str, Any]]:
         """Per site: C, CI-L0 and alive — the harvest's (Σ density, alive count) when there is
         one, and the last training record's (`ci_l0/SITE`, `alive/SITE`)."""
-        last = (_jsonl(self.run_dir / "metrics.jsonl") or [{}])[-1]
+        last = (read_jsonl(self.run_dir / "metrics.jsonl") or [{}])[-1]
         harvested: dict[str, dict[str, Any]] = {}
         if self.harvest is not None:
             rows = self.harvest.records("select site, count(*) as c, sum(density) as l0, "
