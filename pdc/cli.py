@@ -82,11 +82,19 @@ def cmd_check(args: argparse.Namespace) -> int:
             results.append(result)
     if args.plan or args.print_ir:
         return _show(results, diagnostics, sources, args)
-    _report(diagnostics, sources, args.format, ok_files)
-    if args.format == "text" and not has_errors(diagnostics):
+    ok = not has_errors(diagnostics)
+    _report(diagnostics, sources, args.format, ok_files, counts=not ok)
+    if args.format == "text" and ok:
         inputs = " (inputs not opened: --no-inputs)" if not _opens_inputs(args) else ""
-        print(f"ok: {len(files)} spec{'s' if len(files) != 1 else ''} checked{inputs}")
+        print(f"ok{_warnings_tail(diagnostics)}: {len(files)} spec{'s' if len(files) != 1 else ''} checked{inputs}")
     return _exit_of(diagnostics)
+
+
+def _warnings_tail(diagnostics: Sequence[Diagnostic]) -> str:
+    """`, 2 warnings` for a summary line (empty without warnings): a check that passes with
+    warnings (a token file not built yet) says so on the line that says `ok`, not only above."""
+    warnings = sum(d.severity.value == "warning" for d in diagnostics)
+    return f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""
 
 
 def _check_sweep(file: str, args: argparse.Namespace) -> list[Diagnostic]:
@@ -159,15 +167,17 @@ def _show(results: list[CheckResult], diagnostics: list[Diagnostic], sources: di
     return EXIT_OK
 
 
-def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: str, ok_files: list[str]) -> None:
+def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: str, ok_files: list[str],
+            counts: bool = True) -> None:
+    """The diagnostics (stderr; JSON on stdout), then `N errors, M warnings` unless `counts` is
+    off (`pdc check` without errors counts the warnings on its `ok` line instead)."""
     if fmt == "json":
         print(render_json(diagnostics, ok_files))
     elif diagnostics:
         print(render_all(diagnostics, sources), file=sys.stderr)
-        errors = sum(d.severity.value == "error" for d in diagnostics)
-        warnings = len(diagnostics) - errors
-        tail = f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""
-        print(f"\n{errors} error{'s' if errors != 1 else ''}{tail}", file=sys.stderr)
+        if counts:
+            errors = sum(d.severity.value == "error" for d in diagnostics)
+            print(f"\n{errors} error{'s' if errors != 1 else ''}{_warnings_tail(diagnostics)}", file=sys.stderr)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
