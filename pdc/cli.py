@@ -716,11 +716,12 @@ def _version() -> str:
 def cmd_tokens(args: argparse.Namespace) -> int:
     """Tokenize local text/JSONL/Parquet into a token file a `data tokens` block reads
     (resumable; docs/run.md, *Token files*)."""
-    from pdc.run.tokens import TokensError, build_tokens, spec_block, summary_line
+    from pdc.run.tokens import TokensError, build_tokens, eos_line, skipped_line, spec_block, summary_line
 
+    eos = int(args.eos) if args.eos is not None and args.eos.isdigit() else args.eos
     try:
-        info = build_tokens(args.sources, args.tokenizer, args.out, field=args.field, eos=args.eos,
-                            progress=not args.quiet)
+        info = build_tokens(args.sources, args.tokenizer, args.out, field=args.field, eos=eos,
+                            progress=not args.quiet, strict=args.strict, include=args.include, exclude=args.exclude)
     except TokensError as error:
         print(f"pdc: error: {error.file}: {error.problem}", file=sys.stderr)
         return EXIT_INPUT
@@ -730,6 +731,10 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("pdc tokens: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    skipped = skipped_line(info)
+    if skipped:
+        print(skipped, file=sys.stderr)
+    print(eos_line(info))
     print(summary_line(info))
     print(spec_block(info))
     return EXIT_OK
@@ -834,13 +839,21 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.set_defaults(run=cmd_fmt)
     tok = commands.add_parser("tokens", help="tokenize text, JSONL or Parquet into a token file for `data tokens`")
     tok.add_argument("sources", nargs="+", metavar="SOURCE",
-                     help="text files (one document each), .jsonl (one per line), .parquet (one per row), directories")
+                     help="text files (one document each), .jsonl (one per line), .parquet (one per row), .gz of text "
+                          "or JSONL, directories")
     tok.add_argument("--tokenizer", required=True, metavar="DIR", help="a directory holding the HF tokenizer.json")
     tok.add_argument("--out", required=True, metavar="FILE",
                      help="the token file (raw uint16/uint32; FILE.json: its sidecar)")
     tok.add_argument("--field", default="text", help="the JSONL key / Parquet column holding the text (default: text)")
-    tok.add_argument("--eos", type=int, metavar="ID",
-                     help="the id that ends each document (default: the tokenizer's EOS)")
+    tok.add_argument("--eos", metavar="TOKEN",
+                     help="the token that ends each document: its text (`<|endoftext|>`) or, all digits, its id "
+                          "(default: tokenizer_config.json's eos_token, else config.json's eos_token_id)")
+    tok.add_argument("--include", action="append", default=[], metavar="GLOB",
+                     help="in a directory, tokenize only files whose name or relative path matches (repeatable)")
+    tok.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                     help="in a directory, leave out files whose name or relative path matches (repeatable)")
+    tok.add_argument("--strict", action="store_true",
+                     help="stop (exit 1) at a source that is not text instead of skipping it")
     tok.add_argument("--quiet", action="store_true", help="no progress bar")
     tok.set_defaults(run=cmd_tokens)
     return parser
