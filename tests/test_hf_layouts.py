@@ -254,3 +254,12 @@ def test_the_weights_dtype_is_said_out_loud(tmp_path: Path) -> None:
     chosen = api.check(spec, ("target.dtype=f32",), inputs=True)
     assert "PD0407" not in {d.code for d in chosen.diagnostics} and chosen.ir is not None
     assert plan_data(chosen.ir)["target"]["dtype"] == {"stored": "f32", "run": "f32", "run_from": "--set 1"}
+
+
+def test_a_found_config_json_pdc_cannot_run_is_reported_at_the_weights_line(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps(v5() | {"hidden_act": "gelu"}))
+    result = check_text(ONE_TRUTH, str(tmp_path / "hf.pd"))
+    assert result.ok and result.spec is not None
+    found = [(d.code, d.span.line) for d in run_passes(result.spec).diagnostics]
+    assert found == [("PD0406", 3)]  # `weights = "m"`: where the config.json was found
