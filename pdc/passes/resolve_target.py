@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from pdc.inputs.checkpoint import stored_dtype
 from pdc.ir.graph import IR
 from pdc.ir.nodes import TargetNode
-from pdc.targets.base import TargetShape
-from pdc.inputs.checkpoint import stored_dtype
 from pdc.syntax.checked import Node
 from pdc.syntax.diagnostics import Diagnostic, Severity
 from pdc.syntax.family import where
 from pdc.targets import TargetConfigError, target_shape
+from pdc.targets.base import TargetShape
 
 
 def run(ir: IR) -> IR:

@@ -22,8 +22,8 @@ _REQUIRED = ("vocab", "hidden", "intermediate", "layers", "heads")
 # `rope_parameters` (with `rope_theta`), older files as top-level `rope_theta` + `rope_scaling`.
 ROPE_TYPES = {"default": (), "linear": ("factor",),
               "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
-UNRUNNABLE = "PD0406"
-CONFLICT = "PD0330"  # a dimension written in the spec that its config.json contradicts  # a config.json pdc reads but cannot run: an input problem (exit 1), not a spec error
+UNRUNNABLE = "PD0406"  # a config.json pdc reads but cannot run: an input problem (exit 1), not a spec error
+CONFLICT = "PD0330"  # a dimension written in the spec (or by --set) that its config.json contradicts
 _ACTIVATIONS = {"llama": ("silu",), "simple_mlp": ("gelu_pytorch_tanh", "gelu_new")}  # SwiGLU; GELU(tanh)
 
 
@@ -72,7 +72,7 @@ def dims(keys: LlamaKeys, spec_dir: Path, written: Mapping[str, str] | None = No
     written in the spec beside a config.json must agree with it (PD0330 at the key) — pdc
     cannot run a model whose shapes contradict its checkpoint's description."""
     written = written or {}
-    if config is None and keys.config is not None:
+    if config is None:
         config = config_file(keys, spec_dir)
     inline = {k: getattr(keys, k) for k in _HF_FIELDS if getattr(keys, k) is not None}
     if config is not None:
