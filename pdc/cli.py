@@ -82,11 +82,19 @@ def cmd_check(args: argparse.Namespace) -> int:
             results.append(result)
     if args.plan or args.print_ir:
         return _show(results, diagnostics, sources, args)
-    _report(diagnostics, sources, args.format, ok_files)
-    if args.format == "text" and not has_errors(diagnostics):
+    ok = not has_errors(diagnostics)
+    _report(diagnostics, sources, args.format, ok_files, counts=not ok)
+    if args.format == "text" and ok:
         inputs = " (inputs not opened: --no-inputs)" if not _opens_inputs(args) else ""
-        print(f"ok: {len(files)} spec{'s' if len(files) != 1 else ''} checked{inputs}")
+        print(f"ok{_warnings_tail(diagnostics)}: {len(files)} spec{'s' if len(files) != 1 else ''} checked{inputs}")
     return _exit_of(diagnostics)
+
+
+def _warnings_tail(diagnostics: Sequence[Diagnostic]) -> str:
+    """`, 2 warnings` for a summary line (empty without warnings): a check that passes with
+    warnings (a token file not built yet) says so on the line that says `ok`, not only above."""
+    warnings = sum(d.severity.value == "warning" for d in diagnostics)
+    return f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""
 
 
 def _check_sweep(file: str, args: argparse.Namespace) -> list[Diagnostic]:
@@ -159,15 +167,17 @@ def _show(results: list[CheckResult], diagnostics: list[Diagnostic], sources: di
     return EXIT_OK
 
 
-def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: str, ok_files: list[str]) -> None:
+def _report(diagnostics: list[Diagnostic], sources: dict[str, str], fmt: str, ok_files: list[str],
+            counts: bool = True) -> None:
+    """The diagnostics (stderr; JSON on stdout), then `N errors, M warnings` unless `counts` is
+    off (`pdc check` without errors counts the warnings on its `ok` line instead)."""
     if fmt == "json":
         print(render_json(diagnostics, ok_files))
     elif diagnostics:
         print(render_all(diagnostics, sources), file=sys.stderr)
-        errors = sum(d.severity.value == "error" for d in diagnostics)
-        warnings = len(diagnostics) - errors
-        tail = f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""
-        print(f"\n{errors} error{'s' if errors != 1 else ''}{tail}", file=sys.stderr)
+        if counts:
+            errors = sum(d.severity.value == "error" for d in diagnostics)
+            print(f"\n{errors} error{'s' if errors != 1 else ''}{_warnings_tail(diagnostics)}", file=sys.stderr)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -826,11 +836,12 @@ def _version() -> str:
 def cmd_tokens(args: argparse.Namespace) -> int:
     """Tokenize local text/JSONL/Parquet into a token file a `data tokens` block reads
     (resumable; docs/run.md, *Token files*)."""
-    from pdc.run.tokens import TokensError, build_tokens, spec_block, summary_line
+    from pdc.run.tokens import TokensError, build_tokens, eos_line, skipped_line, spec_block, summary_line
 
+    eos = int(args.eos) if args.eos is not None and args.eos.isdigit() else args.eos
     try:
-        info = build_tokens(args.sources, args.tokenizer, args.out, field=args.field, eos=args.eos,
-                            progress=not args.quiet)
+        info = build_tokens(args.sources, args.tokenizer, args.out, field=args.field, eos=eos,
+                            progress=not args.quiet, strict=args.strict, include=args.include, exclude=args.exclude)
     except TokensError as error:
         print(f"pdc: error: {error.file}: {error.problem}", file=sys.stderr)
         return EXIT_INPUT
@@ -840,6 +851,10 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("pdc tokens: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    skipped = skipped_line(info)
+    if skipped:
+        print(skipped, file=sys.stderr)
+    print(eos_line(info))
     print(summary_line(info))
     print(spec_block(info))
     return EXIT_OK
@@ -988,13 +1003,21 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.set_defaults(run=cmd_fmt)
     tok = commands.add_parser("tokens", help="tokenize text, JSONL or Parquet into a token file for `data tokens`")
     tok.add_argument("sources", nargs="+", metavar="SOURCE",
-                     help="text files (one document each), .jsonl (one per line), .parquet (one per row), directories")
+                     help="text files (one document each), .jsonl (one per line), .parquet (one per row), .gz of text "
+                          "or JSONL, directories")
     tok.add_argument("--tokenizer", required=True, metavar="DIR", help="a directory holding the HF tokenizer.json")
     tok.add_argument("--out", required=True, metavar="FILE",
                      help="the token file (raw uint16/uint32; FILE.json: its sidecar)")
     tok.add_argument("--field", default="text", help="the JSONL key / Parquet column holding the text (default: text)")
-    tok.add_argument("--eos", type=int, metavar="ID",
-                     help="the id that ends each document (default: the tokenizer's EOS)")
+    tok.add_argument("--eos", metavar="TOKEN",
+                     help="the token that ends each document: its text (`<|endoftext|>`) or, all digits, its id "
+                          "(default: tokenizer_config.json's eos_token, else config.json's eos_token_id)")
+    tok.add_argument("--include", action="append", default=[], metavar="GLOB",
+                     help="in a directory, tokenize only files whose name or relative path matches (repeatable)")
+    tok.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                     help="in a directory, leave out files whose name or relative path matches (repeatable)")
+    tok.add_argument("--strict", action="store_true",
+                     help="stop (exit 1) at a source that is not text instead of skipping it")
     tok.add_argument("--quiet", action="store_true", help="no progress bar")
     tok.set_defaults(run=cmd_tokens)
     view = commands.add_parser("view", help="a read-only component browser over a run and its harvest (local web app)")

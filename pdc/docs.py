@@ -182,7 +182,8 @@ the *project root*: the nearest directory at or above the root spec holding `.gi
 outside the root PD0603, an unreadable file PD0606. Relative file paths (`weights`,
 `path`, `tokenizer`) in an imported file are rewritten to stay correct from the importing
 spec's directory. A file with imports and no `spec` block (a sweep file) resolves to the
-spec it imports.
+spec it imports. `import` is a keyword, never a name: no key, label or value may be
+called `import` (a key written `import = ...` is PD0102).
 
 **`base NAME { ... }`** in place of `spec` is a partial spec, meant only to be imported:
 `pdc check` checks what it holds but forgives missing required keys and blocks;

@@ -11,6 +11,15 @@ from pathlib import Path
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# Property tests: the default run is derandomized (a seed fixed per test, no example database
+# replaying an earlier machine's failures), so a newcomer's `pytest` draws exactly CI's cases;
+# `PDC_HYPOTHESIS=explore` draws fresh random cases (and remembers failures) to hunt for bugs.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+_hypothesis_settings.register_profile("explore", derandomize=False)
+_hypothesis_settings.load_profile(os.environ.get("PDC_HYPOTHESIS", "deterministic"))
+
 REPO = Path(__file__).resolve().parents[1]
 SPECS = sorted((REPO / "specs").glob("*.pd"))
 

@@ -83,3 +83,25 @@ def test_a_tiny_llama_eval_batch_with_chunks_equals_the_eval_without() -> None:
     for name, value in b["ce_kl"].items():  # CE differences and their ratios cancel digits of fp32 CEs ≈ 5.5
         rtol = 2e-4 if name.startswith("ce_unrecovered") else 1e-5
         np.testing.assert_allclose(float(a["ce_kl"][name]), float(value), rtol=rtol, atol=2e-6, err_msg=name)
+
+
+def test_a_tied_head_reads_the_embedding_as_stored() -> None:
+    """`Head(embed, vocab_major=True)` contracts the embedding's hidden axis in place: its
+    logits and their gradients equal those of `hidden @ embed.T`, and the chunked KL of a
+    tied head equals the one through the transposed matrix (issue 33: no transposed copy)."""
+    from pdc.decomp.head import Head
+
+    rng = np.random.default_rng(2)
+    hidden = jnp.asarray(rng.normal(size=(3, 10, 8)), jnp.float32)
+    clean = jnp.asarray(rng.normal(size=(3, 10, 8)), jnp.float32)
+    embed = jnp.asarray(rng.normal(size=(50, 8)), jnp.float32)
+    tied = Head(embed, vocab_major=True)
+    np.testing.assert_allclose(np.asarray(tied.logits(hidden)), np.asarray(hidden @ embed.T), rtol=1e-6, atol=1e-6)
+    assert tied.vocab == 50 and Head(embed.T, vocab_major=False).vocab == 50
+    np.testing.assert_allclose(np.asarray(jax.grad(lambda h: tied.logits(h).sum())(hidden)),
+                               np.asarray(jax.grad(lambda h: (h @ embed.T).sum())(hidden)), rtol=1e-6)
+    via_head = lambda m: chunked_kl_divergence(clean, m, tied, 4)  # noqa: E731
+    via_matrix = lambda m: chunked_kl_divergence(clean, m, embed.T, 4)  # noqa: E731
+    np.testing.assert_allclose(float(via_head(hidden)), float(via_matrix(hidden)), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.grad(via_head)(hidden)), np.asarray(jax.grad(via_matrix)(hidden)),
+                               rtol=1e-5, atol=1e-7)

@@ -33,6 +33,16 @@ def test_check_opens_the_inputs_the_shipped_specs_name(capsys: pytest.CaptureFix
     assert err.count("warning[") == 6 and "error[" not in err
 
 
+def test_check_ok_line_counts_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    """A token file not built yet (and weights not downloaded) are warnings: the `ok` line
+    counts them, so a check that passes with warnings does not read as clean (issue 33)."""
+    assert main(["check", str(REPO / "specs" / "llama8b_l18.pd")]) == 0
+    out, err = capsys.readouterr()
+    assert "warning[PD0420]" in err and "warning[PD0401]" in err
+    assert out == "ok, 2 warnings: 1 spec checked\n"
+    assert "error" not in err  # no `0 errors, 2 warnings` above: the ok line says it
+
+
 def test_fmt_check_specs_ok() -> None:
     assert main(["fmt", "--check", str(REPO / "specs")]) == 0
 

@@ -160,3 +160,25 @@ def test_verdicts_fits_only_with_xla_remat_counts_only_when_the_budget_allows_it
     assert to_json(refused)["verdict"] == "fits_with_xla_remat" and to_json(refused)["schema"] == "pdc.dryrun/2"
     assert "fits only because XLA rematerialised" in render(refused).splitlines()[-1]
     assert "not counted as fitting" in render(refused).splitlines()[-1]
+
+
+def test_a_tied_head_compiles_without_copies_of_the_embedding() -> None:
+    """Issue 33: the tied LM head reads the embedding as stored. In the dry-run's compiled step
+    of a tied tiny Llama (vocabulary 4000, distinct from every other size), no instruction
+    makes a `[vocab, hidden]` or `[hidden, vocab]` array — no transpose, copy or fusion of the
+    embedding — besides the parameter and its aliases (with `embed.T` as the head there were
+    a transpose, two copies and two fusions of `[hidden, vocab]`)."""
+    from pdc import api
+    from pdc.inspect import hlo
+
+    result = api.check(REPO / "specs" / "tiny_llama.pd", ["target.vocab=4000", "target.tied_embeddings=true",
+                                                          "mesh.dp=1", "mesh.tp=1", "data.seq_len=32"])
+    assert result.ok and result.ir is not None, [d.summary for d in result.diagnostics]
+    assert "target.lm_head" not in {t.path for t in result.ir.facts["target"].tensors}
+    report = dryrun.dry_run(result.ir, target="cpu")  # ~40 s of CPU time: one compile of a small step
+    sizes = {(4000, 64), (64, 4000)}
+    made = [(i.opcode, i.shape_text()) for i in hlo.parse(report.hlo_text)  # single arrays: tuples only alias
+            if len(i.shapes) == 1 and i.shapes[0][1] in sizes
+            and i.opcode not in ("parameter", "get-tuple-element", "bitcast")]
+    assert made == [], made
+    assert not any(b["shape"].split("[")[1].rstrip("]") in ("4000,64", "64,4000") for b in report.largest)

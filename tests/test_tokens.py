@@ -10,6 +10,7 @@ standard library: byte-level BPE with 256 ids (a 100-character alphabet, `<unk>`
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import shutil
@@ -161,7 +162,7 @@ def test_eos_comes_from_the_flag_then_tokenizer_config_then_config_json(model: P
     bare.mkdir()
     shutil.copy(model / "tokenizer.json", bare / "tokenizer.json")
     jsonl = write_jsonl(tmp_path / "d.jsonl", DOCS[:1])
-    with pytest.raises(TokensError, match="pass --eos ID"):
+    with pytest.raises(TokensError, match="pass --eos TOKEN"):
         build_tokens([jsonl], bare, tmp_path / "a.bin", progress=False)
     (bare / "config.json").write_text(json.dumps({"eos_token_id": [0, 1]}))
     assert build_tokens([jsonl], bare, tmp_path / "b.bin", progress=False).eos_id == 0
@@ -415,13 +416,94 @@ def test_the_command_prints_the_summary_and_the_spec_block(model: Path, tmp_path
     assert main(["tokens", str(write_jsonl(tmp_path / "d.jsonl", DOCS)), "--tokenizer", str(model), "--out", str(out),
                  "--quiet"]) == 0
     captured = capsys.readouterr()
-    summary, block = captured.out.splitlines()
+    eos, summary, *block = captured.out.splitlines()
     count = out.stat().st_size // 2
+    assert eos == "pdc tokens: documents end with '<eos>' (id 1), from tokenizer_config.json `eos_token`; " \
+                  "--eos TOKEN picks another"
     assert summary.startswith(f"pdc tokens: {count:,} tokens from {len(DOCS)} documents in 1 file, uint16")
-    assert block.startswith(f'data tokens {{ path = "{out.resolve()}" format = uint16 seq_len = 2048 batch = 32 }}')
-    _, diagnostics = parse_text(f"spec s {{\n  {block}\n}}\n", "pasted.pd")
-    assert diagnostics == []  # pastes into a spec as it is
+    assert block == ["  data tokens {", f'    path = "{out.resolve()}"', "    seq_len = 2048", "    batch = 32",
+                     f"    format = uint16",
+                     f"  }}  # {count:,} tokens = 0 rows of 2048"]
     assert captured.err == ""
+
+
+def test_the_printed_block_pasted_into_a_spec_is_formatted(model: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 33: the block as printed, pasted between a spec's braces, passes `pdc fmt --check`."""
+    out = tmp_path / 'we"ird\\name.bin'  # a path with a spec string's escapes
+    assert main(["tokens", str(write_jsonl(tmp_path / "d.jsonl", DOCS)), "--tokenizer", str(model), "--out", str(out),
+                 "--quiet"]) == 0
+    block = capsys.readouterr().out.splitlines()[2:]
+    spec = tmp_path / "pasted.pd"
+    spec.write_text("spec s {\n" + "\n".join(block) + "\n}\n")
+    _, diagnostics = parse_text(spec.read_text(), str(spec))
+    assert diagnostics == []
+    assert main(["fmt", "--check", str(spec)]) == 0
+    source, _ = parse_text(spec.read_text(), str(spec))
+    assert source is not None
+
+
+def real_directory(root: Path) -> Path:
+    """A corpus as a real directory holds it: text files, a gzipped text file, a binary."""
+    corpus = root / "corpus"
+    (corpus / "doc").mkdir(parents=True)
+    (corpus / "a.txt").write_text(DOCS[0])
+    (corpus / "doc" / "b.md").write_text(DOCS[2])
+    (corpus / "NEWS.Debian.gz").write_bytes(gzip.compress(DOCS[3].encode()))
+    (corpus / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)))
+    return corpus
+
+
+def test_a_real_directory_skips_binaries_reads_gz_and_says_its_eos(model: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 33's acceptance: text files, a .gz text file and a binary: exit 0, the binary
+    skipped with a message, the .gz read decompressed, the EOS choice printed; `--strict` exits 1."""
+    corpus, out = real_directory(tmp_path), tmp_path / "t.bin"
+    tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
+    assert main(["tokens", str(corpus), "--tokenizer", str(model), "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "pdc tokens: skipped 1 source that is not text" in captured.err
+    assert f"{corpus / 'logo.png'}: binary, not text" in captured.err
+    assert "documents end with '<eos>' (id 1)" in captured.out
+    expected = ids_of(tokenizer, [DOCS[3], DOCS[0], DOCS[2]], 1)  # sorted: NEWS.Debian.gz, a.txt, doc/b.md
+    np.testing.assert_array_equal(np.fromfile(out, np.uint16), expected)
+    sidecar = json.loads((tmp_path / "t.bin.json").read_text())
+    assert [Path(s["path"]).name for s in sidecar["sources"]] == ["NEWS.Debian.gz", "a.txt", "b.md"]
+    assert main(["tokens", str(corpus), "--tokenizer", str(model), "--out", str(tmp_path / "s.bin"), "--quiet",
+                 "--strict"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"pdc: error: {corpus / 'logo.png'}: binary, not text")
+
+
+def test_sources_none_of_which_is_text_are_an_error(model: Path, tmp_path: Path) -> None:
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(TokensError, match="none of the 1 source is text"):
+        build_tokens([tmp_path / "latin1.txt"], model, tmp_path / "t.bin", progress=False)
+    assert not list(tmp_path.glob("t.bin*"))
+
+
+def test_include_and_exclude_globs_filter_the_walk(model: Path, tmp_path: Path) -> None:
+    corpus = real_directory(tmp_path)
+    only_text = build_tokens([corpus], model, tmp_path / "a.bin", progress=False, include=["*.txt", "doc/*"])
+    assert [Path(s.path).name for s in only_text.sources] == ["a.txt", "b.md"] and not only_text.skipped
+    no_binary = build_tokens([corpus], model, tmp_path / "b.bin", progress=False, exclude=["*.png"])
+    assert [Path(s.path).name for s in no_binary.sources] == ["NEWS.Debian.gz", "a.txt", "b.md"]
+    assert not no_binary.skipped
+    with pytest.raises(TokensError, match="no files matching --include/--exclude"):
+        build_tokens([corpus], model, tmp_path / "c.bin", progress=False, include=["*.rst"])
+
+
+def test_eos_is_chosen_by_token_text(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--eos <unk>` picks that token by its text (an instruct tokenizer's `eos_token` may be
+    its chat end, not its end of text); a token the tokenizer lacks is an error."""
+    jsonl = write_jsonl(tmp_path / "d.jsonl", DOCS)
+    assert main(["tokens", str(jsonl), "--tokenizer", str(model), "--out", str(tmp_path / "t.bin"), "--quiet",
+                 "--eos", "<unk>"]) == 0
+    assert "documents end with '<unk>' (id 0), from --eos" in capsys.readouterr().out
+    assert json.loads((tmp_path / "t.bin.json").read_text())["eos_id"] == 0
+    assert main(["tokens", str(jsonl), "--tokenizer", str(model), "--out", str(tmp_path / "u.bin"), "--quiet",
+                 "--eos", "<nope>"]) == 1
+    assert "--eos '<nope>' is not a token" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("case", ["missing source", "no tokenizer.json", "bad JSONL line", "no EOS",
@@ -434,7 +516,7 @@ def test_bad_inputs_are_one_line_and_exit_1(case: str, model: Path, tmp_path: Pa
     shutil.copy(model / "tokenizer.json", bare / "tokenizer.json")
     (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"text": oops}\n')
     (tmp_path / "other.jsonl").write_text('{"body": "x"}\n')
-    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))  # skipped, unless --strict
     sources, tokenizer, file = {
         "missing source": ([tmp_path / "nope.txt"], model, tmp_path / "nope.txt"),
         "no tokenizer.json": ([good], tmp_path, tmp_path / "tokenizer.json"),
@@ -444,7 +526,8 @@ def test_bad_inputs_are_one_line_and_exit_1(case: str, model: Path, tmp_path: Pa
         "not UTF-8": ([tmp_path / "latin1.txt"], model, tmp_path / "latin1.txt"),
     }[case]
     capsys.readouterr()
-    code = main(["tokens", *map(str, sources), "--tokenizer", str(tokenizer), "--out", str(tmp_path / "t.bin")])
+    strict = ["--strict"] if case == "not UTF-8" else []
+    code = main(["tokens", *map(str, sources), "--tokenizer", str(tokenizer), "--out", str(tmp_path / "t.bin"), *strict])
     captured = capsys.readouterr()
     assert code == 1 and captured.out == ""
     [line] = captured.err.splitlines()

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from pdc.decomp.components import Factors, SiteMask, weight_delta
+from pdc.decomp.head import Head, logits as head_logits
 from pdc.decomp.pins import pin_vocab
 from pdc.decomp.masks import (Layout, adversarial_masks, draw_routing, init_sources, live_routes, site_chunks,
                               stochastic_masks)
@@ -83,12 +84,12 @@ def kl_divergence(clean_logits: Array, masked_logits: Array) -> Array:
     return jnp.mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1))
 
 
-def chunked_kl_divergence(clean_hidden: Array, masked_hidden: Array, head: Array, chunk: int) -> Array:
+def chunked_kl_divergence(clean_hidden: Array, masked_hidden: Array, head: Array | Head, chunk: int) -> Array:
     """`kl_divergence` of the logits `hidden @ head`, computed `chunk` sequence positions at a
     time (all sequences of the batch together, so a data-parallel batch stays sharded): only
     one chunk's fp32 [B, chunk, vocab] logits are ever alive, and the backward pass recomputes
     them. `clean_hidden`/`masked_hidden` [B, T, d] are the final normed residuals; `head`
-    [d, vocab]. Equal to the unchunked form up to the order of the mean's sum."""
+    [d, vocab] or a `Head` (a tied embedding read as stored). Equal to the unchunked form up to the order of the mean's sum."""
     def per_position(p: Array, q: Array) -> Array:
         log_p = jax.nn.log_softmax(_logits(p, head), axis=-1)
         log_q = jax.nn.log_softmax(_logits(q, head), axis=-1)
@@ -98,7 +99,7 @@ def chunked_kl_divergence(clean_hidden: Array, masked_hidden: Array, head: Array
     return chunked_mean(per_position, (clean_hidden, masked_hidden), jnp.ones((B, T), bool), chunk)
 
 
-def chunked_next_token_ce(hidden: Array, head: Array, tokens: Array, chunk: int) -> Array:
+def chunked_next_token_ce(hidden: Array, head: Array | Head, tokens: Array, chunk: int) -> Array:
     """Next-token cross-entropy of the logits `hidden @ head` (positions 0..T−2 predict tokens
     1..T−1, as `metrics.next_token_ce`), `chunk` positions at a time: no [B, T, vocab]."""
     B, T, _ = hidden.shape
@@ -112,9 +113,9 @@ def chunked_next_token_ce(hidden: Array, head: Array, tokens: Array, chunk: int)
     return chunked_mean(per_position, (hidden, targets), jnp.broadcast_to(jnp.arange(T) < T - 1, (B, T)), chunk)
 
 
-def _logits(hidden: Array, head: Array) -> Array:
+def _logits(hidden: Array, head: Array | Head) -> Array:
     """One chunk's fp32 logits, their vocabulary sharded over tp when the mesh has it."""
-    return pin_vocab(jnp.dot(hidden, head, preferred_element_type=jnp.float32))
+    return pin_vocab(head_logits(hidden, head))
 
 
 def chunked_mean(per_position: Callable[..., Array], xs: tuple[Array, ...], valid: Array, chunk: int) -> Array:

@@ -116,6 +116,23 @@ class Checkpoint:
                 raise WeightsError(f"unexpected tensor `{name}` in `{path}`")
 
 
+_DTYPE_NAMES = {"F64": "f64", "F32": "f32", "F16": "f16", "BF16": "bf16"}  # safetensors → spec dtype names
+
+
+def stored_dtype(path: str | Path) -> str | None:
+    """The dtype the checkpoint's floating-point weights are stored in, from the headers only
+    (`f32`, `bf16`, or `mixed (bf16, f32)`); None when the weights cannot be opened (not
+    downloaded yet: `pdc check` says so elsewhere)."""
+    try:
+        checkpoint = Checkpoint.open(path)
+        found = sorted({_DTYPE_NAMES[d] for d in (checkpoint.header(n)[1] for n in checkpoint.files) if d in _DTYPE_NAMES})
+    except (WeightsError, SafetensorError, OSError, ValueError):
+        return None
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else f"mixed ({', '.join(found)})"
+
+
 def _shape(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 

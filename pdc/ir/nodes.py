@@ -17,6 +17,7 @@ class TargetNode:
     has_positions: bool
     output: str  # "logits" → KL recon, "features" → MSE recon
     dims: tuple[tuple[str, int], ...]
+    forward: tuple[tuple[str, Any], ...] = ()  # LMs: RoPE base, norm epsilon, scaling, tying — what runs
 
 
 @dataclass(frozen=True)

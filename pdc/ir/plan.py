@@ -48,8 +48,7 @@ def plan_data(ir: IR) -> dict[str, Any]:
         "schema": "pdc.plan/1",
         "spec": ir.spec.name,
         "hashes": {"decomposition": ir.facts.get("decomposition_hash"), "runtime": ir.facts.get("runtime_hash")},
-        "target": {"family": ir.facts["target"].family, "layers": ir.facts["target"].n_layers,
-                   "output": ir.facts["target"].output},
+        "target": _target_data(ir),
         "sites": [{"path": s.path, "kind": s.kind, "d_in": s.d_in, "d_out": s.d_out, "C": s.C,
                    "tied_to": ties.get(s.path)} for _, s in ir.nodes(SiteNode)],
         "ci_chunks": [{"index": c.index, "sites": list(c.sites), "input_width": c.input_width, "c_total": c.c_total}
@@ -66,6 +65,48 @@ def plan_data(ir: IR) -> dict[str, Any]:
     }
 
 
+def _target_data(ir: IR) -> dict[str, Any]:
+    """The target's family and, for LMs, the config.json read, every resolved setting with its
+    value and source (spec line, `--set N`, a config.json key, a default), and the weights'
+    dtype as stored and as the run holds them."""
+    shape = ir.facts["target"]
+    out: dict[str, Any] = {"family": shape.family, "layers": shape.n_layers, "output": shape.output}
+    if shape.settings:
+        out["config"] = shape.config or None
+        out["settings"] = [{"name": k, "value": _json_value(v), "source": src} for k, (v, src) in shape.settings.items()]
+    if "dtype" in ir.facts:
+        out["dtype"] = dict(ir.facts["dtype"])
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value
+
+
+def _setting_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        rest = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items() if k != "rope_type")
+        return f"{value.get('rope_type', '?')}({rest})"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _target_lines(target: dict[str, Any]) -> list[str]:
+    lines = []
+    if "settings" in target:
+        lines += [f"config.json: {target['config'] or 'none (dimensions written in the spec)'}",
+                  "forward settings (the values that run, and where each comes from):"]
+        lines += _table(["setting", "value", "source"], [[s["name"], _setting_text(s["value"]), s["source"]]
+                                                         for s in target["settings"]])
+    if "dtype" in target:
+        d = target["dtype"]
+        lines.append(f"weights dtype: stored {d['stored']}, run {d['run']} ({d['run_from']})")
+    return lines
+
+
 def gib(n: float) -> str:
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:
@@ -79,6 +120,7 @@ def render_plan(ir: IR) -> str:
     lines = [f"plan of spec `{data['spec']}`",
              f"hashes: decomposition {data['hashes']['decomposition']}, runtime {data['hashes']['runtime']}",
              f"target: {data['target']['family']}, {data['target']['layers']} layers, output {data['target']['output']}",
+             *_target_lines(data["target"]),
              "", f"sites: {len(sites)}, C total {sum(s['C'] for s in sites)}"]
     tied = any(s["tied_to"] for s in sites)
     lines += _table(["site", "d_in", "d_out", "C"] + (["tied to"] if tied else []),

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from pdc.decomp import losses
 from pdc.decomp.components import Factors, SiteMask
+from pdc.decomp.head import Head
 from pdc.decomp.squash import CiBundle
 from pdc.lower.program import Program
 from pdc.registry.loss import LOSS_TERMS
@@ -39,7 +40,7 @@ class TermContext:
     ascent_forward: Forward  # detached components, for adversary ascents
     weights: Mapping[str, Array]
     components: Mapping[str, Factors]
-    head: Array | None = None  # LMs with a chunked divergence: forwards end before the unembedding, this maps them
+    head: Head | None = None  # LMs with a chunked divergence: forwards end before the unembedding, this maps them
     sources: Mapping[str, Mapping[str, Array]] = dataclasses.field(default_factory=dict)  # stateful terms' sources
 
     @property

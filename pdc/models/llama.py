@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdc.decomp.components import Factors, SiteMask, site_out
+from pdc.decomp.head import Head
 from pdc.decomp.pins import pin_batch
 from pdc.decomp.attention import attend
 from pdc.models.base import CleanPass, Params, Residual, Site
@@ -325,10 +326,13 @@ class Llama:
             run = jax.checkpoint(run)
         return run(params, batch, factors, fields)
 
-    def head(self, params: Params) -> Array:
-        """The unembedding [hidden, vocab] in compute dtype: logits = `hidden` output @ head."""
-        head = params["embed"].T if self.config.tied else params["lm_head"]
-        return head.astype(self.compute_dtype)
+    def head(self, params: Params) -> Head:
+        """The unembedding in compute dtype, as stored: `lm_head` [hidden, vocab], or for a
+        tied model the embedding [vocab, hidden] itself (no transposed copy; `Head.logits`
+        contracts its hidden axis in place): logits = `head.logits(hidden output)`."""
+        if self.config.tied:
+            return Head(params["embed"].astype(self.compute_dtype), vocab_major=True)
+        return Head(params["lm_head"].astype(self.compute_dtype), vocab_major=False)
 
     # -- internals --
 
@@ -337,7 +341,7 @@ class Llama:
 
     def _output(self, params: Params, x: Array, hidden: bool) -> Array:
         h = rms_norm(x, params["final_norm"], self.config.rms_norm_eps)
-        return h if hidden else jnp.dot(h, self.head(params), preferred_element_type=jnp.float32)
+        return h if hidden else self.head(params).logits(h)
 
     def _layer(self, params: Params, layer: Array) -> tuple[dict[str, Array], dict[str, Array]]:
         """One layer's frozen matrices (in compute dtype) and norm weights."""

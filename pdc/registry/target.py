@@ -66,12 +66,17 @@ class ResidMlpKeys(Keys):
 
 
 class LlamaKeys(Keys):
-    """Llama-family LM (RMSNorm, RoPE, GQA, SwiGLU). Dimensions come from an HF
-    `config.json` (`config`) or are written inline for small models."""
+    """Llama-family LM (RMSNorm, RoPE, GQA, SwiGLU). Dimensions and forward settings come
+    from an HF `config.json` (`config`, or the one in the `weights` directory) or are written
+    inline for small models. A key written here (or set by `--set`) wins over config.json's
+    value; a dimension that contradicts config.json is an error (PD0330). `pdc check --plan`
+    lists every setting with where it came from."""
 
-    config: Optional[FilePath] = key(None, doc="HF-format config.json; or give the dimensions below")
+    config: Optional[FilePath] = key(None, doc="HF-format config.json; default: `config.json` in the `weights` "
+                                               "directory, if there; or give the dimensions below")
     weights: Optional[FilePath] = key(None, doc="safetensors file or directory of shards with an index")
-    dtype: Dtype = key("bf16", doc="storage dtype of the frozen weights")
+    dtype: Dtype = key("bf16", doc="dtype the frozen weights are held in (weights stored wider are rounded: "
+                                   "PD0407 warns when this is left at its default)")
     vocab: Optional[int] = key(None, doc="vocabulary size", ge=1)
     hidden: Optional[int] = key(None, doc="residual width (hidden_size)", ge=1)
     intermediate: Optional[int] = key(None, doc="MLP width (intermediate_size)", ge=1)
@@ -79,9 +84,10 @@ class LlamaKeys(Keys):
     heads: Optional[int] = key(None, doc="attention heads", ge=1)
     kv_heads: Optional[int] = key(None, doc="key/value heads (GQA); default: heads", ge=1)
     head_dim: Optional[int] = key(None, doc="per-head width; default: hidden / heads", ge=1)
-    rope_theta: float = key(500_000.0, doc="RoPE base", gt=0.0)
-    rms_norm_eps: float = key(1e-5, doc="RMSNorm epsilon", gt=0.0)
-    tied_embeddings: bool = key(False, doc="lm_head shares the embedding matrix")
+    rope_theta: float = key(500_000.0, doc="RoPE base; default: config.json's, else this", gt=0.0)
+    rms_norm_eps: float = key(1e-5, doc="RMSNorm epsilon; default: config.json's, else this", gt=0.0)
+    tied_embeddings: bool = key(False, doc="lm_head shares the embedding matrix; default: config.json's "
+                                           "`tie_word_embeddings`, else this")
     max_positions: int = key(8192, doc="longest sequence the RoPE tables cover", ge=1)
 
 

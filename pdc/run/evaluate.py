@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdc.decomp import losses, metrics, rng
+from pdc.decomp.head import Head
 from pdc.ir.graph import IR
 from pdc.ir.nodes import SiteNode
 from pdc.lower.eval_options import eval_options
@@ -88,7 +89,7 @@ def make_eval_batch(program: Program, options: EvalKeys) -> EvalFn:
     return eval_batch
 
 
-def _output_measures(program: Program, head: Array | None) -> tuple[losses.Divergence, Callable[[Array, Array], Array]]:
+def _output_measures(program: Program, head: Head | None) -> tuple[losses.Divergence, Callable[[Array, Array], Array]]:
     """(divergence, next-token CE) of the forwards' outputs: over logits, or — `head` given,
     outputs the final hidden states — over `remat.divergence_chunk` positions at a time."""
     if head is None:

@@ -116,6 +116,19 @@ def _provenance(ir: IR) -> dict[str, Any]:
     return {"provenance": where, "spec_files": files}
 
 
+def _target_record(ir: IR) -> dict[str, Any]:
+    """LMs: the weights' dtype as stored and as the run holds them, and every forward setting
+    with where it came from (a spec line, `--set N`, a config.json key, a default)."""
+    out: dict[str, Any] = {}
+    if "dtype" in ir.facts:
+        out["target_dtype"] = dict(ir.facts["dtype"])
+    shape = ir.facts.get("target")
+    if shape is not None and shape.settings:
+        out["target_config"] = shape.config or None
+        out["target_settings"] = {k: {"value": v, "source": src} for k, (v, src) in shape.settings.items()}
+    return out
+
+
 def write_record(run: RunDir, ir: IR, spec_path: str, overrides: Sequence[Override] = ()) -> None:
     """Write spec.pd and run.json (when a run starts from scratch, or when a resume finds
     run.json gone). spec.pd is the spec after the `--set` overrides (the one the hashes
@@ -125,7 +138,8 @@ def write_record(run: RunDir, ir: IR, spec_path: str, overrides: Sequence[Overri
     (run.path / "spec.pd").write_text(format_spec(ir.spec.source))
     record = {"schema": "pdc.run/1", "spec": ir.spec.name, "spec_path": str(Path(spec_path).resolve()),
               "decomposition_hash": ir.facts["decomposition_hash"], "runtime_hash": ir.facts["runtime_hash"],
-              "overrides": [o.to_json() for o in overrides], "versions": versions(), **_provenance(ir)}
+              "overrides": [o.to_json() for o in overrides], "versions": versions(), **_provenance(ir),
+              **_target_record(ir)}
     run.record.write_text(json.dumps(record, indent=2) + "\n")
 
 

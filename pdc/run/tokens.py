@@ -19,9 +19,12 @@ File layout for `out`:
 
 from __future__ import annotations
 
+import fnmatch
+import gzip
 import importlib.metadata
 import itertools
 import json
+import zlib
 import os
 import sys
 import time
@@ -53,6 +56,11 @@ class TokensError(Exception):
         super().__init__(f"{file}: {problem}")
 
 
+class NotText(TokensError):
+    """A source that is not text (binary, not UTF-8, a broken .gz): skipped with a count and
+    its name unless the build is `strict`, where it stops the build like any TokensError."""
+
+
 @dataclass(frozen=True)
 class SourceRecord:
     """One input file as the sidecar records it, so a file can be traced to its sources."""
@@ -77,6 +85,9 @@ class TokenFileInfo:
     sources: tuple[SourceRecord, ...]
     created_by: str
     notes: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()  # (file, why) of sources that were not text
+    eos_token: str | None = None  # the separator's text, when the tokenizer has one for the id
+    eos_from: str = ""  # where the separator was chosen: `--eos`, tokenizer_config.json's eos_token, ...
 
     def sidecar(self) -> dict[str, Any]:
         """The `pdc.tokens/1` document written next to the data as `<out>.json`."""
@@ -117,9 +128,14 @@ class LoadedTokenizer:
     sha256: str
     vocab_size: int
     eos_id: int
+    eos_from: str = ""  # `--eos`, tokenizer_config.json `eos_token`, config.json `eos_token_id`
+
+    @property
+    def eos_token(self) -> str | None:
+        return self.tokenizer.id_to_token(self.eos_id)
 
 
-def load_tokenizer(tokenizer_dir: Path, eos: int | None) -> LoadedTokenizer:
+def load_tokenizer(tokenizer_dir: Path, eos: int | str | None) -> LoadedTokenizer:
     """`tokenizer_dir/tokenizer.json` and the EOS id that separates documents."""
     file = tokenizer_dir / "tokenizer.json"
     if not file.is_file():
@@ -133,33 +149,41 @@ def load_tokenizer(tokenizer_dir: Path, eos: int | None) -> LoadedTokenizer:
     except Exception as error:  # noqa: BLE001 — the Rust side raises a bare Exception for a malformed file
         raise TokensError(file, f"not a tokenizer the HF tokenizers library can read ({error})") from None
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
-    eos_id = resolve_eos(tokenizer, tokenizer_dir, eos)
+    eos_id, eos_from = resolve_eos(tokenizer, tokenizer_dir, eos)
     if not 0 <= eos_id < vocab_size:
         raise TokensError(tokenizer_dir, f"EOS id {eos_id} is not in the tokenizer's vocabulary "
                                          f"(ids 0..{vocab_size - 1})")
-    return LoadedTokenizer(tokenizer, file_sha256(file), vocab_size, eos_id)
+    return LoadedTokenizer(tokenizer, file_sha256(file), vocab_size, eos_id, eos_from)
 
 
-def resolve_eos(tokenizer: Any, tokenizer_dir: Path, eos: int | None) -> int:
-    """`eos` if given, else tokenizer_config.json's `eos_token`, else config.json's
+def resolve_eos(tokenizer: Any, tokenizer_dir: Path, eos: int | str | None) -> tuple[int, str]:
+    """The id that ends each document and where it was chosen: `eos` if given (an id, or a
+    token's text such as `<|endoftext|>`), else tokenizer_config.json's `eos_token` (the
+    tokenizer's own end-of-text token as the model's authors named it), else config.json's
     `eos_token_id` (the first, when a model lists several, as Llama 3.1 does)."""
-    if eos is not None:
-        return eos
+    if isinstance(eos, int):
+        return eos, "--eos"
+    if isinstance(eos, str):
+        token_id = tokenizer.token_to_id(eos)
+        if token_id is None:
+            raise TokensError(tokenizer_dir, f"--eos {eos!r} is not a token of tokenizer.json; give a token's text "
+                                             "exactly as the tokenizer spells it, or an id")
+        return int(token_id), "--eos"
     config = tokenizer_dir / "tokenizer_config.json"
     token = _eos_token_text(read_json(config)) if config.is_file() else None
     if token is not None:
         token_id = tokenizer.token_to_id(token)
         if token_id is None:
-            raise TokensError(config, f"eos_token {token!r} is not in tokenizer.json's vocabulary; pass --eos ID")
-        return int(token_id)
+            raise TokensError(config, f"eos_token {token!r} is not in tokenizer.json's vocabulary; pass --eos TOKEN")
+        return int(token_id), "tokenizer_config.json `eos_token`"
     model_config = tokenizer_dir / "config.json"
     token_id = read_json(model_config).get("eos_token_id") if model_config.is_file() else None
     if isinstance(token_id, list) and token_id:
         token_id = token_id[0]
     if isinstance(token_id, int) and not isinstance(token_id, bool):
-        return token_id
+        return token_id, "config.json `eos_token_id`"
     raise TokensError(tokenizer_dir, "no EOS token to separate documents: tokenizer_config.json has no eos_token "
-                                     "and config.json no eos_token_id; pass --eos ID")
+                                     "and config.json no eos_token_id; pass --eos TOKEN")
 
 
 def _eos_token_text(config: dict[str, Any]) -> str | None:
@@ -184,20 +208,25 @@ def read_json(path: Path) -> dict[str, Any]:
 # ---- sources and their documents ---------------------------------------------------------
 
 
-def expand_sources(sources: Sequence[str | Path], skip: Iterable[Path] = ()) -> list[Path]:
+def expand_sources(sources: Sequence[str | Path], skip: Iterable[Path] = (), include: Sequence[str] = (),
+                   exclude: Sequence[str] = ()) -> list[Path]:
     """Files in the order they are tokenized: as given, a directory replaced by its files
     sorted by path (so two builds of one tree agree byte for byte). Walks skip hidden
     entries and `__pycache__` (VCS metadata and bytecode are never a corpus) and `skip`
-    (the build's own output, should it live inside a source directory)."""
+    (the build's own output, should it live inside a source directory). In a walk, `include`
+    globs (if any) keep only the files one matches and `exclude` globs drop those one
+    matches, each tried on the file's name and on its path inside the directory (`*.txt`,
+    `doc/*`); files named one by one are always taken."""
     skipped = {p.resolve() for p in skip}
     files: list[Path] = []
     for raw in sources:
         path = Path(raw)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and not _ignored(p.relative_to(path))
-                           and p.resolve() not in skipped)
+                           and p.resolve() not in skipped and _selected(p.relative_to(path), include, exclude))
             if not found:
-                raise TokensError(path, "directory holds no files to tokenize")
+                filtered = " matching --include/--exclude" if include or exclude else ""
+                raise TokensError(path, f"directory holds no files{filtered} to tokenize")
             files += found
         elif path.is_file():
             files.append(path)
@@ -214,33 +243,61 @@ def _ignored(relative: Path) -> bool:
     return any(part.startswith(".") or part == "__pycache__" for part in relative.parts)
 
 
+def _matches(relative: Path, globs: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(relative.name, g) or fnmatch.fnmatchcase(relative.as_posix(), g) for g in globs)
+
+
+def _selected(relative: Path, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    return (not include or _matches(relative, include)) and not _matches(relative, exclude)
+
+
 def documents(path: Path, field: str) -> Iterator[tuple[str, int]]:
     """(document text, bytes of the source it came from) for each document of a file:
-    JSONL one per line, Parquet one per row, anything else the whole file."""
-    suffix = path.suffix.lower()
+    JSONL one per line, Parquet one per row, anything else the whole file; a `.gz` file is
+    read decompressed (`notes.txt.gz` is text, `rows.jsonl.gz` JSONL)."""
+    gz = path.suffix.lower() == ".gz"
+    suffix = Path(path.stem).suffix.lower() if gz else path.suffix.lower()
     if suffix == ".jsonl":
-        return jsonl_documents(path, field)
-    if suffix == ".parquet":
+        return jsonl_documents(path, field, gz)
+    if suffix == ".parquet" and not gz:
         return parquet_documents(path, field)
     return iter([text_document(path)])
 
 
 def text_document(path: Path) -> tuple[str, int]:
-    """A whole file as one document (held in memory: a document is tokenized at once)."""
-    data = path.read_bytes()
+    """A whole file as one document (held in memory: a document is tokenized at once).
+    Raises NotText for a file that is not UTF-8 text: NUL bytes (a binary), invalid UTF-8,
+    or a `.gz` that does not decompress."""
+    raw = path.read_bytes()
+    data = _gunzip(path, raw) if path.suffix.lower() == ".gz" else raw
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise NotText(path, f"binary, not text (a NUL byte at offset {nul:,})")
     try:
-        return data.decode("utf-8"), len(data)
+        return data.decode("utf-8"), len(raw)
     except UnicodeDecodeError as error:
-        raise TokensError(path, f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start:,}); every "
-                                "source but .jsonl and .parquet is read as one UTF-8 document") from None
+        raise NotText(path, f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start:,}); every "
+                            "source but .jsonl and .parquet is read as one UTF-8 document") from None
 
 
-def jsonl_documents(path: Path, field: str) -> Iterator[tuple[str, int]]:
-    """One document per non-blank line, its `field` string; read line by line."""
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield _jsonl_text(line, field, f"{path}:{number}"), len(line)
+def _gunzip(path: Path, raw: bytes) -> bytes:
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:
+        raise NotText(path, f"not gzip data ({error})") from None
+
+
+def jsonl_documents(path: Path, field: str, gz: bool = False) -> Iterator[tuple[str, int]]:
+    """One document per non-blank line, its `field` string; read line by line (through
+    gzip for `.jsonl.gz`)."""
+    with path.open("rb") as raw:
+        handle: BinaryIO = gzip.GzipFile(fileobj=raw) if gz else raw  # type: ignore[assignment]
+        try:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield _jsonl_text(line, field, f"{path}:{number}"), len(line)
+        except (OSError, EOFError, zlib.error) as error:
+            raise NotText(path, f"not gzip data ({error})") from None
 
 
 def _jsonl_text(line: bytes, field: str, where: str) -> str:
@@ -488,32 +545,43 @@ def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
 
 
 def build_tokens(sources: Sequence[str | Path], tokenizer_dir: str | Path, out: str | Path, *, field: str = "text",
-                 eos: int | None = None, progress: bool = True) -> TokenFileInfo:
+                 eos: int | str | None = None, progress: bool = True, strict: bool = False,
+                 include: Sequence[str] = (), exclude: Sequence[str] = ()) -> TokenFileInfo:
     """Tokenize local files into a raw token file `out` and its sidecar `out.json`.
 
     Sources are text files (one document each), `.jsonl` (one per line, key `field`) and
-    `.parquet` (one per row, column `field`); directories are walked in sorted order.
-    Each document's ids are followed by the EOS id. Memory stays bounded by one batch of
+    `.parquet` (one per row, column `field`), `.gz` of text or JSONL read decompressed;
+    directories are walked in sorted order (`include`/`exclude` globs filter the walk). A
+    source that is not text (binary, not UTF-8) is skipped and listed in `skipped`, or with
+    `strict` stops the build. Each document's ids are followed by the EOS id (`eos`: an id
+    or a token's text; default the tokenizer's own). Memory stays bounded by one batch of
     documents; a rerun with the same arguments after a kill resumes at the last recorded
     source. Raises TokensError for inputs the user must fix."""
     out, tokenizer_dir = Path(out), Path(tokenizer_dir)
     loaded = load_tokenizer(tokenizer_dir, eos)
-    files = expand_sources(sources, skip=[out, sidecar_path(out), partial_path(out), progress_path(out)])
+    files = expand_sources(sources, skip=[out, sidecar_path(out), partial_path(out), progress_path(out)],
+                           include=include, exclude=exclude)
     dtype = narrowest_dtype(loaded.vocab_size)
     key = build_key(files, loaded, field, dtype)
     out.parent.mkdir(parents=True, exist_ok=True)
     done, notes = resume_point(out, key, files)
     try:
-        tokenize_sources(out, key, files, field, loaded, dtype, done, notes, progress)
+        tokenize_sources(out, key, files, field, loaded, dtype, done, notes, progress, strict)
     except TokensError:
         if not progress_path(out).exists():  # nothing recorded, nothing to resume: leave no stray partial file
             partial_path(out).unlink(missing_ok=True)
         raise
+    if done and all("skipped" in d for d in done):
+        partial_path(out).unlink(missing_ok=True)
+        progress_path(out).unlink(missing_ok=True)
+        raise TokensError(files[0] if len(files) == 1 else "pdc tokens",
+                          f"none of the {_count(len(files), 'source')} is text (all skipped: binary or not UTF-8)")
     return finish(out, loaded, dtype, done, notes)
 
 
 def tokenize_sources(out: Path, key: dict[str, Any], files: list[Path], field: str, loaded: LoadedTokenizer,
-                     dtype: np.dtype, done: list[dict[str, Any]], notes: list[str], progress: bool) -> None:
+                     dtype: np.dtype, done: list[dict[str, Any]], notes: list[str], progress: bool,
+                     strict: bool = False) -> None:
     """Append the ids of the sources after `done` to `out.partial`, recording finished
     sources in `out.progress.json` at most every PROGRESS_SECONDS and after the last."""
     finished_bytes = list(itertools.accumulate((f.stat().st_size for f in files), initial=0))
@@ -524,7 +592,7 @@ def tokenize_sources(out: Path, key: dict[str, Any], files: list[Path], field: s
             sink.seek(0, os.SEEK_END)
             saved_at = time.monotonic()
             for path in files[len(done):]:
-                done.append(tokenize_source(path, field, loaded, dtype, sink, reporter, done))
+                done.append(tokenize_source(path, field, loaded, dtype, sink, reporter, done, strict))
                 if time.monotonic() - saved_at >= PROGRESS_SECONDS or len(done) == len(files):
                     sink.flush()
                     os.fsync(sink.fileno())  # the ids on disk before the progress file claims them
@@ -534,17 +602,29 @@ def tokenize_sources(out: Path, key: dict[str, Any], files: list[Path], field: s
 
 
 def tokenize_source(path: Path, field: str, loaded: LoadedTokenizer, dtype: np.dtype, sink: BinaryIO,
-                    reporter: Reporter, done: list[dict[str, Any]]) -> dict[str, Any]:
-    """Append one source's ids to `sink`; its progress record (where its ids end)."""
+                    reporter: Reporter, done: list[dict[str, Any]], strict: bool = False) -> dict[str, Any]:
+    """Append one source's ids to `sink`; its progress record (where its ids end). A source
+    that is not text adds nothing (ids it wrote before that showed are cut off again) and
+    is recorded as skipped, with why — unless `strict`, where it stops the build."""
     sha256 = file_sha256(path)
-    count = 0
-    for batch in document_batches(documents(path, field)):
-        encodings = loaded.tokenizer.encode_batch([text for text, _ in batch], add_special_tokens=False)
-        ids = ids_with_eos(encodings, loaded.eos_id, dtype)
-        sink.write(ids.tobytes())
-        count += len(batch)
-        reporter.advance(sum(nbytes for _, nbytes in batch), len(ids))
+    start, count, tokens = sink.tell(), 0, 0
     previous = done[-1]["documents"] if done else 0
+    try:
+        for batch in document_batches(documents(path, field)):
+            encodings = loaded.tokenizer.encode_batch([text for text, _ in batch], add_special_tokens=False)
+            ids = ids_with_eos(encodings, loaded.eos_id, dtype)
+            sink.write(ids.tobytes())
+            count += len(batch)
+            tokens += len(ids)
+            reporter.advance(sum(nbytes for _, nbytes in batch), len(ids))
+    except NotText as error:
+        if strict:
+            raise
+        sink.seek(start)
+        sink.truncate()
+        reporter.advance(0, -tokens)
+        return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256, "end": start,
+                "documents": previous, "skipped": error.problem}
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256, "end": sink.tell(),
             "documents": previous + count}
 
@@ -557,8 +637,11 @@ def finish(out: Path, loaded: LoadedTokenizer, dtype: np.dtype, done: list[dict[
     info = TokenFileInfo(path=out, dtype=dtype.name, tokens=end // dtype.itemsize,
                          documents=done[-1]["documents"] if done else 0, vocab_size=loaded.vocab_size,
                          eos_id=loaded.eos_id, tokenizer_sha256=loaded.sha256,
-                         sources=tuple(SourceRecord(d["path"], d["bytes"], d["sha256"]) for d in done),
-                         created_by=pdc_version(), notes=tuple(notes))
+                         sources=tuple(SourceRecord(d["path"], d["bytes"], d["sha256"]) for d in done
+                                       if "skipped" not in d),
+                         created_by=pdc_version(), notes=tuple(notes),
+                         skipped=tuple((d["path"], d["skipped"]) for d in done if "skipped" in d),
+                         eos_token=loaded.eos_token, eos_from=loaded.eos_from)
     os.replace(partial_path(out), out)
     write_json_atomically(sidecar_path(out), info.sidecar())
     progress_path(out).unlink(missing_ok=True)
@@ -567,11 +650,38 @@ def finish(out: Path, loaded: LoadedTokenizer, dtype: np.dtype, done: list[dict[
 
 def spec_block(info: TokenFileInfo, seq_len: int = 2048, batch: int = 32) -> str:
     """The `data tokens` block that reads `info`'s file, to paste into a spec (absolute
-    path: relative paths in a spec resolve against the spec's directory, not the shell's)."""
+    path: relative paths in a spec resolve against the spec's directory, not the shell's;
+    laid out by `pdc fmt` itself and indented as it sits in `spec NAME { ... }`, so pasted
+    there as printed the spec stays formatted)."""
+    from pdc.syntax.format import format_spec
+    from pdc.syntax.parse import parse_text
+
     path = str(info.path.resolve()).replace("\\", "\\\\").replace('"', '\\"')  # a spec string's escapes
     rows = info.tokens // seq_len
-    return (f'data tokens {{ path = "{path}" format = {info.dtype} seq_len = {seq_len} batch = {batch} }}'
-            f"  # {info.tokens:,} tokens = {rows:,} rows of {seq_len}")
+    block = (f'data tokens {{ path = "{path}" format = {info.dtype} seq_len = {seq_len} batch = {batch} }}'
+             f"  # {info.tokens:,} tokens = {rows:,} rows of {seq_len}")
+    source, problems = parse_text(f"spec s {{\n{block}\n}}\n", "<pdc tokens>")
+    if source is None or problems:  # cannot happen for a path we escaped; the one-line form still parses
+        return block
+    return "\n".join(format_spec(source).splitlines()[1:-1])
+
+
+def eos_line(info: TokenFileInfo) -> str:
+    """Which token ends each document and why: an instruct tokenizer's `eos_token` (say
+    `<|im_end|>`) is not its pretraining `<|endoftext|>`, so the choice is said out loud."""
+    token = f"{info.eos_token!r} " if info.eos_token is not None else ""
+    return (f"pdc tokens: documents end with {token}(id {info.eos_id}), from {info.eos_from or 'the tokenizer'}; "
+            "--eos TOKEN picks another")
+
+
+def skipped_line(info: TokenFileInfo, shown: int = 3) -> str | None:
+    """How many sources were skipped as not text, and the first few with why."""
+    if not info.skipped:
+        return None
+    first = "; ".join(f"{path}: {why}" for path, why in info.skipped[:shown])
+    more = f"; and {len(info.skipped) - shown:,} more" if len(info.skipped) > shown else ""
+    return (f"pdc tokens: skipped {_count(len(info.skipped), 'source')} that {'is' if len(info.skipped) == 1 else 'are'}"
+            f" not text ({first}{more}); --strict stops at the first instead, --exclude GLOB leaves them out")
 
 
 def summary_line(info: TokenFileInfo) -> str:

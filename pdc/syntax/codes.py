@@ -62,12 +62,15 @@ CODES: dict[str, str] = {
     "PD0327": "a sharding preset that would leave most of its tensors replicated (no dimension divides the axis)",
     "PD0328": "a site pattern names layer indices the target does not have",
     "PD0329": "a target with neither `weights` nor a `pretrain` block",
+    "PD0330": "a target dimension written in the spec (or by `--set`) that its config.json contradicts",
     "PD0401": "the weights a spec names cannot be opened (missing path, unreadable file or index)",
     "PD0402": "a tensor the target needs is missing from its weights",
     "PD0403": "a weight tensor has the wrong shape (transposed, or another model size)",
     "PD0404": "a weight tensor is not floating-point (I32, BOOL, ...)",
     "PD0405": "the weights hold a tensor the target does not have (another architecture or naming)",
     "PD0406": "the target's config.json describes a model pdc cannot run (RoPE type, activation, biases)",
+    "PD0407": "(warning) the weights are stored wider than the `target.dtype` default (f32 weights, bf16 run): "
+              "they are rounded unless `dtype` is written",
     "PD0420": "the token file cannot be read (missing, not a regular file, no permission)",
     "PD0421": "the token file does not match its `format` (an .npy header that does not parse or holds non-integers, "
               "a raw length that is not a whole number of ids, an .npy read as raw)",

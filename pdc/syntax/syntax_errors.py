@@ -126,6 +126,8 @@ def _unexpected_token(error: UnexpectedToken, text: str, path: str) -> Diagnosti
         help_ = ("a key is a name, like `weight`, or a site pattern, like `layers[18].mlp.*`",)
         if token.type == "COMMA":
             help_ = ("`,` separates the values of a list or a call; keys are separated by spaces or new lines",)
+        elif token.type == "IMPORT":
+            help_ = ("`import` is a keyword (`import \"base.pd\"`, at the top of a file only); it cannot name a key",)
         return Diagnostic("PD0102", f"expected a key or a block, found {found}", span, help=help_)
     wanted = " or ".join(sorted(_SHOWN.get(t, t) for t in expected))
     return Diagnostic("PD0102", f"expected {wanted}, found {found}", span)

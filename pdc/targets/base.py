@@ -51,6 +51,10 @@ class TargetShape:
     # the family's forward settings, resolved once where the target is read (the spec's keys, or
     # the HF config.json's RoPE and norm settings): what `build_target` takes besides the shape
     forward: dict[str, Any] = field(default_factory=dict)
+    # LMs: each setting pdc resolved (dimensions, tying, RoPE, norm) → (value, where it came from:
+    # a spec line, `--set N`, a config.json key, or a default), for `check --plan`
+    settings: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    config: str = ""  # the config.json read and how it was found; "" when none
 
     def matrix(self, path: str) -> Matrix | None:
         return next((m for m in self.matrices if m.path == path), None)

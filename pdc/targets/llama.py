@@ -23,6 +23,7 @@ _REQUIRED = ("vocab", "hidden", "intermediate", "layers", "heads")
 ROPE_TYPES = {"default": (), "linear": ("factor",),
               "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
 UNRUNNABLE = "PD0406"  # a config.json pdc reads but cannot run: an input problem (exit 1), not a spec error
+CONFLICT = "PD0330"  # a dimension written in the spec (or by --set) that its config.json contradicts
 _ACTIVATIONS = {"llama": ("silu",), "simple_mlp": ("gelu_pytorch_tanh", "gelu_new")}  # SwiGLU; GELU(tanh)
 
 
@@ -39,19 +40,60 @@ class LlamaDims:
     origin: dict[str, str]  # dim → "hidden_size in config.json" / "`hidden` in the spec"
 
 
-def dims(keys: LlamaKeys, spec_dir: Path) -> LlamaDims:
-    """Resolve the model's dimensions: `config` if given, else the inline keys."""
+@dataclass(frozen=True)
+class ConfigFile:
+    """The HF config.json a Llama target reads: named by `config`, or found beside `weights`
+    (where every HF checkpoint keeps it)."""
+
+    path: Path
+    shown: str  # as the spec names it, for messages
+    found: str  # "named by `config`" or "found beside `weights`"
+
+
+def config_file(keys: LlamaKeys, spec_dir: Path) -> ConfigFile | None:
+    """`config` when given; else `config.json` in the `weights` directory (or beside a
+    `weights` file) when it exists; else None (the dimensions are written inline)."""
     if keys.config is not None:
-        if any(getattr(keys, k) is not None for k in _HF_FIELDS):
-            raise TargetConfigError("give either `config` or the dimensions inline, not both", "config")
-        values, origin, tied = _from_config(spec_dir / keys.config, keys.config)
+        return ConfigFile(spec_dir / keys.config, keys.config, "named by `config`")
+    if keys.weights is None:
+        return None
+    weights = spec_dir / keys.weights
+    folder = weights if weights.is_dir() else weights.parent
+    candidate = folder / "config.json"
+    if not candidate.is_file():
+        return None
+    shown = str(Path(keys.weights) / "config.json") if weights.is_dir() else str(Path(keys.weights).parent / "config.json")
+    return ConfigFile(candidate, shown, "found beside `weights`")
+
+
+def dims(keys: LlamaKeys, spec_dir: Path, written: Mapping[str, str] | None = None,
+         config: ConfigFile | None = None) -> LlamaDims:
+    """Resolve the model's dimensions: the config.json's, or the inline keys; a dimension
+    written in the spec beside a config.json must agree with it (PD0330 at the key) — pdc
+    cannot run a model whose shapes contradict its checkpoint's description."""
+    written = written or {}
+    if config is None:
+        config = config_file(keys, spec_dir)
+    inline = {k: getattr(keys, k) for k in _HF_FIELDS if getattr(keys, k) is not None}
+    if config is not None:
+        values, origin, tied = _from_config(config.path, config.shown)
+        for key, value in inline.items():
+            if key in values and values[key] != value:
+                field = _HF_FIELDS[key]
+                raise TargetConfigError(
+                    f"`{key} = {value}` contradicts `{field} = {values[key]}` in `{config.shown}`", key,
+                    f"the config.json ({config.found}) describes the checkpoint; remove `{key}`, or name the "
+                    "model's own config.json", code=CONFLICT)
+            values[key], origin[key] = value, f"`{key}` in the spec"
+        if "tied_embeddings" in written:
+            tied = keys.tied_embeddings
     else:
         missing = [k for k in _REQUIRED if getattr(keys, k) is None]
         if missing:
             raise TargetConfigError(f"no `config` and no `{missing[0]}`: the model's dimensions are unknown",
-                                    "", "give `config = \"path/config.json\"` or all of " +
-                                    ", ".join(f"`{k}`" for k in _REQUIRED))
-        values = {k: getattr(keys, k) for k in _HF_FIELDS if getattr(keys, k) is not None}
+                                    "", "give `config = \"path/config.json\"` (or a `weights` directory holding "
+                                    "one) or all of " + ", ".join(f"`{k}`" for k in _REQUIRED))
+        values = inline
         origin = {k: f"`{k}` in the spec" for k in values}
         tied = keys.tied_embeddings
     return _complete(values, origin, tied)
@@ -207,16 +249,64 @@ def _tensors(d: LlamaDims, kinds: list[Matrix]) -> list[FrozenTensor]:
     return tensors
 
 
-def shape(keys: LlamaKeys, spec_dir: Path, family: str = "llama") -> TargetShape:
-    d = dims(keys, spec_dir)
-    # the forward's settings: the spec's keys (the registry's family defaults), overridden by what a
-    # config.json gives, read and checked where the dimensions are
+def shape(keys: LlamaKeys, spec_dir: Path, family: str = "llama", written: Mapping[str, str] | None = None) -> TargetShape:
+    """The target's shape and forward settings. One truth per setting: a key written in the
+    spec (or by `--set`; `written` maps it to where) wins over config.json, which wins over
+    the registry's family default; each setting keeps where it came from (`settings`)."""
+    written = written or {}
+    config = config_file(keys, spec_dir)
+    d = dims(keys, spec_dir, written, config)
     forward: dict[str, Any] = {"rope_theta": keys.rope_theta, "rms_norm_eps": keys.rms_norm_eps, "rope_scaling": None}
-    if keys.config is not None:
-        forward.update(forward_options(read_config(spec_dir / keys.config, keys.config), keys.config, family))
+    sources = {"rope_theta": "default", "rms_norm_eps": "default", "rope_scaling": "default (plain RoPE)"}
+    raw: Mapping[str, Any] = {}
+    if config is not None:
+        raw = read_config(config.path, config.shown)
+        forward.update(forward_options(raw, config.shown, family))
+        sources.update(_config_sources(raw, config.shown))
+    for name in ("rope_theta", "rms_norm_eps"):
+        if name in written:
+            forward[name], sources[name] = float(getattr(keys, name)), written[name]
     simple = family == "simple_mlp"
     matrices = [m for i in range(d.layers) for m in _layer_matrices(d, i, simple)]
     facts = {"vocab": d.vocab, "hidden": d.hidden, "intermediate": d.intermediate, "layers": d.layers,
              "heads": d.heads, "kv_heads": d.kv_heads, "head_dim": d.head_dim}
+    settings = {k: (v, _dim_source(k, written, config, raw)) for k, v in facts.items()}
+    settings["tied_embeddings"] = (d.tied, _tied_source(written, config, raw))
+    settings |= {k: (forward[k], sources[k]) for k in ("rope_theta", "rms_norm_eps", "rope_scaling")}
+    found = f"{config.shown} ({config.found})" if config is not None else ""
     return TargetShape(family, tuple(matrices), tuple(_tensors(d, _layer_matrices(d, 0, simple))), d.layers, True,
-                       "logits", facts, dict(d.origin), forward)
+                       "logits", facts, dict(d.origin), forward, settings, found)
+
+
+def _config_sources(config: Mapping[str, Any], shown: str) -> dict[str, str]:
+    """Where in config.json each forward setting it gives was read (either layout)."""
+    rope = config.get("rope_parameters")
+    out = {}
+    if isinstance(rope, dict) and "rope_theta" in rope:
+        out["rope_theta"] = f"{shown} `rope_parameters.rope_theta`"
+    elif "rope_theta" in config:
+        out["rope_theta"] = f"{shown} `rope_theta`"
+    if "rms_norm_eps" in config:
+        out["rms_norm_eps"] = f"{shown} `rms_norm_eps`"
+    if isinstance(rope, dict):
+        out["rope_scaling"] = f"{shown} `rope_parameters`"
+    elif config.get("rope_scaling") is not None:
+        out["rope_scaling"] = f"{shown} `rope_scaling`"
+    return out
+
+
+def _dim_source(key: str, written: Mapping[str, str], config: ConfigFile | None, raw: Mapping[str, Any]) -> str:
+    if key in written:
+        return written[key]
+    if config is not None and raw.get(_HF_FIELDS[key]) is not None:
+        return f"{config.shown} `{_HF_FIELDS[key]}`"
+    return "derived (= heads)" if key == "kv_heads" else "derived (hidden / heads)"
+
+
+def _tied_source(written: Mapping[str, str], config: ConfigFile | None, raw: Mapping[str, Any]) -> str:
+    if "tied_embeddings" in written:
+        return written["tied_embeddings"]
+    if config is not None:
+        return (f"{config.shown} `tie_word_embeddings`" if "tie_word_embeddings" in raw
+                else f"default (no `tie_word_embeddings` in {config.shown})")
+    return "default"
