@@ -303,3 +303,15 @@ def test_row_group_lookups_equal_duckdb_queries(tmp_path: Path) -> None:
     assert store.component("a.x", 64) is None and store.examples("zz", 1) == []
     page = store.histograms("a.y", [3, 40, 63])
     assert sorted(page) == [3, 40, 63] and page[40] == store.histogram("a.y", 40)[1]
+
+
+def test_pdc_view_finds_the_latest_default_harvest_of_the_run(tmp_path: Path) -> None:
+    """`pdc harvest RUN` writes RUN/harvest-<step>; `pdc view RUN` then needs no --harvest."""
+    from pdc.analyze.view.data import latest_harvest
+
+    assert latest_harvest(tmp_path) is None
+    for name in ("harvest-3", "harvest-10", "harvest-20", "harvest-x"):
+        (tmp_path / name).mkdir()
+    for name in ("harvest-3", "harvest-10", "harvest-x"):
+        (tmp_path / name / "manifest.json").write_text("{}")
+    assert latest_harvest(tmp_path) == tmp_path / "harvest-10"  # harvest-20 is unfinished (no manifest)

@@ -26,10 +26,12 @@ def is_loopback(host: str) -> bool:
 
 def server_config(app: object, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> "object":
     """The uvicorn config `serve` runs (tests read its host): no access log on stdout, no
-    proxy headers trusted, no reload, one worker."""
+    proxy headers trusted, no reload, one worker, and the process's logging left as it is
+    (`log_config=None`: uvicorn's own dictConfig would close every existing handler — a
+    notebook's, or a test runner's capture)."""
     import uvicorn
 
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, log_config=None,
                           proxy_headers=False, server_header=False, lifespan="off")
 
 
@@ -39,6 +41,8 @@ def serve(run_dir: str | Path, harvest_dir: str | Path | None = None, host: str 
     import uvicorn
 
     viewer = open_viewer(run_dir, harvest_dir)
+    if viewer.harvest is not None:
+        print(f"pdc view: harvest {viewer.harvest.path}", file=sys.stderr)
     if not is_loopback(host):
         print(f"pdc view: warning: serving on {host}, reachable from other machines; the viewer has no "
               "authentication (the default is 127.0.0.1)", file=sys.stderr)

@@ -307,9 +307,20 @@ def open_viewer(run_dir: str | Path, harvest_dir: str | Path | None = None) -> V
 
     run_dir = Path(run_dir)
     ir = run_ir(run_dir)
+    harvest_dir = harvest_dir if harvest_dir is not None else latest_harvest(run_dir)
     harvest = load_harvest(harvest_dir) if harvest_dir is not None else None
     return Viewer(run_dir, ir, harvest)
 
 
-__all__ = ["Viewer", "ViewError", "open_viewer", "parse_component", "MAX_TEXT", "MAX_TOKENS", "NO_HARVEST"]
+def latest_harvest(run_dir: Path) -> Path | None:
+    """The store `pdc harvest RUN` wrote by default (`RUN/harvest-<step>`) of the latest step,
+    if there is one: `pdc harvest RUN && pdc view RUN` shows it without `--harvest`."""
+    from pdc.analyze.store import MANIFEST
+
+    stores = [(int(p.name.split("-", 1)[1]), p) for p in run_dir.glob("harvest-*")
+              if p.name.split("-", 1)[1].isdigit() and (p / MANIFEST).is_file()]
+    return max(stores)[1] if stores else None
+
+
+__all__ = ["Viewer", "ViewError", "latest_harvest", "open_viewer", "parse_component", "MAX_TEXT", "MAX_TOKENS", "NO_HARVEST"]
 
