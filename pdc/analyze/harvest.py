@@ -519,9 +519,12 @@ def harvest(run_path: Path, options: HarvestOptions) -> Path:
         return out
     directory = ckpt_dir(out)
     _check_progress(directory, settings)
+    _barrier("pdc-harvest-checked")  # every process has read the progress before process 0 rewrites it
     if is_primary():
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "settings.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        partial = directory / "settings.json.partial"
+        partial.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        partial.replace(directory / "settings.json")  # never seen half written
     acc = harvester.accumulate(directory)
     tables = harvester.tables(acc)
     if is_primary():
