@@ -109,10 +109,14 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "run"
 
 
+def harvest_argv(run: Path, out: Path, *extra: str) -> list[str]:
+    """`pdc harvest`'s arguments for the tests' harvest of `run` (small k's, the token file)."""
+    return ["harvest", str(run), "--tokens", str(run.parent / "tokens.npy"), "--out", str(out), "--top-k", "4",
+            "--pmi-k", "3", "--neighbor-k", "3", "--context", "3", *THRESHOLD, *extra]
+
+
 def harvest(run: Path, out: Path, *extra: str) -> Path:
-    tokens = run.parent / "tokens.npy"
-    assert main(["harvest", str(run), "--tokens", str(tokens), "--out", str(out), "--top-k", "4",
-                 "--pmi-k", "3", "--neighbor-k", "3", "--context", "3", *THRESHOLD, *extra]) == 0
+    assert main(harvest_argv(run, out, *extra)) == 0
     return out
 
 
@@ -319,9 +323,7 @@ def test_the_same_harvest_on_another_mesh_writes_the_same_store(run_dir: Path, s
 def test_kill_9_mid_harvest_then_rerun_writes_the_uninterrupted_store(run_dir: Path, store: Path,
                                                                      tmp_path: Path) -> None:
     out = tmp_path / "store"
-    args = [sys.executable, "-m", "pdc.cli", "harvest", str(run_dir), "--tokens", str(run_dir.parent / "tokens.npy"),
-            "--out", str(out), "--top-k", "4", "--pmi-k", "3", "--neighbor-k", "3", "--context", "3",
-            *THRESHOLD, "--save-every", "1"]
+    args = [sys.executable, "-m", "pdc.cli", *harvest_argv(run_dir, out, "--save-every", "1")]
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     assert proc.stderr is not None
     deadline = time.time() + 300
@@ -336,6 +338,42 @@ def test_kill_9_mid_harvest_then_rerun_writes_the_uninterrupted_store(run_dir: P
     assert "resuming after batch" in done.stderr
     assert not (tmp_path / ".store.harvest-ckpts").exists()
     assert_same_store(store, out)
+
+
+@pytest.mark.slow  # two harvest processes, each compiling the program (~2 min)
+def test_two_processes_write_the_single_process_store(run_dir: Path, store: Path, tmp_path: Path) -> None:
+    """The run's mesh (dp = 2 × tp = 4) over 2 local processes × 4 fake CPU devices
+    (jax.distributed, gloo): each process reads its own half of every batch, the program's
+    reductions merge them, process 0 alone writes the store, and a checkpoint saved by both
+    processes is resumed by both (killed after the first save, as in the kill -9 test). The
+    store equals the single-process 8-device one (`store`)."""
+    from test_multihost import free_port, pdc as pdc_process
+
+    out = tmp_path / "store"
+
+    def start(*extra: str) -> list[subprocess.Popen[str]]:
+        port = free_port()
+        return [pdc_process(*harvest_argv(run_dir, out, "--save-every", "1", *extra), "--coordinator",
+                            f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)) for i in range(2)]
+
+    killed = start()
+    assert killed[0].stderr is not None
+    deadline = time.time() + 600
+    for line in killed[0].stderr:  # process 0 reports a save once both processes' shards are committed
+        if "saved batch 1 of 3" in line or time.time() > deadline:
+            break
+    for proc in killed:
+        proc.send_signal(signal.SIGKILL)
+    for proc in killed:
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert not out.exists() and (tmp_path / ".store.harvest-ckpts").is_dir()
+    resumed = start()
+    for proc in resumed:
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-3000:]
+        assert "resuming after batch" in err
+    assert not (tmp_path / ".store.harvest-ckpts").exists()
+    assert_same_store(store, out, near_edges(run_dir, store))
 
 
 # ---- bad input -------------------------------------------------------------------------------

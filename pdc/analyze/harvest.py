@@ -32,7 +32,7 @@ from pdc.lower.sharding import batch_sharding
 from pdc.analyze.store import StoreError, read_manifest, write_store
 from pdc.run import checkpoints
 from pdc.run.data import python_stdlib_bytes
-from pdc.run.distributed import is_primary
+from pdc.run.distributed import global_value, is_primary
 from pdc.run.load import Run, checkpoint_steps, load_ir_run
 from pdc.run.rundir import RunDir, RunError
 
@@ -251,16 +251,22 @@ class Harvester:
         return self.run.trainer.mesh
 
     def place(self, first_window: int, count: int) -> tuple[jax.Array, jax.Array]:
-        """Windows [first_window, first_window + count) as a batch-sharded global array (each
-        process supplies its rows), and their window indices."""
-        S, ir = self.config.seq_len, self.run.ir
-        local = count // jax.process_count()
-        start = first_window + jax.process_index() * local
-        rows = np.asarray(self.corpus.tokens[start * S:(start + local) * S], np.int32).reshape(local, S)
-        sharding = batch_sharding(ir, self.mesh)
-        tokens = jax.make_array_from_process_local_data(sharding, rows)
+        """Windows [first_window, first_window + count) as a batch-sharded global array, and
+        their window indices. Each process reads from the token file only the rows its own
+        devices hold: its share where the mesh splits the batch across processes, the whole
+        batch where it does not (e.g. dp = 1, tp across hosts)."""
+        S = self.config.seq_len
+        sharding = batch_sharding(self.run.ir, self.mesh)
+
+        def rows(index: tuple[slice, ...]) -> np.ndarray:
+            start, stop, _ = index[0].indices(count)
+            block = np.asarray(self.corpus.tokens[(first_window + start) * S:(first_window + stop) * S], np.int32)
+            return block.reshape(stop - start, S)[(slice(None), *index[1:])]
+
+        tokens = jax.make_array_from_callback((count, S), sharding, rows)
         win_sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(sharding.spec[0]))
-        windows = jax.make_array_from_process_local_data(win_sharding, np.arange(start, start + local, dtype=np.int32))
+        ids = np.arange(first_window, first_window + count, dtype=np.int32)
+        windows = jax.make_array_from_callback((count,), win_sharding, lambda index: ids[index])
         return tokens, windows
 
     def accumulate(self, directory: Path) -> dict[str, Any]:
@@ -427,11 +433,7 @@ class Harvester:
 def host_array(x: Any) -> np.ndarray:
     """A (sharded) array's whole value on this host; with several processes every process
     gathers it (each finalises the same tables; process 0 writes them)."""
-    if jax.process_count() > 1 and isinstance(x, jax.Array) and not x.is_fully_addressable:
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(jax.device_get(x))
+    return np.asarray(global_value(x))
 
 
 def _request_arrays(reqs: list[tuple[int, int]], wanted: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -517,15 +519,26 @@ def harvest(run_path: Path, options: HarvestOptions) -> Path:
         return out
     directory = ckpt_dir(out)
     _check_progress(directory, settings)
+    _barrier("pdc-harvest-checked")  # every process has read the progress before process 0 rewrites it
     if is_primary():
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "settings.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        partial = directory / "settings.json.partial"
+        partial.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        partial.replace(directory / "settings.json")  # never seen half written
     acc = harvester.accumulate(directory)
     tables = harvester.tables(acc)
     if is_primary():
         write_store(out, tables, manifest(harvester, settings))
         shutil.rmtree(directory, ignore_errors=True)
+    _barrier("pdc-harvest-stored")  # the other processes return once the store is whole
     return out
+
+
+def _barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def manifest(h: Harvester, settings: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,23 @@ def host_value(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def global_value(tree: Any) -> Any:
+    """A pytree of (possibly sharded) arrays as whole NumPy arrays on this host. An array
+    spanning other processes' devices cannot be fetched (`jax.device_get` raises), so every
+    process gathers it (`process_allgather`, a collective: all processes must call this in
+    the same order); a single process fetches as before, so its numbers are unchanged."""
+    import jax
+
+    def fetch(x: Any) -> Any:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return jax.device_get(x)
+
+    return jax.tree.map(fetch, tree)
+
+
 def is_primary() -> bool:
     """Process 0 writes the shared files (metrics, eval records, run record, TensorBoard)."""
     import jax

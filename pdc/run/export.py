@@ -20,6 +20,7 @@ from safetensors.numpy import save_file
 
 from pdc.lower.program import Program
 from pdc.lower.state import TrainState
+from pdc.run.distributed import global_value
 from pdc.run.evaluate import site_paths
 from pdc.run.rundir import RunDir
 
@@ -31,7 +32,7 @@ def site_factors(program: Program, state: TrainState) -> dict[str, tuple[np.ndar
         for i, path in enumerate(paths):
             out[path] = (program.layout[kind][i], kind, i)
     ordered = sorted(out.items(), key=lambda item: item[1][0])
-    host = jax.device_get(state.components)
+    host = global_value(state.components)  # sharded over C, possibly across processes
     return {path: (np.asarray(host[kind].V[i], np.float32), np.asarray(host[kind].U[i], np.float32))
             for path, (_, kind, i) in ordered}
 
@@ -53,7 +54,7 @@ def ci_tensors(state: TrainState) -> dict[str, np.ndarray]:
     """`<param path>` → array for the CI network's parameters and its buffers."""
     out = {}
     for tree in (state.ci, state.ci_buffers):
-        for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
+        for path, leaf in jax.tree_util.tree_flatten_with_path(global_value(tree))[0]:
             out[key_path(path)] = np.asarray(leaf)
     return out
 

@@ -24,6 +24,7 @@ from pdc.lower.sharding import batch_sharding, make_mesh, state_shardings
 from pdc.lower.state import TrainState, abstract_state
 from pdc.lower.step import site_ci
 from pdc.run.checkpoints import restore_step
+from pdc.run.distributed import global_value
 from pdc.run.evaluate import Evaluator, site_paths
 from pdc.run.export import ci_tensors, site_factors, write_export
 from pdc.run.rundir import RunDir, RunError, run_ir
@@ -68,7 +69,7 @@ class Run:
         """The frozen target matrix W (d_in, d_out) the site's V @ U approximates."""
         for kind, paths in site_paths(self.ir).items():
             if site in paths:
-                return np.asarray(self.program.target.weights(self.params)[kind][paths.index(site)])
+                return np.asarray(global_value(self.program.target.weights(self.params)[kind][paths.index(site)]))
         raise KeyError(f"`{site}` is not a decomposed site")
 
     def ci_params(self) -> dict[str, np.ndarray]:
@@ -83,7 +84,7 @@ class Run:
         if self._ci_fn is None:
             self._ci_fn = jax.jit(functools.partial(site_ci, self.program))
         dtype = jnp.int32 if self.program.shape.has_positions else jnp.float32
-        lower = jax.device_get(self._ci_fn(self.state, self.params, self._placed(jnp.asarray(tokens, dtype))))
+        lower = global_value(self._ci_fn(self.state, self.params, self._placed(jnp.asarray(tokens, dtype))))
         return {path: np.asarray(lower[kind][i], np.float32)
                 for kind, paths in site_paths(self.ir).items() for i, path in enumerate(paths)}
 
