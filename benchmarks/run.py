@@ -47,8 +47,8 @@ compilation cache or allocator state leaks from one into the next):
 8. `harvest`: `pdc harvest`'s program (docs/harvest.md). On this CPU: tiny_llama (random frozen
    weights, fresh state) on one device, the jitted accumulate step with the accumulators
    donated, tokens/s over timed windows after a warm-up. With the `cuda` extra: `pdc harvest
-   specs/llama8b_l18.pd --dry-run --target h100_sxm --set data.batch=8` (one 2048-token window
-   per device): per-device memory and verdict, matmul FLOPs per token, the store's size, and the
+   specs/llama8b_l18.pd --dry-run --target h100_sxm` (the spec's 64 windows, folded in slices of
+   one 2048-token window per device): per-device memory and verdict, matmul FLOPs per token, the store's size, and the
    device-time estimate for 100 M tokens at the H100's bf16 dense peak (989 TFLOP/s, 40 % MFU).
    The store's size does not grow with the tokens harvested (fixed quotas per component).
 
@@ -757,14 +757,14 @@ def measure_harvest(log: Any, quick: bool) -> dict[str, Any]:
         log(line)
         out["gpu"] = {"skipped": line}
         return out
-    log("harvest: pdc harvest specs/llama8b_l18.pd --dry-run --target h100_sxm --set data.batch=8")
+    log("harvest: pdc harvest specs/llama8b_l18.pd --dry-run --target h100_sxm")
     result = run_child([sys.executable, "-m", "pdc.cli", "harvest", "specs/llama8b_l18.pd", "--dry-run", "--target",
-                        "h100_sxm", "--set", "data.batch=8", "--format", "json"], _env(JAX_PLATFORMS="cpu"),
+                        "h100_sxm", "--format", "json"], _env(JAX_PLATFORMS="cpu"),
                        timeout=3600)
     data = _json_document(result["stdout"]) or {}
     h = data.get("harvest") or {}
     flops = h.get("matmul_flops_per_token")
-    out["gpu"] = {"spec": "llama8b_l18", "args": "--set data.batch=8", "rc": result["rc"], "wall_s": result["wall_s"],
+    out["gpu"] = {"spec": "llama8b_l18", "args": "(the spec's batch)", "rc": result["rc"], "wall_s": result["wall_s"],
                   "level": data.get("level"), "device_kind": data.get("device_kind"), "verdict": data.get("verdict"),
                   "memory_per_device": data.get("memory"), "budget": data.get("budget"),
                   "matmul_flops_per_token": flops, "store_bytes": (h.get("store_bytes") or {}).get("total"),
