@@ -293,11 +293,14 @@ def _lm_probes(family: str) -> dict[str, Probe]:
     base = f"lm_{family}"
     p: dict[str, Probe] = {}
     tied = "true" if family == "simple_mlp" else "false"
+    # A dimension that contradicts the checkpoint's config.json is PD0330, so the dimensions are
+    # probed on the spec that pretrains its target (no checkpoint to contradict).
     for key, old, new in (("vocab", "256", "255"), ("hidden", "16", "24"), ("intermediate", "32", "40"),
-                          ("layers", "2", "3"), ("kv_heads", "1", "2"), ("head_dim", "8", "4"),
-                          ("tied_embeddings", tied, "false" if tied == "true" else "true")):
-        p[f"target:{family}.{key}"] = Probe(base, (f"{key} = {old}", f"{key} = {new}"), "ir")
-    p[f"target:{family}.heads"] = Probe(base, "target.heads=4", "ir")
+                          ("layers", "2", "3"), ("kv_heads", "1", "2"), ("head_dim", "8", "4")):
+        p[f"target:{family}.{key}"] = Probe(f"{base}_pretrain", (f"{key} = {old}", f"{key} = {new}"), "ir")
+    p[f"target:{family}.tied_embeddings"] = Probe(
+        base, (f"tied_embeddings = {tied}", f"tied_embeddings = {'false' if tied == 'true' else 'true'}"), "ir")
+    p[f"target:{family}.heads"] = Probe(f"{base}_pretrain", "target.heads=4", "ir")
     p[f"target:{family}.rope_theta"] = Probe(base, "target.rope_theta=500.0", "step")
     p[f"target:{family}.rms_norm_eps"] = Probe(base, "target.rms_norm_eps=1e-3", "step")
     p[f"target:{family}.max_positions"] = Probe(base, "target.max_positions=8", "check")
