@@ -48,3 +48,23 @@ def shrunk_toy_spec(name: str, *, batch: int, warmup: int, checkpoint: int, keep
     text = re.sub(r"checkpoint \{ every = \S+ keep = \d+ \}", f"checkpoint {{ every = {checkpoint} keep = {keep} }}", text)
     text = re.sub(r"log \{ every = \S+ \}", "log { every = 1 }", text)
     return re.sub(r"(eval \{\n\s+every = )\S+", rf"\g<1>{eval_every}", text)
+
+
+def write_with_random_weights(text: str, tmp: Path, seed: int = 3) -> Path:
+    """Write `text` (a spec whose target reads `tmp/weights`) as `tmp/tiny.pd`, and random
+    frozen weights of its target in HF format into `tmp/weights`; returns the spec's path.
+    JAX is imported here, not at module level (front-end tests never start it)."""
+    import jax
+
+    from pdc.models import build_target, hf_config, save_hf
+    from pdc.passes import run_passes
+    from pdc.syntax.load import check_text
+
+    spec = tmp / "tiny.pd"
+    spec.write_text(text)
+    result = check_text(text, str(spec))
+    assert result.ok and result.spec is not None, [d.summary for d in result.diagnostics]
+    ir = run_passes(result.spec)
+    target = build_target(ir.facts["target"], [n[5:] for n in ir.graph if n.startswith("site:")])
+    save_hf(target.init_params(jax.random.PRNGKey(seed)), tmp / "weights", config=hf_config(target.config))
+    return spec

@@ -11,14 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import pytest
 
-from pdc.models import build_target, hf_config, save_hf
-from pdc.passes import run_passes
-from pdc.syntax.load import check_text
 
-from conftest import REPO
+from conftest import REPO, write_with_random_weights
 
 TINY = (REPO / "specs" / "tiny_llama.pd").read_text()
 
@@ -31,14 +27,7 @@ def spec_with_weights(tmp: Path) -> Path:
     text = text.replace("seq_len = 128\n    batch = 16", "seq_len = 16\n    batch = 16")
     text = text.replace("log { every = 50 }", "log { every = 1 }").replace("checkpoint { every = 500 keep = 2 }",
                                                                          "checkpoint { every = 2 keep = 5 }")
-    spec = tmp / "tiny.pd"
-    spec.write_text(text)
-    result = check_text(text, str(spec))
-    assert result.ok and result.spec is not None, [d.summary for d in result.diagnostics]
-    ir = run_passes(result.spec)
-    target = build_target(ir.facts["target"], [n[5:] for n in ir.graph if n.startswith("site:")])
-    save_hf(target.init_params(jax.random.PRNGKey(3)), tmp / "weights", config=hf_config(target.config))
-    return spec
+    return write_with_random_weights(text, tmp)
 
 
 def free_port() -> int:

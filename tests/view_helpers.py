@@ -15,11 +15,10 @@ import json as json_module
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 
-from conftest import REPO
+from conftest import REPO, write_with_random_weights
 
 SEQ = 32
 C = 16
@@ -33,10 +32,6 @@ def corpus_bytes() -> bytes:
 def tiny_spec(tmp: Path, steps: int = 4) -> Path:
     """tiny_llama shrunk (3 layers, hidden 32) on one device, random weights in HF format, a byte
     token file, C = 16 on layers 1 and 2's MLPs."""
-    from pdc.models import build_target, hf_config, save_hf
-    from pdc.passes import run_passes
-    from pdc.syntax.load import check_text
-
     text = (REPO / "specs" / "tiny_llama.pd").read_text()
     start = text.index("    pretrain {")
     end = text.index("    }\n", start) + len("    }\n")
@@ -56,14 +51,7 @@ def tiny_spec(tmp: Path, steps: int = 4) -> Path:
     text = text.replace("faithfulness_warmup { steps = 100", "faithfulness_warmup { steps = 2")
     text = text.replace("metrics = [ci_l0, ce_kl, pgd_recon]", "metrics = [ci_l0]")
     text = text.replace("eval { every = 500", f"eval {{ every = {max(steps // 2, 1)}")
-    spec = tmp / "tiny.pd"
-    spec.write_text(text)
-    result = check_text(text, str(spec))
-    assert result.ok and result.spec is not None, [d.summary for d in result.diagnostics]
-    ir = run_passes(result.spec)
-    target = build_target(ir.facts["target"], [n[5:] for n in ir.graph if n.startswith("site:")])
-    save_hf(target.init_params(jax.random.PRNGKey(3)), tmp / "weights", config=hf_config(target.config))
-    return spec
+    return write_with_random_weights(text, tmp)
 
 
 def tiny_run(tmp: Path, steps: int = 0) -> Path:
