@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-
 from conftest import REPO, write_with_random_weights
 
 TINY = (REPO / "specs" / "tiny_llama.pd").read_text()
