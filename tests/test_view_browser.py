@@ -148,11 +148,16 @@ def test_click_through_the_viewer(server: str, browser: object) -> None:
     assert '"status":404' in d.page_source and "root:" not in d.page_source  # type: ignore[attr-defined]
 
 
-def test_traversal_is_404_and_other_addresses_are_closed(server: str) -> None:
+def test_traversal_is_404(server: str) -> None:
     for path in ("/api/..%2f..%2fetc%2fpasswd", "/static/..%2f..%2f..%2f..%2fetc%2fpasswd"):
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(server + path, timeout=10)
         assert caught.value.code == 404 and caught.value.headers["content-type"] == "application/json"
+
+
+def test_other_addresses_of_this_machine_are_closed(server: str) -> None:
+    """The default bind is loopback: the machine's own non-loopback address refuses the port
+    (skipped only on a machine that has no such address, where there is nothing to reach)."""
     address = outside_address()
     if address is None:
         pytest.skip("this machine has no non-loopback address to try")

@@ -74,7 +74,9 @@ def line_chart(series: Mapping[str, Sequence[Sequence[float]]], width: int = 640
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{path}"/>')
         if len(values) == 1:
             parts.append(f'<circle cx="{sx(values[0][0]):.1f}" cy="{sy(values[0][1]):.1f}" r="3" fill="{color}"/>')
-        parts.append(f'<text x="{pad + 4}" y="{height + 12 + 14 * i}" fill="{color}" class="tick">'
+        y = height + 12 + 14 * i  # a colour swatch per line: the tick style greys the label's text
+        parts.append(f'<rect x="{pad + 4}" y="{y - 6}" width="14" height="3" fill="{color}"/>'
+                     f'<text x="{pad + 22}" y="{y}" fill="{color}" class="tick">'
                      f'{e(name)} (last {e(fmt(values[-1][1]))})</text>')
     return "".join(parts) + "</svg>"
 
@@ -123,6 +125,12 @@ def strip(pieces: Sequence[str], ci: Sequence[float], act: Sequence[float] | Non
 # ---- pages --------------------------------------------------------------------------------------
 
 
+def _manifest_text(manifest: dict[str, Any]) -> str:
+    """The harvest manifest as JSON, each key on one line (its bin edges and sites included)."""
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(manifest.items())]
+    return "{\n" + ",\n".join(lines) + "\n}"
+
+
 def run_page(info: dict[str, Any]) -> str:
     losses = {k: v for k, v in info["curves"].items() if k.startswith("loss/")}
     evals = {k: v for k, v in info["curves"].items() if k.startswith("eval/")}
@@ -131,7 +139,7 @@ def run_page(info: dict[str, Any]) -> str:
         f'<td>{fmt(s["train_ci_l0"])}</td><td>{fmt(s["train_alive"])}</td><td>{fmt(s["harvest_ci_l0"])}</td>'
         f'<td>{fmt(s["harvest_alive"])}</td></tr>' for s in info["sites"])
     prov = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in info["provenance"].items())
-    harvest = (f'<pre class="manifest">{e(json.dumps(info["harvest"], indent=2))}</pre>' if info["harvest"] else
+    harvest = (f'<pre class="manifest">{e(_manifest_text(info["harvest"]))}</pre>' if info["harvest"] else
                no_harvest())
     body = f"""<h1>{e(info["spec"])}</h1>
 <table class="kv"><tr><td>run</td><td>{e(info["run"])}</td></tr>
