@@ -13,13 +13,17 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from pdc.ci.chunkwise_transformer import ChunkwiseTransformerKeys
+from pdc.ci.global_mlp import GlobalMlpKeys
+from pdc.ci.global_transformer import GlobalTransformerKeys
+from pdc.ci.mlp import ScalarMlpKeys
+from pdc.ci.shared_mlp import SharedMlpKeys
+from pdc.ci.vector_mlp import VectorMlpKeys
 from pdc.decomp.ci import (Buffer, CiInputs, CiSite, abstract_ci, apply_ci, ci_layout, ci_param_shapes, init_ci,
                            transformer_chunk)
 from pdc.decomp.squash import CiBundle, ci_bundle, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid
 from pdc.ir.nodes import SiteNode, TensorNode
 from pdc.passes import run_passes
-from pdc.registry.ci import (ChunkwiseTransformerKeys, GlobalMlpKeys, GlobalTransformerKeys, ScalarMlpKeys,
-                             SharedMlpKeys, VectorMlpKeys)
 from pdc.syntax.load import check_text, load_spec
 
 from conftest import REPO, SPECS, spec_text

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from pdc.ci import NETWORKS
 from pdc.decomp import losses, rng
 from pdc.decomp.ci import CiInputs, apply_ci
 from pdc.decomp.components import Factors
@@ -53,9 +54,10 @@ def toy_batch_of_key(program: Program, key: Array) -> Array:
 
 def _ci(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
         components: dict[str, Factors]) -> CiBundle:
-    """The CI bundle from the clean activations; the scalar `mlp` reads x @ V (live V)."""
+    """The CI bundle from the clean activations; a network that reads the component
+    activations (the scalar MLP) gets x @ V (live V)."""
     acts = None
-    if program.ci_variant == "mlp":
+    if NETWORKS[program.ci_variant].reads_component_acts:
         acts = {kind: jnp.einsum("l...i,lic->l...c", clean.site_inputs[kind], f.V.astype(program.compute_dtype))
                 for kind, f in components.items()}
     run = functools.partial(apply_ci, ci_graph(program))
