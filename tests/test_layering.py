@@ -15,12 +15,15 @@ from conftest import REPO
 PDC = REPO / "pdc"
 # stage → the stages it must never import (later ones)
 LATER = {
-    "syntax": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
+    "syntax": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "ci", "analyze", "api", "cli"),
     "registry": ("syntax", "ir", "passes", "lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
-    "terms": ("syntax", "ir", "passes", "lower", "inspect", "run", "analyze", "api", "cli"),
-    "targets": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
-    "inputs": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
-    "ir": ("passes", "lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
+    "terms": ("syntax", "ir", "passes", "lower", "inspect", "run", "ci", "analyze", "api", "cli"),
+    # a CI network spans registry keys → the build_ci pass → the lowering's module, like a term:
+    # its keys are read by the registry, its `shapes` and `build` import the IR and JAX when called
+    "ci": ("lower", "inspect", "run", "models", "analyze", "api", "cli"),
+    "targets": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "ci", "analyze", "api", "cli"),
+    "inputs": ("ir", "passes", "lower", "inspect", "run", "models", "decomp", "ci", "analyze", "api", "cli"),
+    "ir": ("passes", "lower", "inspect", "run", "models", "decomp", "ci", "analyze", "api", "cli"),
     "passes": ("lower", "inspect", "run", "models", "decomp", "analyze", "api", "cli"),
     "decomp": ("syntax", "passes", "lower", "inspect", "run", "analyze", "api", "cli"),
     "models": ("passes", "lower", "inspect", "run", "analyze", "api", "cli"),
@@ -82,3 +85,35 @@ def test_no_hand_kept_consumes_lists() -> None:
 def test_one_grammar_file() -> None:
     grammars = [p.relative_to(REPO) for p in REPO.rglob("*.lark") if ".venv" not in p.parts and "build" not in p.parts]
     assert [str(p) for p in grammars] == ["pdc/syntax/pdc.lark"]
+
+
+# A name that picks a file's code (a CI network's `ci` label, …) is written as a string in that
+# file only (and in tests and docs, outside pdc/): elsewhere the code iterates the registry.
+# name → (its file, the pdc/ paths — prefixes — where the same word means something else).
+CI_NETWORKS: dict[str, tuple[Path, tuple[str, ...]]] = {
+    p.stem: (p, ()) for p in (PDC / "ci").glob("[!_]*.py") if p.stem != "base"}
+# `mlp` is also a Llama block's MLP half (targets' site kinds and norms) and the transformer CI's
+# MLP width key
+CI_NETWORKS["mlp"] = (PDC / "ci" / "mlp.py", ("targets/", "models/", "inputs/", "ci/_shapes.py",
+                                              "ci/chunkwise_transformer.py"))
+
+
+def _named_outside_their_files(table: dict[str, tuple[Path, tuple[str, ...]]]) -> list[str]:
+    """Every string constant equal to a name of `table` in a pdc module other than the name's
+    own file (and the paths its other meaning lives in)."""
+    strays = []
+    for path in _modules():
+        rel = path.relative_to(PDC).as_posix()
+        constants = [n for n in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in table]
+        for node in constants:
+            home, elsewhere = table[node.value]
+            if path != home and not rel.startswith(elsewhere):
+                strays.append(f"{path.relative_to(REPO)}:{node.lineno} writes {node.value!r}")
+    return strays
+
+
+def test_ci_networks_are_named_in_their_own_files_only() -> None:
+    assert len(CI_NETWORKS) >= 6, sorted(CI_NETWORKS)
+    strays = _named_outside_their_files(CI_NETWORKS)
+    assert not strays, "a CI network named outside pdc/ci/<name>.py (iterate pdc.ci.NETWORKS):\n" + "\n".join(strays)
