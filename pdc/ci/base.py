@@ -20,6 +20,9 @@ Build = Callable[..., Any]
 
 @dataclass(frozen=True)
 class CiNetwork:
+    """A CI network: `name` is its `ci` label; `keys` its block's keys, which include `leak`
+    (the slope of the leaky hard sigmoids the step squashes its output with)."""
+
     name: str
     keys: type[Keys]
     shapes: Shapes
