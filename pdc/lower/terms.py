@@ -22,6 +22,7 @@ from pdc.decomp.squash import CiBundle
 from pdc.lower.program import Program
 from pdc.registry.loss import LOSS_TERMS
 from pdc.terms import TermValue
+from pdc.terms._shared import schedule_kind
 
 Array = jax.Array
 Forward = Callable[[Mapping[str, SiteMask]], Array]
@@ -60,8 +61,9 @@ class TermContext:
     def key(self, name: str) -> Array:
         return losses.term_key(self.step_key, name)
 
-    def schedule(self, schedule: Any) -> Array:
-        return losses.schedule_value(schedule, self.step, self.program.total_steps)
+    def schedule(self, schedule: Any, key: str) -> Array:
+        """This step's value of the term key `key`'s schedule, ramped as that key ramps."""
+        return losses.schedule_value(schedule, self.step, self.program.total_steps, schedule_kind(key))
 
 
 WEIGHTED = "weighted/"  # `weighted/<term>`: the term's share of the total (the step logs it under this name)

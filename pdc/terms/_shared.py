@@ -52,3 +52,10 @@ def importance_value(plan: Any, penalty: Any) -> Any:
 
 def reference_tokens(plan: Any) -> Any:
     return plan.frequency.reference_tokens if plan.frequency is not None else None
+
+
+def schedule_kind(key: str) -> Literal["anneal", "source_lr"]:
+    """How a term's scheduled key ramps (`pdc.decomp.losses.schedule_value`): a term's `lr` is
+    its adversary's source ascent step (`source_lr`: at least one warm-up step, as the
+    hand-written trainer); every other term schedule (p, γ) anneals over `step / total`."""
+    return "source_lr" if key == "lr" else "anneal"
