@@ -13,7 +13,7 @@ from pdc.ir.nodes import CiChunkNode, OptGroupNode, OptionsNode, ScheduleNode, S
 from pdc.registry.loss import IMPORTANCE_TERMS, LOSS_TERMS, RECON_TERMS, SCOPE_ALIASES
 from pdc.registry.types import Schedule, schedule_keys
 from pdc.syntax.checked import Entry, Node
-from pdc.syntax.diagnostics import Diagnostic, Related
+from pdc.syntax.diagnostics import Diagnostic, Related, Severity
 from pdc.syntax.patterns import matches
 from pdc.syntax.span import Span
 from pdc.targets import TargetShape
@@ -85,8 +85,39 @@ def _term(ir: IR, name: str, term: Node) -> None:
     divergence = ("kl" if shape.output == "logits" else "mse") if name in RECON_TERMS else ""
     weight = term.get("weight") if term.keys is not None else 0.0
     frequency = term.child("frequency")
+    if frequency is not None:
+        _reference_tokens(ir, frequency)
     ir.add(f"term:{name}", TermNode(name, weight, divergence, options, term.header or term.span, term.keys,
                                     frequency.keys if frequency is not None else None), *deps)
+
+
+def tokens_per_step(ir: IR) -> tuple[int, str]:
+    """The positions one step sees on the whole mesh (what `reference_tokens = auto` is), and
+    how they come about, for messages: batch × seq_len for LMs, the batch for toys."""
+    batch = next(p for _, p in ir.nodes(TensorNode) if p.path == "batch")
+    if ir.facts["target"].has_positions:
+        return batch.shape[0] * batch.shape[1], f"batch {batch.shape[0]} × seq_len {batch.shape[1]}"
+    return batch.shape[0], f"batch {batch.shape[0]}"
+
+
+def _reference_tokens(ir: IR, frequency: Node) -> None:
+    """§5.9: c_freq · Σ f·log2(1 + a′f) is the hand-written trainer's β · Σ f·log2(1 + S)
+    (S = N_pos·f) only at a′ = the tokens per step; a fixed a′ that differs (a number kept from
+    a run at another batch) scales the penalty's curvature by a′ / N_pos, so it is worth a word."""
+    fixed = frequency.get("reference_tokens")
+    if fixed == "auto":
+        return
+    tokens, how = tokens_per_step(ir)
+    if fixed != tokens:
+        ratio = fixed / tokens
+        times = f"{ratio:.3g}× the" if ratio >= 1 else f"1/{1 / ratio:.3g} of the"
+        ir.error(Diagnostic(
+            "PD0317", f"`reference_tokens = {fixed}` is {times} {tokens} tokens per step ({how})",
+            frequency.span_of("reference_tokens"), f"not the {tokens} tokens per step",
+            help=("the frequency term Σ f·log2(1 + a′f) equals the reference trainer's β·Σ f·log2(1 + S) "
+                  "(S = tokens per step × f) only at a′ = the tokens per step",
+                  "write `reference_tokens = auto` to follow the batch"),
+            severity=Severity.WARNING))
 
 
 def _plain(value: object) -> object:

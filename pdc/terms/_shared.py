@@ -35,7 +35,9 @@ class FrequencyKeys(Keys):
 
     weight: float = key(doc="coefficient c_freq", ge=0.0)
     reference_tokens: Union[Literal["auto"], PositiveSteps] = key(
-        "auto", doc="a′: the reference count of positions; `auto` = the step's batch positions")
+        "auto", doc="a′: the reference count of positions; `auto` (the default) = the tokens per step on the "
+        "whole mesh (batch × seq_len for LMs, batch for toys), which makes the term the hand-written trainer's "
+        "β·Σ f·log2(1 + S) at any batch; a fixed number other than that is warned about (PD0317)")
 
 
 FREQUENCY = BlockSchema("frequency", FrequencyKeys.__doc__ or "", keys=FrequencyKeys)
