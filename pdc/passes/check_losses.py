@@ -51,7 +51,7 @@ def total_steps(ir: IR) -> int:
 
 
 def _term_counts(ir: IR, loss: Node) -> None:
-    importance = [loss.children[n] for n in loss.children if n in IMPORTANCE_TERMS]
+    importance = [t for t in loss.children.values() if t.name in IMPORTANCE_TERMS]
     if not importance:
         ir.error(Diagnostic("PD0311", "no importance-minimality term in `loss`", loss.header or loss.span,
                             "needs one", help=("add `importance_minimality { weight = 1e-3 }` or `smooth_l0 { ... }`",)))
@@ -59,12 +59,14 @@ def _term_counts(ir: IR, loss: Node) -> None:
         ir.error(Diagnostic("PD0311", "two importance-minimality terms in `loss`; exactly one is allowed",
                             extra.header or extra.span, "second one",
                             (Related(importance[0].header or importance[0].span, "first one"),)))
-    if not any(n in RECON_TERMS for n in loss.children):
+    if not any(t.name in RECON_TERMS for t in loss.children.values()):
         ir.error(Diagnostic("PD0312", "no reconstruction term in `loss`", loss.header or loss.span, "needs one",
                             help=("add e.g. `stochastic_recon { weight = 1.0 }`",)))
 
 
 def _term(ir: IR, name: str, term: Node) -> None:
+    """One term block: `name` is its instance (`stochastic_recon`, or `stochastic_recon.subset`
+    for a named one), `term.name` its registry kind."""
     shape: TargetShape = ir.facts["target"]
     deps = [n for n, _ in ir.nodes(SiteNode)] + [n for n, _ in ir.nodes(CiChunkNode)]
     options = tuple(sorted((k, _plain(v)) for k, v in term.keys.model_dump().items() if k != "weight")) \
@@ -75,20 +77,20 @@ def _term(ir: IR, name: str, term: Node) -> None:
                             term.span_of("scope"), "needs positions", help=("use `c` or `bc` for toy targets",)))
     for key in schedule_keys(type(term.keys)) if term.keys is not None else ():
         deps.append(schedule(ir, f"loss.{name}.{key}", term.get(key), term.span_of(key), positive=key != "lr"))
-    if LOSS_TERMS[name].state == "sources" and scope is not None:
+    if LOSS_TERMS[term.name].state == "sources" and scope is not None:
         _sources(ir, name, SCOPE_ALIASES.get(scope, scope), term.get("source_dtype"))
     sites = len(ir.nodes(SiteNode))
     chunk = term.get("sites_per_chunk") if "sites_per_chunk" in term.schema.key_names() else None
     if chunk is not None and chunk > sites:
         ir.error(Diagnostic("PD0315", f"sites_per_chunk = {chunk} exceeds the {sites} decomposed sites",
                             term.span_of("sites_per_chunk"), "too large"))
-    divergence = ("kl" if shape.output == "logits" else "mse") if name in RECON_TERMS else ""
+    divergence = ("kl" if shape.output == "logits" else "mse") if term.name in RECON_TERMS else ""
     weight = term.get("weight") if term.keys is not None else 0.0
     frequency = term.child("frequency")
     if frequency is not None:
         _reference_tokens(ir, frequency)
     ir.add(f"term:{name}", TermNode(name, weight, divergence, options, term.header or term.span, term.keys,
-                                    frequency.keys if frequency is not None else None), *deps)
+                                    frequency.keys if frequency is not None else None, term.name), *deps)
 
 
 def tokens_per_step(ir: IR) -> tuple[int, str]:
