@@ -141,3 +141,30 @@ def test_a_spec_with_two_named_instances_trains_and_logs_both(tmp_path: Path) ->
         assert row["weighted/stochastic_recon.all"] == np.float32(1.0 * a)
         assert row["weighted/stochastic_recon.subset"] == np.float32(0.5 * b)
         assert "loss/stochastic_recon" not in row
+
+
+def test_overrides_and_imports_address_each_instance(tmp_path: Path) -> None:
+    """`--set loss.stochastic_recon.subset.weight=…` sets the named instance (the unnamed
+    block keeps `loss.stochastic_recon.weight`); an importer's named instance adds to the
+    imported ones, and one of the same name merges into it."""
+    from pdc.syntax.load import check_file
+
+    text = _toy(f"{UNNAMED}\n    stochastic_recon subset {{ weight = 0.5 routing = uniform_k_subset }}")
+    result = check_text(text, str(REPO / "specs" / "tms_5-2.pd"),
+                        overrides=["loss.stochastic_recon.subset.weight=0.7", "loss.stochastic_recon.weight=3"])
+    assert result.spec is not None, [d.summary for d in result.diagnostics]
+    loss = result.spec.block("loss")
+    assert {k: v.get("weight") for k, v in loss.children.items() if k.startswith("stochastic_recon")} == {
+        "stochastic_recon": 3.0, "stochastic_recon.subset": 0.7, "stochastic_recon_layerwise": 1.0}
+
+    (tmp_path / "pdc.toml").write_text("")  # the project root
+    (tmp_path / "base.pd").write_text(_toy(NAMED).replace("../targets/", f"{REPO}/targets/"))
+    child = tmp_path / "child.pd"
+    child.write_text('import "base.pd"\n\nspec tms_5_2 {\n  loss {\n    stochastic_recon subset { weight = 0.75 }\n'
+                     "    stochastic_recon third { weight = 0.125 }\n  }\n}\n")
+    result = check_file(child)
+    assert result.spec is not None, [d.summary for d in result.diagnostics]
+    loss = result.spec.block("loss")
+    got = {k: (v.get("weight"), v.get("routing")) for k, v in loss.children.items() if k.startswith("stochastic_recon.")}
+    assert got == {"stochastic_recon.all": (0.25, "all"), "stochastic_recon.subset": (0.75, "uniform_k_subset"),
+                   "stochastic_recon.third": (0.125, "all")}
