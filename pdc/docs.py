@@ -147,6 +147,8 @@ def _block_section(path: tuple[str, ...], schema: BlockSchema) -> list[str]:
         facts.append("label: " + ", ".join(f"`{v.name}`" for v in schema.variants))
     elif schema.label is LabelKind.NAME:
         facts.append("label: a name")
+    elif schema.label is LabelKind.INSTANCE:
+        facts.append(f"label: an optional instance name (`{path[-1]} NAME {{ ... }}`; named blocks may repeat)")
     facts.append(f"layout: {schema.layout.value}")
     lines += ["*" + "; ".join(facts) + "*", ""]
     if schema.entries is not None:

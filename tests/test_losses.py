@@ -617,6 +617,42 @@ def test_schedule_value(schedule, total, expected):
     assert float(L.schedule_value(schedule, last, total)) == np.float32(schedule.end_value())
 
 
+@pytest.mark.parametrize("schedule,total,expected", [
+    # p 2.0 → 0.4 over step / total (§5.8), as the hand-written trainer and torch: p(s) = 2 − 1.6·s/total
+    (_sched("linear", 2.0, end=0.4), 10, {0: 2.0, 1: 1.84, 5: 1.2, 9: 0.56, 10: 0.4}),
+    (_sched("linear", 2.0, end=0.4), 100_000, {0: 2.0, 50_000: 1.2, 99_999: 0.400016}),
+    # ramp over fractions 0.2 → 0.6 of 100 steps: (s/100 − 0.2) / 0.4
+    (_sched("linear", 2.0, end=0.4, start_frac=0.2, end_frac=0.6), 100,
+     {0: 2.0, 20: 2.0, 30: 1.6, 40: 1.2, 59: 0.44, 60: 0.4, 99: 0.4}),
+    # cosine γ 1.0 → 0.1 over 4 steps: 0.1 + 0.9·½(1 + cos(π s/4))
+    (_sched("cosine", 1.0, end=0.1), 4, {0: 1.0, 1: 0.1 + 0.45 * (1 + 0.5 ** 0.5), 2: 0.55, 4: 0.1}),
+    (_sched("constant", 0.7), 10, {0: 0.7, 9: 0.7}),
+])
+def test_schedule_value_anneal(schedule, total, expected):
+    """p and γ anneal over `step / total`, not `step / (total − 1)` (issue 32)."""
+    traced = jax.jit(lambda s: L.schedule_value(schedule, s, total, "anneal"))
+    for step, value in expected.items():
+        for got in (L.schedule_value(schedule, step, total, "anneal"), traced(step)):
+            assert float(got) == pytest.approx(value, rel=RTOL, abs=1e-12)
+
+
+@pytest.mark.parametrize("schedule,total,expected", [
+    # zero warm-up: 0 at step 0, the full rate from step 1 (the hand-written trainer's max(warmup, 1))
+    (_sched("constant", 0.01), 100, {0: 0.0, 1: 0.01, 2: 0.01, 99: 0.01}),
+    # a warm-up of ≥ 1 step is as for any learning rate: 2.5% of 200 = 5 steps, 0.01·s/5
+    (_sched("constant", 0.01, warmup=0.025), 200, {0: 0.0, 1: 0.002, 2: 0.004, 5: 0.01, 199: 0.01}),
+    # 2.5% of 20 steps floors to 0 steps: again 0 only at step 0
+    (_sched("constant", 0.01, warmup=0.025), 20, {0: 0.0, 1: 0.01, 19: 0.01}),
+])
+def test_schedule_value_source_lr(schedule, total, expected):
+    """The adversary's source step at step 0 is 0 even with no warm-up (issue 32)."""
+    for step, value in expected.items():
+        got = L.schedule_value(schedule, step, total, "source_lr")
+        assert float(got) == pytest.approx(value, rel=RTOL, abs=1e-12)
+    lr_at_0 = float(L.schedule_value(schedule, 0, total, "lr"))  # a learning rate keeps the warm-up it is given
+    assert lr_at_0 == (0.0 if L.warmup_steps(schedule, total) else np.float32(0.01))
+
+
 def test_clip_by_global_norm_eps():
     rng = np.random.default_rng(5)
     grads = {"a": rng.normal(size=(3, 4)).astype(np.float32), "b": rng.normal(size=(5,)).astype(np.float32)}

@@ -519,21 +519,38 @@ def warmup_steps(schedule: Schedule, total_steps: int) -> int:
     return warmup if isinstance(warmup, int) else int(total_steps * warmup)
 
 
-def schedule_value(schedule: Schedule, step: Array | int, total_steps: int) -> Array:
+ScheduleKind = Literal["lr", "anneal", "source_lr"]
+
+
+def schedule_value(schedule: Schedule, step: Array | int, total_steps: int, kind: ScheduleKind = "lr") -> Array:
     """§6.3 (torch `get_scheduled_value`), jit-safe in `step`. Linear warmup from 0 over
-    the warmup steps; the ramp runs from max(warmup, start_frac·total) to end_frac·total
-    with progress (step − a) / (b − a − 1), so with end_frac = 1 it reaches its end value
-    exactly at step total − 1 (the `decay_steps − 1` denominator); before the ramp the value
-    is `start`, after it the end value (`end`, or `final`·start, or 0 when neither)."""
+    the warmup steps; before the ramp the value is `start`, after it the end value (`end`,
+    or `final`·start, or 0 when neither). How the ramp runs depends on what is scheduled,
+    as the reference trainers write each (`kind`):
+    - `lr` (optimizer learning rates): from max(warmup, start_frac·total) to end_frac·total
+      with progress (step − a) / (b − a − 1), so with end_frac = 1 it reaches its end value
+      exactly at step total − 1 (the `decay_steps − 1` denominator);
+    - `anneal` (p, γ; §5.8): progress clip((step/total − s) / (end_frac − s), 0, 1) with
+      s = max(start_frac, warmup/total): over `step / total`, so the last step's p is not
+      quite the end value (2.0 → 0.4 over 100k steps ends at 0.400016);
+    - `source_lr` (an adversary's source ascent step, §6.3): as `lr` but warming up over at
+      least one step, `max(warmup, 1)`: 0 at step 0 even with zero warm-up, as the
+      hand-written JAX trainer."""
     warmup = warmup_steps(schedule, total_steps)
+    if kind == "source_lr":
+        warmup = max(warmup, 1)
     step_f = jnp.asarray(step, jnp.float32)
     start, end = schedule.start, schedule.end_value()
     if schedule.fn == "constant":
         value = jnp.full((), start, jnp.float32)
     else:
-        a = max(warmup, int(schedule.start_frac * total_steps))
-        b = int(schedule.end_frac * total_steps)
-        progress = jnp.clip((step_f - a) / max(b - a - 1, 1), 0.0, 1.0)
+        if kind == "anneal":
+            s = max(schedule.start_frac, warmup / total_steps)
+            progress = jnp.clip((step_f / total_steps - s) / (schedule.end_frac - s), 0.0, 1.0)
+        else:
+            a = max(warmup, int(schedule.start_frac * total_steps))
+            b = int(schedule.end_frac * total_steps)
+            progress = jnp.clip((step_f - a) / max(b - a - 1, 1), 0.0, 1.0)
         shape = 1.0 - progress if schedule.fn == "linear" else 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
         value = end + (start - end) * shape
     if warmup > 0:
@@ -562,6 +579,6 @@ __all__ = [
     "canonical_scope", "ci_masked_recon", "ci_masked_recon_layerwise", "clip_by_global_norm_eps", "draw_keys",
     "entry_keys", "importance_minimality", "kl_divergence", "layerwise_recon", "mse", "pgd_recon",
     "pgd_recon_layerwise", "ppgd_active", "ppgd_final_ascent", "ppgd_init", "ppgd_recon", "ppgd_warmup",
-    "schedule_value", "smooth_l0", "source_ascent", "stochastic_recon", "term_key", "unmasked_recon",
+    "ScheduleKind", "schedule_value", "smooth_l0", "source_ascent", "stochastic_recon", "term_key", "unmasked_recon",
     "warmup_steps",
 ]

@@ -14,7 +14,7 @@ from typing import Callable
 from pdc.inspect import hlo
 from pdc.inspect.peak import Owner
 from pdc.ir.graph import IR
-from pdc.ir.nodes import SiteNode
+from pdc.ir.nodes import SiteNode, TermNode
 from pdc.syntax.span import Span
 
 # state field → (group, words for people, the spec block whose line it is: path of child names)
@@ -103,7 +103,9 @@ def _owner(instruction: hlo.Instruction, lines: SpecLines) -> Owner:
     if scope == "ci":
         return Owner("ci", "CI network activations", lines.block(("ci",)))
     if scope.startswith("loss."):
-        term = scope.split(".")[1]
+        parts = scope.split(".")
+        named = ".".join(parts[1:3])  # a named instance's scope: `loss.stochastic_recon.subset`
+        term = named if len(parts) > 2 and named in {t.name for _, t in lines.ir.nodes(TermNode)} else parts[1]
         return Owner(f"loss.{term}", f"loss term `{term}` (forward, backward)", lines.block(("loss", term)))
     if scope.startswith("optimize."):
         group = scope.split(".")[1]

@@ -56,9 +56,12 @@ class IR:
         rank = getattr(payload, "order", None)
         if rank is None:
             rank = getattr(payload, "index", None) if not node_id.startswith("rule:") else None
-        if rank is None and node_id.startswith("term:"):
-            rank = _TERM_ORDER.get(node_id[5:])
-        return _sort_key(node_id) if rank is None else f"{_KIND_ORDER[node_id.partition(':')[0]]:02d}:{rank:06d}"
+        label = ""
+        if rank is None and node_id.startswith("term:"):  # a named instance after its kind's unnamed one
+            kind, _, label = node_id[5:].partition(".")
+            rank = _TERM_ORDER.get(kind)
+        key = _sort_key(node_id) if rank is None else f"{_KIND_ORDER[node_id.partition(':')[0]]:02d}:{rank:06d}"
+        return key + (f".{label}" if label and rank is not None else "")
 
     @property
     def spec_dir(self) -> Path:

@@ -93,13 +93,19 @@ class OptionsNode:
 
 @dataclass(frozen=True)
 class TermNode:
-    name: str  # registry name, also its RNG stream
+    name: str  # the instance: its registry name, or `name.label` for a named one (`stochastic_recon.subset`)
     weight: float
     divergence: str  # "kl" | "mse" | "" (not a recon term)
     options: tuple[tuple[str, Any], ...]
     span: Span = field(compare=False)
     keys: Any = field(default=None, compare=False)  # the term's typed `Keys` (what `options` prints)
     frequency: Any = field(default=None, compare=False)  # the `frequency` sub-block's keys, if any
+    kind: str = field(default="", compare=False)  # the registry name (`stochastic_recon`); "" reads as `name`
+
+    @property
+    def term(self) -> str:
+        """The registry name of the term this node is an instance of."""
+        return self.kind or self.name
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,19 @@ from pdc.targets import TargetShape
 
 @dataclass(frozen=True)
 class TermPlan:
-    """One loss term: its registry name, coefficient and checked options."""
+    """One loss term: its instance name (the registry name, or `name.label` for a named
+    instance: the log keys and the RNG stream follow it), coefficient and checked options."""
 
     name: str
     weight: float
     options: Keys
     frequency: Keys | None = None  # the `frequency` sub-block of importance terms
+    kind: str = ""  # the registry name (`stochastic_recon`); "" reads as `name`
+
+    @property
+    def term(self) -> str:
+        """The registry name of the term this plan is an instance of."""
+        return self.kind or self.name
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +82,7 @@ def _layout(sites: list[SiteNode]) -> dict[str, tuple[int, ...]]:
 
 
 def _terms(ir: IR) -> tuple[TermPlan, ...]:
-    return tuple(TermPlan(t.name, float(t.weight), t.keys, t.frequency) for _, t in ir.nodes(TermNode))
+    return tuple(TermPlan(t.name, float(t.weight), t.keys, t.frequency, t.term) for _, t in ir.nodes(TermNode))
 
 
 def _divergence(ir: IR) -> str:

@@ -31,6 +31,7 @@ from pdc.lower.terms import WEIGHTED, TermContext, term_losses
 from pdc.lower.ties import merge_updates
 from pdc.models.base import CleanPass
 from pdc.registry.types import schedule_keys
+from pdc.terms._shared import schedule_kind
 from pdc.terms.faithfulness import faithfulness, warmup_form
 
 Array = jax.Array
@@ -94,7 +95,7 @@ def _warm_adversaries(program: Program, state: TrainState, ctx: TermContext) -> 
     with jax.named_scope("loss.persistent_pgd.warmup"):
         warmed["persistent_pgd"] = losses.ppgd_warmup(
             state.adversaries["persistent_pgd"], ctx.ascent_forward, ctx.clean, jax.lax.stop_gradient(ctx.ci.lower),
-            ctx.divergence, ctx.schedule(o.lr), o.warmup_ascents, _source_opt(o),
+            ctx.divergence, ctx.schedule(o.lr, "lr"), o.warmup_ascents, _source_opt(o),
             losses.ppgd_active(ctx.step, program.total_steps, o.start_frac))
     return warmed
 
@@ -109,7 +110,7 @@ def _final_ascent(program: Program, adversaries: dict[str, losses.PpgdState], gr
     if plan is None:
         return adversaries
     o = plan.options
-    lr = losses.schedule_value(o.lr, step, program.total_steps)
+    lr = losses.schedule_value(o.lr, step, program.total_steps, schedule_kind("lr"))
     active = losses.ppgd_active(step, program.total_steps, o.start_frac)
     out = dict(adversaries)
     out["persistent_pgd"] = losses.ppgd_final_ascent(adversaries["persistent_pgd"], grads["persistent_pgd"],
@@ -273,7 +274,8 @@ def _schedules(program: Program, step: Array) -> Metrics:
     for plan in program.terms:
         for key in schedule_keys(type(plan.options)):  # `lr` of a term is its sources' ascent step
             name = "lr/sources" if key == "lr" else f"schedule/{key}"
-            out[name] = losses.schedule_value(getattr(plan.options, key), step, program.total_steps)
+            out[name] = losses.schedule_value(getattr(plan.options, key), step, program.total_steps,
+                                              schedule_kind(key))
     return out
 
 

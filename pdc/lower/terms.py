@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -22,6 +23,7 @@ from pdc.decomp.squash import CiBundle
 from pdc.lower.program import Program
 from pdc.registry.loss import LOSS_TERMS
 from pdc.terms import TermValue
+from pdc.terms._shared import schedule_kind
 
 Array = jax.Array
 Forward = Callable[[Mapping[str, SiteMask]], Array]
@@ -58,10 +60,22 @@ class TermContext:
         return self.forward, self.clean, self.ci.lower, self.divergence, self.program.layout
 
     def key(self, name: str) -> Array:
-        return losses.term_key(self.step_key, name)
+        """The key of term instance `name` at this step: its registry kind's stream, and for a
+        named instance (`stochastic_recon.subset`) that stream folded with the name's own
+        number, so two instances of one term draw independent masks."""
+        kind, _, label = name.partition(".")
+        key = losses.term_key(self.step_key, kind)
+        return key if not label else jax.random.fold_in(key, instance_number(label))
 
-    def schedule(self, schedule: Any) -> Array:
-        return losses.schedule_value(schedule, self.step, self.program.total_steps)
+    def schedule(self, schedule: Any, key: str) -> Array:
+        """This step's value of the term key `key`'s schedule, ramped as that key ramps."""
+        return losses.schedule_value(schedule, self.step, self.program.total_steps, schedule_kind(key))
+
+
+def instance_number(label: str) -> int:
+    """A named instance's stream number: a fixed function of its name (CRC-32, 31 bits), so
+    neither the order of blocks nor the other instances move it."""
+    return zlib.crc32(label.encode()) & 0x7FFFFFFF
 
 
 WEIGHTED = "weighted/"  # `weighted/<term>`: the term's share of the total (the step logs it under this name)
@@ -77,7 +91,7 @@ def term_losses(ctx: TermContext) -> tuple[Array, dict[str, Array]]:
     values: dict[str, Array] = {}
     for plan in ctx.program.terms:
         with jax.named_scope(f"loss.{plan.name}"):
-            out = LOSS_TERMS[plan.name].lower(plan, ctx)
+            out = LOSS_TERMS[plan.term].lower(plan, ctx)
         out = out if isinstance(out, TermValue) else TermValue(out)
         values.update(out.metrics)
         values[plan.name] = out.value

@@ -13,7 +13,7 @@ from pdc.ir.nodes import CiChunkNode, OptGroupNode, OptionsNode, ScheduleNode, S
 from pdc.registry.loss import IMPORTANCE_TERMS, LOSS_TERMS, RECON_TERMS, SCOPE_ALIASES
 from pdc.registry.types import Schedule, schedule_keys
 from pdc.syntax.checked import Entry, Node
-from pdc.syntax.diagnostics import Diagnostic, Related
+from pdc.syntax.diagnostics import Diagnostic, Related, Severity
 from pdc.syntax.patterns import matches
 from pdc.syntax.span import Span
 from pdc.targets import TargetShape
@@ -51,7 +51,7 @@ def total_steps(ir: IR) -> int:
 
 
 def _term_counts(ir: IR, loss: Node) -> None:
-    importance = [loss.children[n] for n in loss.children if n in IMPORTANCE_TERMS]
+    importance = [t for t in loss.children.values() if t.name in IMPORTANCE_TERMS]
     if not importance:
         ir.error(Diagnostic("PD0311", "no importance-minimality term in `loss`", loss.header or loss.span,
                             "needs one", help=("add `importance_minimality { weight = 1e-3 }` or `smooth_l0 { ... }`",)))
@@ -59,12 +59,14 @@ def _term_counts(ir: IR, loss: Node) -> None:
         ir.error(Diagnostic("PD0311", "two importance-minimality terms in `loss`; exactly one is allowed",
                             extra.header or extra.span, "second one",
                             (Related(importance[0].header or importance[0].span, "first one"),)))
-    if not any(n in RECON_TERMS for n in loss.children):
+    if not any(t.name in RECON_TERMS for t in loss.children.values()):
         ir.error(Diagnostic("PD0312", "no reconstruction term in `loss`", loss.header or loss.span, "needs one",
                             help=("add e.g. `stochastic_recon { weight = 1.0 }`",)))
 
 
 def _term(ir: IR, name: str, term: Node) -> None:
+    """One term block: `name` is its instance (`stochastic_recon`, or `stochastic_recon.subset`
+    for a named one), `term.name` its registry kind."""
     shape: TargetShape = ir.facts["target"]
     deps = [n for n, _ in ir.nodes(SiteNode)] + [n for n, _ in ir.nodes(CiChunkNode)]
     options = tuple(sorted((k, _plain(v)) for k, v in term.keys.model_dump().items() if k != "weight")) \
@@ -75,18 +77,49 @@ def _term(ir: IR, name: str, term: Node) -> None:
                             term.span_of("scope"), "needs positions", help=("use `c` or `bc` for toy targets",)))
     for key in schedule_keys(type(term.keys)) if term.keys is not None else ():
         deps.append(schedule(ir, f"loss.{name}.{key}", term.get(key), term.span_of(key), positive=key != "lr"))
-    if LOSS_TERMS[name].state == "sources" and scope is not None:
+    if LOSS_TERMS[term.name].state == "sources" and scope is not None:
         _sources(ir, name, SCOPE_ALIASES.get(scope, scope), term.get("source_dtype"))
     sites = len(ir.nodes(SiteNode))
     chunk = term.get("sites_per_chunk") if "sites_per_chunk" in term.schema.key_names() else None
     if chunk is not None and chunk > sites:
         ir.error(Diagnostic("PD0315", f"sites_per_chunk = {chunk} exceeds the {sites} decomposed sites",
                             term.span_of("sites_per_chunk"), "too large"))
-    divergence = ("kl" if shape.output == "logits" else "mse") if name in RECON_TERMS else ""
+    divergence = ("kl" if shape.output == "logits" else "mse") if term.name in RECON_TERMS else ""
     weight = term.get("weight") if term.keys is not None else 0.0
     frequency = term.child("frequency")
+    if frequency is not None:
+        _reference_tokens(ir, frequency)
     ir.add(f"term:{name}", TermNode(name, weight, divergence, options, term.header or term.span, term.keys,
-                                    frequency.keys if frequency is not None else None), *deps)
+                                    frequency.keys if frequency is not None else None, term.name), *deps)
+
+
+def tokens_per_step(ir: IR) -> tuple[int, str]:
+    """The positions one step sees on the whole mesh (what `reference_tokens = auto` is), and
+    how they come about, for messages: batch × seq_len for LMs, the batch for toys."""
+    batch = next(p for _, p in ir.nodes(TensorNode) if p.path == "batch")
+    if ir.facts["target"].has_positions:
+        return batch.shape[0] * batch.shape[1], f"batch {batch.shape[0]} × seq_len {batch.shape[1]}"
+    return batch.shape[0], f"batch {batch.shape[0]}"
+
+
+def _reference_tokens(ir: IR, frequency: Node) -> None:
+    """§5.9: c_freq · Σ f·log2(1 + a′f) is the hand-written trainer's β · Σ f·log2(1 + S)
+    (S = N_pos·f) only at a′ = the tokens per step; a fixed a′ that differs (a number kept from
+    a run at another batch) scales the penalty's curvature by a′ / N_pos, so it is worth a word."""
+    fixed = frequency.get("reference_tokens")
+    if fixed == "auto":
+        return
+    tokens, how = tokens_per_step(ir)
+    if fixed != tokens:
+        ratio = fixed / tokens
+        times = f"{ratio:.3g}× the" if ratio >= 1 else f"1/{1 / ratio:.3g} of the"
+        ir.error(Diagnostic(
+            "PD0317", f"`reference_tokens = {fixed}` is {times} {tokens} tokens per step ({how})",
+            frequency.span_of("reference_tokens"), f"not the {tokens} tokens per step",
+            help=("the frequency term Σ f·log2(1 + a′f) equals the reference trainer's β·Σ f·log2(1 + S) "
+                  "(S = tokens per step × f) only at a′ = the tokens per step",
+                  "write `reference_tokens = auto` to follow the batch"),
+            severity=Severity.WARNING))
 
 
 def _plain(value: object) -> object:

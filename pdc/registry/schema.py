@@ -18,6 +18,14 @@ class LabelKind(str, Enum):
     NONE = "none"  # `train { ... }`
     VARIANT = "variant"  # `target tms { ... }`: the label picks one of `variants`
     NAME = "name"  # `spec tms_5_2 { ... }`: a free identifier
+    INSTANCE = "instance"  # `stochastic_recon subset { ... }`: an optional free name; named blocks may repeat
+
+
+def instance_key(name: str, label: str | None) -> str:
+    """How a block that may repeat under names (`LabelKind.INSTANCE`) is keyed among its
+    siblings, in the checked spec, the hashes, the IR and the logs: its name alone when
+    unnamed (so an unnamed block reads as it always did), else `name.label`."""
+    return name if label is None else f"{name}.{label}"
 
 
 class Entries(str, Enum):

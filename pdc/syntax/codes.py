@@ -52,6 +52,7 @@ CODES: dict[str, str] = {
     "PD0314": "an adversary scope that is invalid for the target",
     "PD0315": "an option or eval metric that is invalid for the target",
     "PD0316": "a `tied_to` that cannot tie (unknown or stacked site, shapes not transposed, C differs, chained)",
+    "PD0317": "(warning) a frequency term's `reference_tokens` fixed at another number than the step's tokens",
     "PD0320": "a tensor that matches no shard rule",
     "PD0321": "a shard rule shadowed by earlier rules",
     "PD0322": "one mesh axis used for two dimensions of a tensor",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pdc.registry import SPEC
-from pdc.registry.schema import BlockSchema, Layout, variant_of
+from pdc.registry.schema import BlockSchema, LabelKind, Layout, instance_key, variant_of
 from pdc.registry.types import Unit
 from pdc.syntax.ast import (
     Assign, Block, Call, Ident, Import, Item, Kwarg, ListValue, Number, ParamRef, SpecFile, String, Value,
@@ -261,26 +261,37 @@ def is_path(schema: BlockSchema, key: str) -> bool:
     return any(isinstance(m, Unit) and m.kind == "path" for arm in arms for m in getattr(arm, "__metadata__", ()))
 
 
-def merge(base: Block, over: Block) -> Block:
-    """`over`'s items merged into `base`'s, key by key (later wins; see the module doc)."""
+def merge(base: Block, over: Block, schema: BlockSchema | None = SPEC) -> Block:
+    """`over`'s items merged into `base`'s, key by key (later wins; see the module doc). The
+    named instances of a repeatable block (`stochastic_recon subset`) are keyed by name and
+    label, so an importer's `stochastic_recon subset { ... }` adds to an imported
+    `stochastic_recon all { ... }` rather than replacing it."""
+    schema = variant_of(schema, base.label.name if base.label is not None else None) if schema is not None else None
     items = list(base.items)
-    index = {item.key.text: i for i, item in enumerate(items)}
+    index = {_merge_key(schema, item): i for i, item in enumerate(items)}
     for item in over.items:
-        at = index.get(item.key.text)
+        at = index.get(_merge_key(schema, item))
         if at is None:
-            index[item.key.text] = len(items)
+            index[_merge_key(schema, item)] = len(items)
             items.append(item)
             continue
         old = items[at]
         same_block = isinstance(old, Block) and isinstance(item, Block) and \
             (old.label.name if old.label else None) == (item.label.name if item.label else None)
         if same_block:  # the block keeps its place; comments written over it win
-            merged = merge(old, item)  # type: ignore[arg-type]
+            merged = merge(old, item, schema.child(item.key.text) if schema is not None else None)  # type: ignore[arg-type]
             commented = item.trivia.leading or item.trivia.trailing is not None
             items[at] = replace(merged, trivia=item.trivia if commented else old.trivia)
         else:
             items[at] = item
     return replace(base, items=tuple(items))
+
+
+def _merge_key(schema: BlockSchema | None, item: Item) -> str:
+    child = schema.child(item.key.text) if schema is not None and isinstance(item, Block) else None
+    if child is not None and child.label is LabelKind.INSTANCE and item.label is not None:  # type: ignore[union-attr]
+        return instance_key(item.key.text, item.label.name)  # type: ignore[union-attr]
+    return item.key.text
 
 
 # ---- parameters ----------------------------------------------------------------------

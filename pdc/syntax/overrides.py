@@ -145,8 +145,10 @@ def _set(block: Block, schema: BlockSchema, segments: Sequence[Segment], assign:
         _not_a_block(schema, block, head, name, diagnostics)
         return None
     index, child = _find(block.items, name, Block)
+    if child_schema.label is LabelKind.INSTANCE:  # `loss.stochastic_recon.subset.weight`: a named instance
+        index, child, rest = _instance(block.items, name, rest)
     if child is None:
-        if child_schema.label is not LabelKind.NONE:
+        if child_schema.label is not LabelKind.NONE and child_schema.label is not LabelKind.INSTANCE:
             diagnostics.append(Diagnostic("PD0211", f"`{name}` is not in the spec, and `--set` cannot add it: it needs "
                                           "a label", head.span, "not in the spec",
                                           help=(f"write the `{name}` block in the spec file",)))
@@ -242,6 +244,22 @@ def _cover(segments: Sequence[Segment]) -> Span:
     first, last = segments[0].span, segments[-1].span
     assert first is not None and last is not None
     return first.to(last)
+
+
+def _instance(items: Sequence[Item], name: str, rest: Sequence[Segment]
+              ) -> tuple[int | None, Item | None, Sequence[Segment]]:
+    """The block of a repeatable kind that a path names: `NAME.LABEL.…` names the instance
+    LABEL when the spec has one (the path goes on after it); otherwise the unnamed block."""
+    if len(rest) > 1:
+        label = rest[0].part if isinstance(rest[0].part, str) and not rest[0].indices else None
+        for i, item in enumerate(items):
+            if isinstance(item, Block) and item.key.text == name and item.label is not None \
+                    and item.label.name == label:
+                return i, item, rest[1:]
+    for i, item in enumerate(items):
+        if isinstance(item, Block) and item.key.text == name and item.label is None:
+            return i, item, rest
+    return None, None, rest
 
 
 def _find(items: Sequence[Item], text: str, kind: type) -> tuple[int | None, Item | None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pdc.registry import SHARD_PRESETS, SPEC
-from pdc.registry.schema import BlockSchema, Entries, LabelKind, variant_of
+from pdc.registry.schema import BlockSchema, Entries, LabelKind, instance_key, variant_of
 from pdc.registry.types import CiPattern
 from pdc.syntax.ast import Assign, Block, Ident, Item, ListValue, SpecFile, Value
 from pdc.syntax.checked import Entry, Node, ShardDims, ShardPreset, Spec
@@ -76,7 +76,7 @@ class _Validator:
         assigns, blocks = self.split_items(governing, block)
         keys, spans = self.keys(governing, assigns, block)
         children = {name: node for name, child in blocks.items()
-                    if (node := self.block(_child(governing, name), child)) is not None}
+                    if (node := self.block(_child(governing, child.key.text), child)) is not None}
         self.required_children(governing, blocks, block)
         ok = keys is not INVALID and len(children) == len(blocks)
         return Node(block.key.text, label, governing, keys if ok else None, _ordered(governing, children),
@@ -90,6 +90,8 @@ class _Validator:
                            help_=(f"write `{name} {{ ... }}`",))
                 return INVALID
             return None
+        if schema.label is LabelKind.INSTANCE:
+            return block.label.name if block.label is not None else None
         if block.label is None:
             wanted = one_of(v.name for v in schema.variants) if schema.variants else "a name"
             self.error("PD0211", f"`{name}` needs a label: {wanted}", block.key.span, "label missing",
@@ -108,10 +110,14 @@ class _Validator:
         blocks: dict[str, Block] = {}
         seen: dict[str, Item] = {}
         for item in block.items:
-            name = item.key.text
+            name = _item_key(schema, item)
             if name in seen:
-                self.error("PD0203", f"`{name}` is defined twice in `{block.key.text}`", item.key.span, "defined again",
-                           (Related(seen[name].key.span, "first defined"),), ("remove one of the two",))
+                instance = _is_instance(schema, item)
+                shown = f"{item.key.text} {item.label.name}" if instance and item.label else item.key.text  # type: ignore[union-attr]
+                at = _header(item) if instance else item.key.span  # type: ignore[arg-type]
+                first = _header(seen[name]) if instance else seen[name].key.span  # type: ignore[arg-type]
+                self.error("PD0203", f"`{shown}` is defined twice in `{block.key.text}`", at, "defined again",
+                           (Related(first, "first defined"),), _twice_help(item.key.text, instance))
                 continue
             seen[name] = item
             if self.known_item(schema, item, block):
@@ -159,6 +165,7 @@ class _Validator:
 
     def required_children(self, schema: BlockSchema, blocks: dict[str, Block], block: Block) -> None:
         written = {item.key.text for item in block.items}  # misspelled or mis-written: reported as that
+        blocks = {b.key.text: b for b in blocks.values()}  # named instances count for their kind
         if schema.exactly_one_child and not blocks and not any(isinstance(i, Block) for i in block.items):
             names = one_of(c.name for c in schema.children)
             self.error("PD0205", f"`{block.key.text}` needs {_article(schema.noun)} {schema.noun} block: {names}",
@@ -262,8 +269,31 @@ def _child(schema: BlockSchema, name: str) -> BlockSchema:
 
 
 def _ordered(schema: BlockSchema, children: dict[str, Node]) -> dict[str, Node]:
-    order = [c.name for c in schema.children]
-    return {name: children[name] for name in order if name in children}
+    """Registry order; the instances of one kind unnamed first, then by name (so neither the
+    order of blocks in the spec nor `pdc fmt` changes what runs)."""
+    order = {c.name: i for i, c in enumerate(schema.children)}
+    return dict(sorted(children.items(), key=lambda kv: (order[kv[1].name], kv[1].label is not None, kv[0])))
+
+
+def _is_instance(schema: BlockSchema, item: Item) -> bool:
+    """Whether `item` is a block of a kind that may repeat under names (`LabelKind.INSTANCE`)."""
+    child = schema.child(item.key.text) if isinstance(item, Block) else None
+    return child is not None and child.label is LabelKind.INSTANCE
+
+
+def _item_key(schema: BlockSchema, item: Item) -> str:
+    """What must be unique among a block's items: the name, or `name.label` for a named
+    instance of a repeatable block (`stochastic_recon subset`)."""
+    if _is_instance(schema, item) and item.label is not None:  # type: ignore[union-attr]
+        return instance_key(item.key.text, item.label.name)  # type: ignore[union-attr]
+    return item.key.text
+
+
+def _twice_help(name: str, instance: bool) -> tuple[str, ...]:
+    if instance:
+        return (f"remove one of the two, or give each its own name: `{name} all {{ ... }}` and "
+                f"`{name} subset {{ ... }}`",)
+    return ("remove one of the two",)
 
 
 def _header(block: Block) -> Span:

@@ -35,7 +35,9 @@ class FrequencyKeys(Keys):
 
     weight: float = key(doc="coefficient c_freq", ge=0.0)
     reference_tokens: Union[Literal["auto"], PositiveSteps] = key(
-        "auto", doc="a′: the reference count of positions; `auto` = the step's batch positions")
+        "auto", doc="a′: the reference count of positions; `auto` (the default) = the tokens per step on the "
+        "whole mesh (batch × seq_len for LMs, batch for toys), which makes the term the hand-written trainer's "
+        "β·Σ f·log2(1 + S) at any batch; a fixed number other than that is warned about (PD0317)")
 
 
 FREQUENCY = BlockSchema("frequency", FrequencyKeys.__doc__ or "", keys=FrequencyKeys)
@@ -52,3 +54,10 @@ def importance_value(plan: Any, penalty: Any) -> Any:
 
 def reference_tokens(plan: Any) -> Any:
     return plan.frequency.reference_tokens if plan.frequency is not None else None
+
+
+def schedule_kind(key: str) -> Literal["anneal", "source_lr"]:
+    """How a term's scheduled key ramps (`pdc.decomp.losses.schedule_value`): a term's `lr` is
+    its adversary's source ascent step (`source_lr`: at least one warm-up step, as the
+    hand-written trainer); every other term schedule (p, γ) anneals over `step / total`."""
+    return "source_lr" if key == "lr" else "anneal"

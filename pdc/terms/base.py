@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping
 
-from pdc.registry.schema import BlockSchema
+from pdc.registry.schema import BlockSchema, LabelKind
 from pdc.registry.types import Keys
 
 # reconstruction: a masked forward against the clean output (needs ≥ 1 in a spec);
@@ -42,6 +42,16 @@ class LossTerm:
     stream: int | None = None
 
     @property
+    def repeatable(self) -> bool:
+        """Whether a spec may hold several named instances of the term (`stochastic_recon all
+        { ... }` and `stochastic_recon subset { ... }`): any term but the importance and
+        faithfulness terms (one each by definition) and a stateful one (its sources live in
+        the train state under the term's name)."""
+        return self.role in ("reconstruction", "penalty") and self.state is None
+
+    @property
     def schema(self) -> BlockSchema:
-        """The term's block in the spec language (`loss { NAME { ... } }`)."""
-        return BlockSchema(self.name, self.keys.__doc__ or "", keys=self.keys, children=self.children)
+        """The term's block in the spec language (`loss { NAME { ... } }`, or `loss { NAME
+        LABEL { ... } }` for a named instance of a repeatable term)."""
+        return BlockSchema(self.name, self.keys.__doc__ or "", keys=self.keys, children=self.children,
+                           label=LabelKind.INSTANCE if self.repeatable else LabelKind.NONE)

@@ -29,7 +29,7 @@ def lower(plan: Any, ctx: Any) -> Any:
     from pdc.decomp import losses
 
     o = plan.options
-    out = importance_value(plan, losses.importance_minimality(ctx.ci.upper, ctx.schedule(o.p), o.eps,
+    out = importance_value(plan, losses.importance_minimality(ctx.ci.upper, ctx.schedule(o.p, "p"), o.eps,
                                                               reference_tokens(plan)))
     if o.p.fn == "constant" and not o.p.warmup:
         final = out.value  # the same p at every step: nothing to recompute

@@ -21,7 +21,7 @@ def lower(plan: Any, ctx: Any) -> Any:
     from pdc.decomp import losses
 
     o = plan.options
-    return importance_value(plan, losses.smooth_l0(ctx.ci.upper, ctx.schedule(o.gamma), o.normalize_at_one,
+    return importance_value(plan, losses.smooth_l0(ctx.ci.upper, ctx.schedule(o.gamma, "gamma"), o.normalize_at_one,
                                                    reference_tokens(plan)))
 
 
