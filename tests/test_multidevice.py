@@ -4,6 +4,7 @@ remat knobs that change the program, and layout-invariant trajectories."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -61,6 +62,16 @@ def sharded_run(ir, steps: int) -> tuple[list[float], Any, Any]:
     return losses, compiled, (args, (state, metrics))
 
 
+TRAJECTORY_STEPS = 5
+
+
+@functools.cache
+def tiny_run(mesh: str) -> tuple[list[float], Any, Any]:
+    """The tiny Llama's TRAJECTORY_STEPS real steps on `mesh`, run once per module: the
+    bytes test and the layout test share the 2×4 compile (the suite's costliest)."""
+    return sharded_run(ir_of(TINY, mesh), TRAJECTORY_STEPS)
+
+
 def per_device_bytes(tree: Any, device: Any) -> int:
     return sum(shard.data.nbytes for leaf in jax.tree.leaves(tree) for shard in leaf.addressable_shards
                if shard.device == device)
@@ -71,7 +82,7 @@ def per_device_bytes(tree: Any, device: Any) -> int:
 def test_three_real_steps_and_dry_run_bytes_equal_live_arrays(text: str, mesh: str | None) -> None:
     ir = ir_of(text, mesh) if mesh else ir_of(text.replace("train { steps = 10k seed = 0 }",
                                                            "train { steps = 10k seed = 0 }\n  mesh { dp = 8 }"))
-    losses, compiled, (args, outputs) = sharded_run(ir, 3)
+    losses, compiled, (args, outputs) = tiny_run(mesh) if mesh else sharded_run(ir, 3)
     assert all(np.isfinite(losses))
     device = jax.devices()[0]
     dry_step, dry_args = abstract_step(lower_program(ir), make_mesh(ir))
@@ -85,8 +96,8 @@ def test_three_real_steps_and_dry_run_bytes_equal_live_arrays(text: str, mesh: s
 
 
 def test_layout_invariant_trajectory() -> None:
-    one, _, _ = sharded_run(ir_of(TINY, "mesh { dp = 1 tp = 1 }"), 5)
-    eight, _, _ = sharded_run(ir_of(TINY, "mesh { dp = 2 tp = 4 }"), 5)
+    one, _, _ = tiny_run("mesh { dp = 1 tp = 1 }")
+    eight, _, _ = tiny_run("mesh { dp = 2 tp = 4 }")
     assert abs(one[-1] - eight[-1]) <= 1e-5 * abs(one[-1])
 
 
