@@ -36,7 +36,7 @@ from pdc.registry.runtime import RECON_FORWARDS
 
 RECON_RANK = {"off": 0, "matmuls": 1, "per_layer": 2, "whole": 3}  # recompute added, memory saved (assumed order)
 CI_RANK = {"off": 0, "on": 1}
-LM_TARGETS = ("llama", "simple_mlp")
+LM_TARGETS = ("llama", "simple_mlp", "gpt2")
 GiB = 1024 ** 3
 
 

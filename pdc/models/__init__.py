@@ -6,6 +6,8 @@ into a model; `load_params` reads its frozen weights. Options (all optional):
     every family     compute_dtype: "f32" | "bf16" | "f16" | a jnp dtype  (default f32)
     tms              tied: bool (default True; only affects loading and init)
     resid_mlp        activation: "relu" | "gelu"; embedding: "random" | "identity" (init only)
+    gpt2             layer_norm_epsilon, activation_function (required: `TargetShape.forward` holds them),
+                     remat: as llama
     llama/simple_mlp rope_theta, rms_norm_eps (required: `TargetShape.forward` holds them),
                      rope_scaling: RopeScaling | HF `rope_scaling` dict | None,
                      remat: "off" | "whole" | "per_layer"
@@ -20,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from pdc.models.base import CleanPass, Params, Site, Target
+from pdc.models.gpt2 import Gpt2, Gpt2Config, load_gpt2
 from pdc.models.llama import Llama, LlamaConfig, RopeScaling
 from pdc.registry.runtime import RECON_FORWARDS
 from pdc.models.loading import WeightsError, hf_config, hf_options, load_llama, save_hf
@@ -50,6 +53,8 @@ def build_target(shape: TargetShape, decomposed_paths: Sequence[str], **options:
         model = _resid_mlp(shape, sites, decomposed, dtype, options)
     elif shape.family in LM_FAMILIES:
         model = _llama(shape, sites, decomposed, dtype, options)
+    elif shape.family == "gpt2":
+        model = _gpt2(shape, sites, decomposed, dtype, options)
     else:
         raise ValueError(f"unknown target family `{shape.family}`")
     if options:
@@ -89,6 +94,15 @@ def _llama(shape: TargetShape, sites: tuple[Site, ...], decomposed: dict[str, tu
     return Llama(sites, decomposed, config, remat, dtype, shape.family)
 
 
+def _gpt2(shape: TargetShape, sites: tuple[Site, ...], decomposed: dict[str, tuple[int, ...]], dtype: Any,
+          options: dict[str, Any]) -> Gpt2:
+    config = Gpt2Config.of(shape, options.pop("layer_norm_epsilon"), options.pop("activation_function"))
+    remat = options.pop("remat", "off")
+    if remat not in RECON_FORWARDS:
+        raise ValueError(f"remat must be one of {', '.join(RECON_FORWARDS)}, found {remat!r}")
+    return Gpt2(sites, decomposed, config, remat, dtype)
+
+
 def load_params(target: Target, path: str | Path, dtype: Any = None) -> Params:
     """The target's frozen weights from `path` as JAX arrays (LMs: in `dtype` if given,
     else as stored). Raises `WeightsError` with a one-line message."""
@@ -98,10 +112,12 @@ def load_params(target: Target, path: str | Path, dtype: Any = None) -> Params:
         host = load_resid_mlp(path, target)
     elif isinstance(target, Llama):
         host = load_llama(path, target.config, None if dtype is None else dtype_of(dtype))
+    elif isinstance(target, Gpt2):
+        host = load_gpt2(path, target.config, None if dtype is None else dtype_of(dtype))
     else:
         raise TypeError(f"no loader for {type(target).__name__}")
     return jax.tree.map(jnp.asarray, host)
 
 
-__all__ = ["CleanPass", "Llama", "LlamaConfig", "ResidMlp", "RopeScaling", "Site", "Target", "Tms", "WeightsError",
+__all__ = ["CleanPass", "Gpt2", "Gpt2Config", "Llama", "LlamaConfig", "ResidMlp", "RopeScaling", "Site", "Target", "Tms", "WeightsError",
            "build_target", "dtype_of", "hf_config", "hf_options", "load_params", "save_hf"]

@@ -16,6 +16,7 @@ from pdc.ir.graph import IR
 from pdc.syntax.diagnostics import Diagnostic, Severity
 from pdc.targets.base import TargetShape
 from pdc.inputs.checkpoint import inspect_file, inspect_lm
+from pdc.targets import gpt2
 from pdc.inputs.token_file import inspect_token_file
 
 LM_FAMILIES = ("llama", "simple_mlp")
@@ -69,7 +70,9 @@ def _weights(ir: IR, shape: TargetShape, spec_dir: Path) -> None:
     if target is None or target.get("weights") is None:
         return
     path = _shown(spec_dir / target.get("weights"))
-    if shape.family not in LM_FAMILIES:  # a toy's torch state dict: that it opens (its loader checks the rest)
+    if shape.family == gpt2.FAMILY:
+        problems = gpt2.inspect_checkpoint(path, shape)
+    elif shape.family not in LM_FAMILIES:  # a toy's torch state dict: that it opens (its loader checks the rest)
         problems = inspect_file(path)
     else:
         shapes = {t.path.removeprefix("target."): t.shape for t in shape.tensors}

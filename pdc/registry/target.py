@@ -100,6 +100,33 @@ class SimpleMlpKeys(LlamaKeys):
     tied_embeddings: bool = key(True, doc="lm_head shares the embedding matrix")
 
 
+class Gpt2Keys(Keys):
+    """GPT-2 (HF `GPT2LMHeadModel`): learned position embeddings, LayerNorm with bias, fused
+    `c_attn` (decomposed as its q/k/v column blocks `h.{i}.attn.c_attn.{q,k,v}`), tanh-GELU MLP
+    `h.{i}.mlp.{c_fc, c_proj}`, tied head; every bias stays frozen. Dimensions and forward
+    settings come from the checkpoint's `config.json` (`config`, or the one in the `weights`
+    directory) or are written inline, under config.json's names. A key written here (or set by
+    `--set`) wins over config.json's value; a dimension that contradicts it is an error
+    (PD0330)."""
+
+    config: Optional[FilePath] = key(None, doc="HF-format config.json; default: `config.json` in the `weights` "
+                                               "directory, if there; or give the dimensions below")
+    weights: Optional[FilePath] = key(None, doc="safetensors file or directory (as `save_pretrained` writes it, "
+                                                "`transformer.h.0...`, or as the hub's `gpt2` stores it, `h.0...`)")
+    dtype: Dtype = key("bf16", doc="dtype the frozen weights are held in (weights stored wider are rounded: "
+                                   "PD0407 warns when this is left at its default)")
+    vocab: Optional[int] = key(None, doc="vocabulary size (vocab_size)", ge=1)
+    n_embd: Optional[int] = key(None, doc="residual width", ge=1)
+    n_layer: Optional[int] = key(None, doc="number of transformer blocks", ge=1)
+    n_head: Optional[int] = key(None, doc="attention heads (n_embd / n_head per head)", ge=1)
+    n_inner: Optional[int] = key(None, doc="MLP width; default: config.json's, else 4 × n_embd", ge=1)
+    n_positions: Optional[int] = key(None, doc="rows of the learned position table: the longest sequence", ge=1)
+    layer_norm_epsilon: float = key(1e-5, doc="LayerNorm epsilon; default: config.json's, else this", gt=0.0)
+    activation_function: Literal["gelu_new", "gelu_pytorch_tanh", "gelu"] = key(
+        "gelu_new", doc="MLP non-linearity: tanh-GELU (`gelu_new`, `gelu_pytorch_tanh`) or exact `gelu`; "
+                        "default: config.json's, else this")
+
+
 def _family(name: str, model: type[Keys], pretrain: BlockSchema, doc: str) -> BlockSchema:
     return BlockSchema(name, doc, keys=model, children=(pretrain,), layout=Layout.EXPANDED)
 
@@ -116,6 +143,7 @@ TARGET = BlockSchema(
         _family("resid_mlp", ResidMlpKeys, _TOY, ResidMlpKeys.__doc__ or ""),
         _family("llama", LlamaKeys, _LM, LlamaKeys.__doc__ or ""),
         _family("simple_mlp", SimpleMlpKeys, _LM, SimpleMlpKeys.__doc__ or ""),
+        _family("gpt2", Gpt2Keys, _LM, Gpt2Keys.__doc__ or ""),
     ),
     required=True,
     layout=Layout.EXPANDED,

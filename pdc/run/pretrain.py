@@ -32,7 +32,8 @@ from safetensors.numpy import save_file
 from pdc.decomp.metrics import next_token_ce
 from pdc.ir.graph import IR
 from pdc.lower.program import lower_program, schedule_fn
-from pdc.models import Llama, ResidMlp, Tms, hf_config, save_hf
+from pdc.models import Gpt2, Llama, ResidMlp, Tms, hf_config, save_hf
+from pdc.models.gpt2 import hf_config as gpt2_config, save_gpt2
 from pdc.decomp.features import sparse_features
 from pdc.run.data import open_tokens, python_stdlib_bytes
 
@@ -196,6 +197,9 @@ def _save(target: Any, params: Any, path: Path) -> None:
             if target.bias:
                 tensors[f"layers.{i}.mlp_in.bias"] = host["biases"]["mlp_in"][i]
                 tensors[f"layers.{i}.mlp_out.bias"] = host["biases"]["mlp_out"][i]
+    elif isinstance(target, Gpt2):
+        save_gpt2(params, path, gpt2_config(target.config))
+        return
     else:
         save_hf(params, path, config=hf_config(target.config))
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Mapping
 
 from pdc.registry.types import Keys
-from pdc.targets import llama, resid_mlp, tms
+from pdc.targets import gpt2, llama, resid_mlp, tms
 from pdc.targets.base import FrozenTensor, Matrix, TargetConfigError, TargetShape
 
 
@@ -18,6 +18,8 @@ def target_shape(family: str, keys: Keys, spec_dir: Path, written: Mapping[str, 
         return tms.shape(keys)  # type: ignore[arg-type]
     if family == "resid_mlp":
         return resid_mlp.shape(keys)  # type: ignore[arg-type]
+    if family == "gpt2":
+        return gpt2.shape(keys, spec_dir, written)  # type: ignore[arg-type]
     return llama.shape(keys, spec_dir, family, written)  # type: ignore[arg-type]
 
 
