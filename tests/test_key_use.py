@@ -437,8 +437,10 @@ def _lm_weights(family: str, tmp: Path) -> tuple[Path, Path]:
     RoPE base and other values."""
     import jax
 
-    from pdc.models import build_target, hf_config, save_hf
-    from pdc.registry.target import LlamaKeys, SimpleMlpKeys
+    from pdc.models import build_target
+    from pdc.targets.llama.hf import hf_config, save_hf
+    from pdc.targets.llama import LlamaKeys
+    from pdc.targets.simple_mlp import SimpleMlpKeys
     from pdc.targets import llama as llama_shape
 
     dims = dict(vocab=256, hidden=16, intermediate=32, layers=2, heads=2, kv_heads=1, head_dim=8,
