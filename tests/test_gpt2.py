@@ -20,8 +20,8 @@ from pdc.cli import main
 from pdc.decomp.components import Factors, SiteMask
 from pdc.models import WeightsError, build_target, load_params
 from pdc.models.base import Residual
-from pdc.models.gpt2 import Gpt2Config, hf_config, load_gpt2, save_gpt2
-from pdc.registry.target import Gpt2Keys
+from pdc.targets.gpt2.model import Gpt2Config, hf_config, load_gpt2, save_gpt2
+from pdc.targets.gpt2 import Gpt2Keys
 from pdc.targets import target_shape
 
 from conftest import REPO

@@ -472,8 +472,8 @@ def _gpt2_weights(tmp: Path) -> tuple[Path, Path]:
     import jax
 
     from pdc.models import build_target
-    from pdc.models.gpt2 import hf_config, save_gpt2
-    from pdc.registry.target import Gpt2Keys
+    from pdc.targets.gpt2.model import hf_config, save_gpt2
+    from pdc.targets.gpt2 import Gpt2Keys
     from pdc.targets import gpt2
 
     keys = Gpt2Keys(vocab=256, n_embd=16, n_layer=2, n_head=2, n_positions=16)
@@ -514,8 +514,10 @@ def _lm_weights(family: str, tmp: Path) -> tuple[Path, Path]:
     RoPE base and other values."""
     import jax
 
-    from pdc.models import build_target, hf_config, save_hf
-    from pdc.registry.target import LlamaKeys, SimpleMlpKeys
+    from pdc.models import build_target
+    from pdc.targets.llama.hf import hf_config, save_hf
+    from pdc.targets.llama import LlamaKeys
+    from pdc.targets.simple_mlp import SimpleMlpKeys
     from pdc.targets import llama as llama_shape
 
     dims = dict(vocab=256, hidden=16, intermediate=32, layers=2, heads=2, kv_heads=1, head_dim=8,

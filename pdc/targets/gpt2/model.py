@@ -1,4 +1,6 @@
-"""GPT-2 (HF `GPT2LMHeadModel`) as a JAX `Target`, its safetensors loader and writer.
+"""The JAX half of target family `gpt2`: GPT-2 (HF `GPT2LMHeadModel`) as a `Target`, its
+safetensors loader and writer, and its `FamilyRuntime` (pretraining: the shared next-token
+recipe; pretrained weights are written as `save_pretrained` writes them).
 
     x = wte[tokens] + wpe[positions]
     per block:  h = LN_1(x);  q|k|v = h @ c_attn + b;  x += attn(q, k, v) @ attn.c_proj + b
@@ -12,7 +14,7 @@ a decomposed site runs `site_out` and its bias is added after it, frozen. The fu
 held as its three column blocks (kinds c_attn_q/k/v), split when loaded.
 
 Layers run under `lax.scan` in segments of equal decomposed kinds, as the Llama target does
-(`pdc.models.llama`: the same remat settings, the same `Residual` start at the first
+(pdc/targets/llama/model.py: the same remat settings, the same `Residual` start at the first
 decomposed layer, frozen weights read per layer by dynamic index).
 
 Params (right-multiplication `[in, out]` as Conv1D stores it, layers stacked):
@@ -41,9 +43,10 @@ from pdc.decomp.pins import pin_batch
 from pdc.inputs.checkpoint import SINGLE, Checkpoint
 from pdc.models.base import CleanPass, Params, Residual, Site
 from pdc.models.sites import MaskFields, live_kinds, mask_fields, site_mask_of, slice_fields
-from pdc.registry.runtime import ReconForwards
-from pdc.targets.base import TargetShape
-from pdc.targets.gpt2 import ACTIVATIONS, ATTN_PARTS, hf_entries, param_shapes, prefix_of, stored_shape, tolerated
+from pdc.registry.runtime import RECON_FORWARDS, ReconForwards
+from pdc.targets.base import FamilyRuntime, TargetShape
+from pdc.targets.gpt2 import (ACTIVATIONS, ATTN_PARTS, NAME, hf_entries, param_shapes, prefix_of, stored_shape,
+                              tolerated)
 
 Array = jax.Array
 SiteFn = Callable[[str, Array, Array], Array]  # (kind, x, W) → x @ W (or its decomposed form)
@@ -150,7 +153,7 @@ class Gpt2:
     config: Gpt2Config
     remat: ReconForwards = "off"
     compute_dtype: Any = jnp.float32
-    family: str = "gpt2"
+    family: str = NAME
 
     def init_params(self, key: Array) -> Params:
         """GPT-2's initialisation: matrices and embeddings N(0, 0.02²), the residual
@@ -344,3 +347,26 @@ def save_gpt2(params: Mapping[str, Any], directory: str | Path, config: Mapping[
         (directory / "config.json").write_text(json.dumps(dict(config), indent=2) + "\n")
     save_file(hf_tensors(params, prefix), str(directory / SINGLE), metadata={"format": "pt"})
     return directory / SINGLE
+
+
+# ---- the family's runtime -----------------------------------------------------------------------
+
+def build(shape: TargetShape, sites: tuple[Site, ...], decomposed: dict[str, tuple[int, ...]], dtype: Any,
+          options: dict[str, Any]) -> Gpt2:
+    config = Gpt2Config.of(shape, options.pop("layer_norm_epsilon"), options.pop("activation_function"))
+    remat = options.pop("remat", "off")
+    if remat not in RECON_FORWARDS:
+        raise ValueError(f"remat must be one of {', '.join(RECON_FORWARDS)}, found {remat!r}")
+    return Gpt2(sites, decomposed, config, remat, dtype)
+
+
+def load(target: Gpt2, path: str | Path, dtype: Any = None) -> dict[str, Any]:
+    return load_gpt2(path, target.config, dtype)
+
+
+def save(target: Gpt2, params: Any, path: Path) -> None:
+    host = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+    save_gpt2(host, path, hf_config(target.config))
+
+
+RUNTIME = FamilyRuntime(build, load, save)

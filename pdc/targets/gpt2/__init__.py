@@ -1,6 +1,8 @@
-"""GPT-2 shapes (HF `GPT2LMHeadModel`), from an HF `config.json` or from dimensions written
-in the spec, and the checkpoint's tensor-name table with the checks `pdc check` runs on it
-(safetensors headers only). No JAX here: the model is `pdc.models.gpt2`.
+"""Target family `gpt2` — GPT-2 as HF `GPT2LMHeadModel` stores it: its keys, its shape (from an
+HF `config.json` or from dimensions written in the spec), the checkpoint's tensor-name table
+and the checks `pdc check` runs on it (safetensors headers only). JAX-free: the model, its
+loader and writer are `model.py` (the family's `FamilyRuntime`), imported only when a run
+needs them.
 
 Site naming. HF GPT-2 fuses the attention's input projections into one `Conv1D`,
 `h.{i}.attn.c_attn` ([n_embd, 3·n_embd], columns q | k | v). pdc decomposes each column
@@ -20,13 +22,43 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, Optional
 
 from pdc.inputs.checkpoint import Checkpoint, WeightProblem, WeightsError, inspect_tensors, open_problem
-from pdc.registry.target import Gpt2Keys
-from pdc.targets.base import FrozenTensor, Matrix, TargetConfigError, TargetShape
+from pdc.registry.pretrain import LM
+from pdc.registry.types import Dtype, FilePath, Keys, key
+from pdc.targets.base import FrozenTensor, Matrix, TargetConfigError, TargetFamily, TargetShape
 
-FAMILY = "gpt2"
+NAME = "gpt2"
+
+
+class Gpt2Keys(Keys):
+    """GPT-2 (HF `GPT2LMHeadModel`): learned position embeddings, LayerNorm with bias, fused
+    `c_attn` (decomposed as its q/k/v column blocks `h.{i}.attn.c_attn.{q,k,v}`), tanh-GELU MLP
+    `h.{i}.mlp.{c_fc, c_proj}`, tied head; every bias stays frozen. Dimensions and forward
+    settings come from the checkpoint's `config.json` (`config`, or the one in the `weights`
+    directory) or are written inline, under config.json's names. A key written here (or set by
+    `--set`) wins over config.json's value; a dimension that contradicts it is an error
+    (PD0330)."""
+
+    config: Optional[FilePath] = key(None, doc="HF-format config.json; default: `config.json` in the `weights` "
+                                               "directory, if there; or give the dimensions below")
+    weights: Optional[FilePath] = key(None, doc="safetensors file or directory (as `save_pretrained` writes it, "
+                                                "`transformer.h.0...`, or as the hub's `gpt2` stores it, `h.0...`)")
+    dtype: Dtype = key("bf16", doc="dtype the frozen weights are held in (weights stored wider are rounded: "
+                                   "PD0407 warns when this is left at its default)")
+    vocab: Optional[int] = key(None, doc="vocabulary size (vocab_size)", ge=1)
+    n_embd: Optional[int] = key(None, doc="residual width", ge=1)
+    n_layer: Optional[int] = key(None, doc="number of transformer blocks", ge=1)
+    n_head: Optional[int] = key(None, doc="attention heads (n_embd / n_head per head)", ge=1)
+    n_inner: Optional[int] = key(None, doc="MLP width; default: config.json's, else 4 × n_embd", ge=1)
+    n_positions: Optional[int] = key(None, doc="rows of the learned position table: the longest sequence", ge=1)
+    layer_norm_epsilon: float = key(1e-5, doc="LayerNorm epsilon; default: config.json's, else this", gt=0.0)
+    activation_function: Literal["gelu_new", "gelu_pytorch_tanh", "gelu"] = key(
+        "gelu_new", doc="MLP non-linearity: tanh-GELU (`gelu_new`, `gelu_pytorch_tanh`) or exact `gelu`; "
+                        "default: config.json's, else this")
+
+
 UNRUNNABLE = "PD0406"  # a config.json pdc reads but cannot run
 CONFLICT = "PD0330"  # a dimension written in the spec (or by --set) that config.json contradicts
 KINDS = ("c_attn_q", "c_attn_k", "c_attn_v", "attn_c_proj", "c_fc", "mlp_c_proj")  # computation order
@@ -220,7 +252,7 @@ def shape(keys: Gpt2Keys, spec_dir: Path, written: Mapping[str, str] | None = No
                 for fact, key in key_of.items() if fact != "kv_heads"} | settings
     matrices = [m for i in range(d.layers) for m in _layer_matrices(d, i)]
     found = f"{config.shown} ({config.found})" if config is not None else ""
-    return TargetShape(FAMILY, tuple(matrices), tuple(_tensors(d)), d.layers, True, "logits", facts, dims_from,
+    return TargetShape(NAME, tuple(matrices), tuple(_tensors(d)), d.layers, True, "logits", facts, dims_from,
                        forward, settings, found)
 
 
@@ -299,3 +331,9 @@ def inspect_checkpoint(path: str | Path, shape: TargetShape) -> list[WeightProbl
     vocab, hidden = shapes["wte"]
     return inspect_tensors(checkpoint, hf_expected(shapes, prefix), tolerated(prefix),
                            optional={"lm_head.weight": (vocab, hidden)}, help_=_CONV1D_HELP)
+
+
+FAMILY = TargetFamily(NAME, Gpt2Keys, shape, order=5, runtime=f"{__name__}.model:RUNTIME", pretrain=LM,
+                      inspect=inspect_checkpoint)
+
+__all__ = ["FAMILY", "Gpt2Keys", "shape"]
