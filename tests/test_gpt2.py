@@ -177,15 +177,16 @@ def test_the_masked_forward_with_exact_factors_equals_the_clean_one(tmp_path: Pa
     target = target_of(tmp_path, sites)
     params = load_params(target, tmp_path)
     tokens = jnp.asarray(np.random.default_rng(5).integers(0, 37, (2, 10)), jnp.int32)
-    clean = target.clean(params, tokens)
+    clean = jax.jit(target.clean)(params, tokens)
     assert isinstance(clean.start, Residual)  # layer 0 holds no site: masked forwards start at layer 1
     assert clean.site_inputs["c_fc"].shape == (2, 2, 10, 12) and clean.block_inputs.shape == (3, 2, 10, 12)
     components, masks = _exact(target, params)
+    forward = jax.jit(target.forward)
     for start in (tokens, clean.start):
-        masked = target.forward(params, start, components, masks)
+        masked = forward(params, start, components, masks)
         np.testing.assert_allclose(np.asarray(masked), np.asarray(clean.output), rtol=1e-5, atol=1e-5)
     ablated = {k: SiteMask(jnp.zeros_like(m.mask)) for k, m in masks.items()}
-    assert not np.allclose(np.asarray(target.forward(params, tokens, components, ablated)), np.asarray(clean.output))
+    assert not np.allclose(np.asarray(forward(params, tokens, components, ablated)), np.asarray(clean.output))
 
 
 # ---- pdc check: the checkpoint and config.json ----------------------------------------------------
@@ -293,16 +294,42 @@ def test_config_json_settings_run_and_a_written_key_wins(tmp_path: Path) -> None
 
 # ---- the shipped example ------------------------------------------------------------------------
 
-def test_the_gpt2_mlp_example_pretrains_and_trains_a_few_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    sets = ["target.pretrain.steps=2", "target.pretrain.batch=2", "target.pretrain.seq_len=16", "data.seq_len=16",
-            "data.batch=2", "train.steps=3", "optimize.faithfulness_warmup.steps=1", "eval.every=3", "eval.batches=1",
-            "log.every=1"]
-    args = ["train", str(REPO / "specs" / "gpt2_mlp.pd"), "--out", str(tmp_path / "run")]
+SMALL_RUN = ["data.seq_len=16", "data.batch=2", "train.steps=3", "optimize.faithfulness_warmup.steps=1",
+             "eval.every=3", "eval.batches=1", "log.every=1"]
+
+
+def _train(spec: Path, out: Path, sets: list[str]) -> int:
+    args = ["train", str(spec), "--out", str(out)]
     for s in sets:
         args += ["--set", s]
-    assert main(args) == 0, capsys.readouterr().err
+    return main(args)
+
+
+def test_the_gpt2_mlp_example_trains_a_few_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped example as written, its target's weights given (a checkpoint of its
+    dimensions written here) instead of pretrained: 3 steps and an eval."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    config = {**CONFIG, "vocab_size": 256, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_inner": None,
+              "n_positions": 128}
+    tensors = random_checkpoint(config | {"n_inner": 256}, seed=6)
+    write_checkpoint(tmp_path / "weights", tensors, config)
+    assert _train(REPO / "specs" / "gpt2_mlp.pd", tmp_path / "run",
+                  [f'target.weights="{tmp_path / "weights"}"', *SMALL_RUN]) == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records and all(np.isfinite(v) for r in records for k, v in r.items() if k.startswith("loss"))
+    evals = [json.loads(line) for line in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    assert evals, "the eval at step 3 wrote nothing"
+    assert not (tmp_path / "cache" / "pdc" / "targets").exists() or \
+        not list((tmp_path / "cache" / "pdc" / "targets").glob("gpt2-*"))  # nothing was pretrained
+
+
+@pytest.mark.slow  # a pretraining compile on top of the run's: ~1 min on a quiet 2-core CPU
+def test_the_gpt2_mlp_example_pretrains_its_target_and_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    sets = ["target.pretrain.steps=2", "target.pretrain.batch=2", "target.pretrain.seq_len=16", *SMALL_RUN]
+    assert _train(REPO / "specs" / "gpt2_mlp.pd", tmp_path / "run", sets) == 0, capsys.readouterr().err
     weights = next((tmp_path / "cache" / "pdc" / "targets").glob("gpt2-*"))
     assert (weights / "model.safetensors").is_file() and json.loads((weights / "config.json").read_text())["n_embd"] == 64
-    assert (tmp_path / "run").is_dir()
+    assert (tmp_path / "run" / "metrics.jsonl").is_file()
