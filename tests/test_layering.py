@@ -9,8 +9,8 @@ Plugin modules span stages: a target family (`pdc/targets/<family>/`) is its key
 pretraining recipe (every other module of it — `model.py`, and e.g. llama's `hf.py` and
 `runtime.py` —: stage `models`, so they may use `pdc.models` and `pdc.decomp` as the models
 did, never the lowering or the run) and its figures (`plot.py`: stage `plot`, which may read a
-loaded run, as pdc/plot does). A one-file family (`pdc/targets/<family>.py`) is stage
-`targets` throughout. Each
+loaded run, as pdc/plot does). A one-file family (`pdc/targets/<family>.py`) would be stage
+`targets` throughout, so it could hold no JAX: a family with a model is a package. Each
 part is held to the rules of the stage it belongs to. A family is one place: nothing outside
 it imports it or writes its name as a string (the dispatch iterates `pdc.targets.FAMILIES`),
 so deleting it leaves nothing dangling."""

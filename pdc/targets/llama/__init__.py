@@ -13,7 +13,8 @@ from typing import Any, Mapping, Optional
 
 from pdc.registry.pretrain import LM
 from pdc.registry.types import Dtype, FilePath, Keys, key
-from pdc.inputs.checkpoint import WeightProblem, inspect_lm
+from pdc.inputs.checkpoint import WeightProblem
+from pdc.targets.llama.layout import inspect_lm
 from pdc.targets.base import FrozenTensor, Matrix, TargetConfigError, TargetFamily, TargetShape
 
 NAME = "llama"

@@ -1,21 +1,11 @@
 """The Llama-style families' weights in the Hugging Face safetensors layout: reading
 (`load_llama`), writing (`save_hf`, `hf_config`) and the forward options of a config.json.
 
-LMs use the Hugging Face layout: one `model.safetensors`, or shards listed by
-`model.safetensors.index.json` (`{"metadata": {...}, "weight_map": {name: file}}`),
-matrices stored torch-style `(out, in)` and transposed here to `(in, out)`, then
-stacked over layers (the layout the layer scan consumes).
-
-Llama names (HF `LlamaForCausalLM`):
-    model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.weight,
-    model.layers.{i}.mlp.{gate,up,down}_proj.weight, model.layers.{i}.input_layernorm.weight,
-    model.layers.{i}.post_attention_layernorm.weight, model.norm.weight, lm_head.weight (untied)
-LlamaSimpleMLP names (the torch `LlamaSimpleMLP` state dict, GPT-2 style):
-    wte.weight, h.{i}.attn.{q,k,v,o}_proj.weight, h.{i}.mlp.{c_fc,down_proj}.weight,
-    h.{i}.rms_1.weight, h.{i}.rms_2.weight, ln_f.weight, lm_head.weight (optional: tied to wte)
+Matrices are stored torch-style `(out, in)` and transposed here to `(in, out)`, then stacked
+over layers (the layout the layer scan consumes); the names are `layout.py`'s.
 
 Every failure is a `WeightsError` with a one-line message naming the file and tensor. The
-name table and the reader live in `pdc.inputs.checkpoint` (no JAX: `pdc check` uses them).
+reader lives in `pdc.inputs.checkpoint`, the name table in `layout.py` (no JAX: `pdc check` uses them).
 """
 
 from __future__ import annotations
@@ -27,8 +17,9 @@ from typing import Any, Mapping
 import numpy as np
 from safetensors.numpy import save_file
 
-from pdc.inputs.checkpoint import INDEX, SINGLE, Checkpoint, tolerated, hf_entries
+from pdc.inputs.checkpoint import INDEX, SINGLE, Checkpoint
 from pdc.targets.llama import NAME, forward_options
+from pdc.targets.llama.layout import hf_entries, tolerated
 from pdc.targets.llama.model import LlamaConfig, RopeScaling, param_shapes
 
 
