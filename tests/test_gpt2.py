@@ -245,6 +245,8 @@ def test_check_reports_a_broken_checkpoint_with_the_lm_codes(case: str, code: st
     status, err = _check(tmp_path, _broken(case), capsys)
     assert status == 1 and f"error[{code}]" in err and shown in err, err
     assert "Traceback" not in err
+    if code == "PD0403":  # GPT-2's own fix: Conv1D stores (in, out), unlike nn.Linear
+        assert "Conv1D weights are stored (in, out)" in err, err
     target = target_of(tmp_path / "ckpt", ["h.0.mlp.c_fc"])
     with pytest.raises(WeightsError):  # the loader refuses what check reports
         load_params(target, tmp_path / "ckpt")

@@ -192,35 +192,6 @@ def inspect_layout(path: str | Path, expected: Mapping[str, tuple[int, ...]],
     return [WeightProblem(code, _summarised(messages), _HELP[code]) for code, messages in sorted(found.items())]
 
 
-def open_problem(error: WeightsError) -> WeightProblem:
-    """A checkpoint that does not open (PD0401)."""
-    return WeightProblem("PD0401", str(error), _OPEN_HELP)
-
-
-def inspect_tensors(checkpoint: Checkpoint, expected: Mapping[str, tuple[int, ...]], tolerated: Callable[[str], bool],
-                    optional: Mapping[str, tuple[int, ...]] | None = None,
-                    help_: Mapping[str, str] | None = None) -> list[WeightProblem]:
-    """The PD04xx problems of an opened checkpoint against a family's name table (`expected`:
-    name → shape on disk), from the headers only: missing (PD0402), mis-shaped (PD0403),
-    non-float (PD0404) and unexpected (PD0405) tensors. `optional` tensors may be absent but
-    must fit when present (a tied head); `help_` replaces a code's fix text."""
-    found: dict[str, list[str]] = {}
-    for name, shape in expected.items():
-        code, message = _tensor_problem(checkpoint, name, shape)
-        if code:
-            found.setdefault(code, []).append(message)
-    for name, shape in (optional or {}).items():
-        if checkpoint.has(name):
-            code, message = _tensor_problem(checkpoint, name, shape)
-            if code:
-                found.setdefault(code, []).append(message)
-    unexpected = [n for n in checkpoint.files if n not in expected and n not in (optional or {}) and not tolerated(n)]
-    if unexpected:
-        found["PD0405"] = [f"unexpected tensor `{n}` in `{checkpoint.files[n]}`" for n in unexpected]
-    helps = {**_HELP, **(help_ or {})}
-    return [WeightProblem(code, _summarised(messages), helps[code]) for code, messages in sorted(found.items())]
-
-
 _HELP = {
     "PD0402": "the checkpoint is of another architecture or size than the spec's target",
     "PD0403": "HF stores nn.Linear weights as (out, in); check the config's dimensions",

@@ -20,11 +20,11 @@ Kinds (the per-layer roles sites stack by) are dotless, since they name tensors
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
-from pdc.inputs.checkpoint import Checkpoint, WeightProblem, WeightsError, inspect_tensors, open_problem
+from pdc.inputs.checkpoint import Checkpoint, WeightProblem, WeightsError, inspect_layout
 from pdc.registry.pretrain import LM
 from pdc.registry.types import Dtype, FilePath, Keys, key
 from pdc.targets.base import FrozenTensor, Matrix, TargetConfigError, TargetFamily, TargetShape
@@ -315,23 +315,23 @@ def hf_expected(shapes: Mapping[str, tuple[int, ...]], prefix: str) -> dict[str,
     return {prefix + e.hf: stored_shape(e, shapes) for e in hf_entries(n_layers)}
 
 
-_CONV1D_HELP = {"PD0403": "GPT-2's Conv1D weights are stored (in, out), c_attn as (n_embd, 3·n_embd); check the "
-                          "config's dimensions"}
+_CONV1D_HELP = ("GPT-2's Conv1D weights are stored (in, out), c_attn as (n_embd, 3·n_embd); check the config's "
+                "dimensions")
 
 
 def inspect_checkpoint(path: str | Path, shape: TargetShape) -> list[WeightProblem]:
     """What is wrong with the GPT-2 checkpoint at `path` for `shape`, from the safetensors
-    headers only: the PD04xx problems `pdc check` reports for every LM checkpoint."""
+    headers only: the PD04xx problems `pdc check` reports for every family's checkpoint
+    (`inspect_layout`), against the layout its names say it has (with or without the
+    `transformer.` prefix)."""
     shapes = {t.path.removeprefix("target."): t.shape for t in shape.tensors}
     try:
-        checkpoint = Checkpoint.open(path)
-    except WeightsError as error:
-        return [open_problem(error)]
-    prefix = prefix_of(checkpoint)
-    vocab, hidden = shapes["wte"]
-    return inspect_tensors(checkpoint, hf_expected(shapes, prefix), tolerated(prefix),
-                           optional={"lm_head.weight": (vocab, hidden)}, help_=_CONV1D_HELP)
-
+        prefix = prefix_of(Checkpoint.open(path))
+    except WeightsError:
+        prefix = "transformer."  # it does not open: inspect_layout says why (PD0401)
+    problems = inspect_layout(path, hf_expected(shapes, prefix), tolerated(prefix),
+                              optional={"lm_head.weight": shapes["wte"]})
+    return [replace(p, help=_CONV1D_HELP) if p.code == "PD0403" else p for p in problems]
 
 FAMILY = TargetFamily(NAME, Gpt2Keys, shape, order=5, runtime=f"{__name__}.model:RUNTIME", pretrain=LM,
                       inspect=inspect_checkpoint)
