@@ -56,7 +56,8 @@ def write_with_random_weights(text: str, tmp: Path, seed: int = 3) -> Path:
     JAX is imported here, not at module level (front-end tests never start it)."""
     import jax
 
-    from pdc.models import build_target, hf_config, save_hf
+    from pdc.models import build_target
+    from pdc.targets.llama.hf import hf_config, save_hf
     from pdc.passes import run_passes
     from pdc.syntax.load import check_text
 

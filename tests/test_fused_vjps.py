@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdc.models.llama import rms_norm, swiglu
+from pdc.targets.llama.model import rms_norm, swiglu
 
 
 def plain_swiglu(gate, up):

@@ -90,7 +90,8 @@ def spec_text(tmp: Path) -> str:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tiny_llama (C = 64 per site, random frozen weights) trained 20 steps, and a token file."""
-    from pdc.models import build_target, hf_config, save_hf
+    from pdc.models import build_target
+    from pdc.targets.llama.hf import hf_config, save_hf
     from pdc.passes import run_passes
     from pdc.syntax.load import check_text
 

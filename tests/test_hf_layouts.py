@@ -14,10 +14,11 @@ import jax
 import numpy as np
 import pytest
 
-from pdc.models import build_target, hf_options, load_params, save_hf
-from pdc.models.llama import RopeScaling, inv_freq
+from pdc.models import build_target, load_params
+from pdc.targets.llama.hf import hf_options, save_hf
+from pdc.targets.llama.model import RopeScaling, inv_freq
 from pdc.passes import run_passes
-from pdc.registry.target import LlamaKeys
+from pdc.targets.llama import LlamaKeys
 from pdc.syntax.load import check_text
 from pdc.targets import llama as llama_shape
 

@@ -175,6 +175,32 @@ LM = """spec probe_lm {
   eval { metrics = [ci_l0, ce_kl] }
 }
 """
+GPT2_DIMS = ("vocab", "n_embd", "n_layer", "n_head", "n_positions", "layer_norm_epsilon", "activation_function")
+GPT2 = LM.replace("""  target FAMILY {
+    TARGET_SOURCE
+    dtype = f32
+    vocab = 256
+    hidden = 16
+    intermediate = 32
+    layers = 2
+    heads = 2
+    kv_heads = 1
+    head_dim = 8
+    rope_theta = 10000.0
+    rms_norm_eps = 1e-5
+    tied_embeddings = TIED
+    max_positions = 16
+  }""", """  target gpt2 {
+    TARGET_SOURCE
+    dtype = f32
+    vocab = 256
+    n_embd = 16
+    n_layer = 2
+    n_head = 2
+    n_positions = 16
+    layer_norm_epsilon = 1e-5
+    activation_function = gelu_new
+  }""").replace("SITES", "h[0..1].mlp.{c_fc, c_proj}")
 LM_DATA = 'data tokens { path = "TOKENS" seq_len = 16 batch = 4 format = npy eval_path = "EVAL_TOKENS" }'
 LM_CORPUS = "data corpus { corpus = python_stdlib seq_len = 16 batch = 4 }"
 LM_PRETRAIN = ("pretrain { corpus = python_stdlib tokenizer = bytes steps = 2 batch = 2 seq_len = 8 lr = 3e-3 "
@@ -336,8 +362,30 @@ def _lm_only_probes() -> dict[str, Probe]:
     return p
 
 
+def _gpt2_probes() -> dict[str, Probe]:
+    """GPT-2's keys: dimensions on the spec that pretrains (no config.json to contradict),
+    forward settings on the checkpoint spec, `config` on the spec that names one."""
+    p: dict[str, Probe] = {}
+    for key, old, new in (("vocab", "256", "255"), ("n_embd", "16", "24"), ("n_layer", "2", "3"),
+                          ("n_positions", "16", "24")):
+        p[f"target:gpt2.{key}"] = Probe("gpt2_pretrain", (f"{key} = {old}", f"{key} = {new}"), "ir")
+    p["target:gpt2.n_head"] = Probe("gpt2_pretrain", "target.n_head=4", "ir")
+    p["target:gpt2.n_inner"] = Probe("gpt2_pretrain", "target.n_inner=24", "ir")
+    p["target:gpt2.layer_norm_epsilon"] = Probe("gpt2", "target.layer_norm_epsilon=1e-3", "step")
+    p["target:gpt2.activation_function"] = Probe("gpt2", "target.activation_function=gelu", "step")
+    p["target:gpt2.dtype"] = Probe("gpt2", "target.dtype=bf16", "weights")
+    p["target:gpt2.weights"] = Probe("gpt2", 'target.weights="OTHER_GPT2_WEIGHTS"', "weights")
+    p["target:gpt2.config"] = Probe("gpt2_config", 'target.config="OTHER_GPT2_CONFIG"', "step")
+    for key in ("corpus", "tokenizer"):
+        p[f"target:gpt2.pretrain.{key}"] = Probe("gpt2_pretrain", "", "single")
+    for key, value in {"steps": "3", "batch": "3", "seq_len": "9", "lr": "1e-2", "weight_decay": "0.1",
+                       "seed": "1"}.items():
+        p[f"target:gpt2.pretrain.{key}"] = Probe("gpt2_pretrain", f"target.pretrain.{key}={value}", "pretrain")
+    return p
+
+
 PROBES: dict[str, Probe] = {**_toy_probes(), **_resid_probes(), **_lm_probes("llama"), **_lm_probes("simple_mlp"),
-                            **_lm_only_probes()}
+                            **_gpt2_probes(), **_lm_only_probes()}
 
 
 # ---- the registry's keys --------------------------------------------------------------------
@@ -401,12 +449,41 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         specs[f"lm_{family}_pretrain"] = lm.replace("TARGET_SOURCE", LM_PRETRAIN).replace("CI", CHUNKWISE)
         config_only = _without_dims(lm.replace("TARGET_SOURCE", f'config = "{weights / "config.json"}" weights = "{weights}"'))
         specs[f"lm_{family}_config"] = config_only.replace("CI", CHUNKWISE)
+    weights, other = _gpt2_weights(tmp)
+    out["OTHER_GPT2_WEIGHTS"], out["OTHER_GPT2_CONFIG"] = other, other / "config.json"
+    gpt2 = (GPT2.replace("DATA", LM_DATA).replace("EVAL_TOKENS", str(tmp / "eval_tokens.npy"))
+            .replace("TOKENS", str(tmp / "tokens.npy")).replace("CI", CHUNKWISE))
+    specs["gpt2"] = gpt2.replace("TARGET_SOURCE", f'weights = "{weights}"')
+    specs["gpt2_pretrain"] = gpt2.replace("TARGET_SOURCE", LM_PRETRAIN)
+    specs["gpt2_config"] = "\n".join(
+        line for line in gpt2.replace("TARGET_SOURCE", f'config = "{weights / "config.json"}" weights = "{weights}"')
+        .splitlines() if line.strip().split(" = ")[0] not in GPT2_DIMS) + "\n"
     specs["lm_llama_global"] = specs["lm_llama"].replace(CHUNKWISE, GLOBAL)
     specs["lm_llama_corpus"] = specs["lm_llama"].replace(_data_line(specs["lm_llama"]), LM_CORPUS)
     for name, text in specs.items():
         (tmp / f"{name}.pd").write_text(text)
         out[name] = tmp / f"{name}.pd"
     return out
+
+
+def _gpt2_weights(tmp: Path) -> tuple[Path, Path]:
+    """Random HF GPT-2 checkpoints of the probe spec's dimensions; the second with other values
+    and another LayerNorm epsilon in its config.json."""
+    import jax
+
+    from pdc.models import build_target
+    from pdc.targets.gpt2.model import hf_config, save_gpt2
+    from pdc.targets.gpt2 import Gpt2Keys
+    from pdc.targets import gpt2
+
+    keys = Gpt2Keys(vocab=256, n_embd=16, n_layer=2, n_head=2, n_positions=16)
+    target = build_target(gpt2.shape(keys, Path(".")), [])
+    paths = []
+    for seed, eps in ((0, 1e-5), (1, 1e-3)):
+        config = hf_config(target.config) | {"layer_norm_epsilon": eps}
+        save_gpt2(jax.device_get(target.init_params(jax.random.PRNGKey(seed))), tmp / f"gpt2_{seed}", config)
+        paths.append(tmp / f"gpt2_{seed}")
+    return paths[0], paths[1]
 
 
 def _data_line(spec: str) -> str:
@@ -437,8 +514,10 @@ def _lm_weights(family: str, tmp: Path) -> tuple[Path, Path]:
     RoPE base and other values."""
     import jax
 
-    from pdc.models import build_target, hf_config, save_hf
-    from pdc.registry.target import LlamaKeys, SimpleMlpKeys
+    from pdc.models import build_target
+    from pdc.targets.llama.hf import hf_config, save_hf
+    from pdc.targets.llama import LlamaKeys
+    from pdc.targets.simple_mlp import SimpleMlpKeys
     from pdc.targets import llama as llama_shape
 
     dims = dict(vocab=256, hidden=16, intermediate=32, layers=2, heads=2, kv_heads=1, head_dim=8,

@@ -2,7 +2,18 @@
 imports only its own stage and earlier ones, and past the passes nothing reads the spec's
 blocks — the lowering and the run read the typed IR nodes the passes write. Read from the
 source (every import, including those inside functions), so a shortcut fails here, not in
-review."""
+review.
+
+Plugin modules span stages: a target family (`pdc/targets/<family>/`) is its keys and shape
+(`__init__.py`: stage `targets`, JAX-free, imported by `pdc check`), its JAX model, loader and
+pretraining recipe (every other module of it — `model.py`, and e.g. llama's `hf.py` and
+`runtime.py` —: stage `models`, so they may use `pdc.models` and `pdc.decomp` as the models
+did, never the lowering or the run) and its figures (`plot.py`: stage `plot`, which may read a
+loaded run, as pdc/plot does). A one-file family (`pdc/targets/<family>.py`) would be stage
+`targets` throughout, so it could hold no JAX: a family with a model is a package. Each
+part is held to the rules of the stage it belongs to. A family is one place: nothing outside
+it imports it or writes its name as a string (the dispatch iterates `pdc.targets.FAMILIES`),
+so deleting it leaves nothing dangling."""
 
 from __future__ import annotations
 
@@ -41,6 +52,8 @@ def _modules() -> list[Path]:
 
 def _stage(path: Path) -> str:
     rel = path.relative_to(PDC)
+    if rel.parts[0] == "targets" and len(rel.parts) == 3:  # pdc/targets/<family>/<module>.py: see the docstring
+        return {"__init__": "targets", "plot": "plot"}.get(path.stem, "models")
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
@@ -117,3 +130,77 @@ def test_ci_networks_are_named_in_their_own_files_only() -> None:
     assert len(CI_NETWORKS) >= 6, sorted(CI_NETWORKS)
     strays = _named_outside_their_files(CI_NETWORKS)
     assert not strays, "a CI network named outside pdc/ci/<name>.py (iterate pdc.ci.NETWORKS):\n" + "\n".join(strays)
+
+
+# ---- a plugin is one place ----------------------------------------------------------------------
+
+# families built on another one's code, as declared in their docstrings (`Variant`s of llama)
+BUILT_ON = {"simple_mlp": ("llama",)}
+
+
+def in_tree_families() -> dict[str, Path]:
+    """family name → its file or package, for every in-tree `pdc/targets` module that defines
+    `FAMILY` (read from the source: a family added or deleted changes the table)."""
+    table = {}
+    for path in sorted((PDC / "targets").iterdir()):
+        source = path / "__init__.py" if path.is_dir() else path
+        if path.name.startswith("_") or source.suffix != ".py" or not source.is_file():
+            continue
+        match = re.search(r"^NAME = \"(\w+)\"", source.read_text(), re.M)
+        if match and re.search(r"^FAMILY = ", source.read_text(), re.M):
+            table[match.group(1)] = path
+    return table
+
+
+def _strings(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every string constant in a module except docstrings (those are prose, like docs/)."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant) and isinstance(node.body[0].value.value, str)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def _inside(path: Path, home: Path) -> bool:
+    return path == home or home in path.parents
+
+
+def names_written_outside(table: dict[str, Path]) -> list[str]:
+    """`path:line` of every string in pdc/ (docstrings aside) that writes a plugin's name (the
+    keys of `table`, name → its file or package) as a word outside that plugin's own file:
+    the names a registry should be iterated for instead. Tests and docs may name them."""
+    found = []
+    words = {name: re.compile(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])") for name in table}
+    for path in _modules():
+        strings = _strings(ast.parse(path.read_text()))
+        for name, home in table.items():
+            if _inside(path, home):
+                continue
+            found += [f"{path.relative_to(REPO)}:{line} writes {value!r}" for line, value in strings
+                      if words[name].search(value)]
+    return found
+
+
+def test_no_family_name_is_written_outside_its_family() -> None:
+    families = in_tree_families()
+    assert {"tms", "resid_mlp", "llama", "simple_mlp"} <= set(families), families
+    written = names_written_outside(families)
+    assert not written, "target family names written outside the family (iterate pdc.targets.FAMILIES):\n" + \
+        "\n".join(written)
+
+
+def test_nothing_outside_a_family_imports_it() -> None:
+    """Only the discovery (`pdc.plugins.extensions`, by package scan) loads a family; a family
+    built on another's code says so in `BUILT_ON`."""
+    families = in_tree_families()
+    outside = []
+    for path in _modules():
+        for name, home in families.items():
+            users = [home] + [families[u] for u, bases in BUILT_ON.items() if name in bases and u in families]
+            if any(_inside(path, h) for h in users):
+                continue
+            module = f"pdc.targets.{name}"
+            outside += [f"{path.relative_to(REPO)}:{line} imports {imported}" for line, imported in _imports(path)
+                        if imported == module or imported.startswith(module + ".")]
+    assert not outside, "a family imported from outside it:\n" + "\n".join(outside)

@@ -18,9 +18,13 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from pdc.decomp.components import Factors, SiteMask, site_out
-from pdc.models import WeightsError, build_target, hf_config, hf_options, load_params, save_hf
-from pdc.models.llama import block, inv_freq, rms_norm, rope_tables, segments
-from pdc.registry.target import LlamaKeys, ResidMlpKeys, SimpleMlpKeys, TmsKeys
+from pdc.models import WeightsError, build_target, load_params
+from pdc.targets.llama.hf import hf_config, hf_options, save_hf
+from pdc.targets.llama.model import block, inv_freq, rms_norm, rope_tables, segments
+from pdc.targets.llama import LlamaKeys
+from pdc.targets.resid_mlp import ResidMlpKeys
+from pdc.targets.simple_mlp import SimpleMlpKeys
+from pdc.targets.tms import TmsKeys
 from pdc.targets import llama as llama_shape
 from pdc.targets import resid_mlp as resid_shape
 from pdc.targets import tms as tms_shape

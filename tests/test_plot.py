@@ -11,7 +11,7 @@ import pytest
 from matplotlib.image import imread
 
 from pdc.cli import main
-from pdc.plot.resid_mlp import layer_contributions, plot_neurons
+from pdc.targets.resid_mlp.plot import layer_contributions, plot_neurons
 from pdc.run.train import train
 
 from conftest import REPO, shrunk_toy_spec

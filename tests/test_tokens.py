@@ -544,7 +544,8 @@ def test_pdc_train_runs_on_a_built_token_file(model: Path, tmp_path: Path) -> No
     steps on tokens built from 50 stdlib files with the 256-id test tokenizer."""
     import jax
 
-    from pdc.models import build_target, hf_config, save_hf
+    from pdc.models import build_target
+    from pdc.targets.llama.hf import hf_config, save_hf
     from pdc.passes import run_passes
     from pdc.syntax.load import check_text
 

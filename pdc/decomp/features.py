@@ -3,7 +3,7 @@ device from a key, so a toy batch is a pure function of (seed, step) inside the 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import jax
 import jax.numpy as jnp
@@ -21,3 +21,11 @@ def sparse_features(key: Array, batch: int, features: int, probability: float, v
         chosen = jax.random.randint(active_key, (batch,), 0, features)
         return jnp.where(jax.nn.one_hot(chosen, features, dtype=bool), value, 0.0)
     return jnp.where(jax.random.bernoulli(active_key, probability, (batch, features)), value, 0.0)
+
+
+def pretrain_batches(pretrain: Any, data: Any, features: int) -> Callable[[Array], Array]:
+    """key → one pretraining batch of a toy target: the `pretrain` block's batch size and
+    sparsity (default: the `data` block's), the `data` block's values and distribution."""
+    probability = pretrain.feature_probability if pretrain.feature_probability is not None else data.probability
+    values, distribution = tuple(data.values), data.distribution
+    return lambda key: sparse_features(key, int(pretrain.batch), features, float(probability), values, distribution)

@@ -1,6 +1,7 @@
-"""HF safetensors checkpoints without JAX: the LM tensor-name table, a lazy reader of
-one file or an index's shards, and the check `pdc check` runs on a spec's `weights`
-(headers and index only, never the tensor data). `pdc.models.loading` reads the tensors.
+"""Safetensors checkpoints without JAX: a lazy reader of one file or an index's shards, and
+the checks `pdc check` runs on a spec's `weights` against a family's layout (headers and index
+only, never the tensor data; the layout is the family's: the Llama-style one is
+pdc/targets/llama/layout.py). The families' loaders read the tensors.
 """
 
 from __future__ import annotations
@@ -137,50 +138,6 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
-# ---- the LM name table ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Entry:
-    """One HF tensor: where it lives in the params tree and whether it is transposed."""
-
-    hf: str
-    path: tuple[str, ...]  # e.g. ("layers", "q_proj")
-    layer: int | None
-    transpose: bool
-
-
-def _layer_names(simple_mlp: bool) -> dict[str, str]:
-    if simple_mlp:
-        return {"q_proj": "h.{i}.attn.q_proj.weight", "k_proj": "h.{i}.attn.k_proj.weight",
-                "v_proj": "h.{i}.attn.v_proj.weight", "o_proj": "h.{i}.attn.o_proj.weight",
-                "c_fc": "h.{i}.mlp.c_fc.weight", "down_proj": "h.{i}.mlp.down_proj.weight",
-                "attn": "h.{i}.rms_1.weight", "mlp": "h.{i}.rms_2.weight"}
-    names = {k: f"model.layers.{{i}}.self_attn.{k}.weight" for k in ("q_proj", "k_proj", "v_proj", "o_proj")}
-    names |= {k: f"model.layers.{{i}}.mlp.{k}.weight" for k in ("gate_proj", "up_proj", "down_proj")}
-    return names | {"attn": "model.layers.{i}.input_layernorm.weight",
-                    "mlp": "model.layers.{i}.post_attention_layernorm.weight"}
-
-
-def hf_entries(kinds: tuple[str, ...], n_layers: int, simple_mlp: bool, tied: bool) -> list[Entry]:
-    """Every HF tensor of the model, in a stable order (embedding, layers, final norm, head)."""
-    names = _layer_names(simple_mlp)
-    top = ("wte.weight", "ln_f.weight") if simple_mlp else ("model.embed_tokens.weight", "model.norm.weight")
-    entries = [Entry(top[0], ("embed",), None, False)]
-    for i in range(n_layers):
-        entries += [Entry(names[k].format(i=i), ("layers", k), i, True) for k in kinds]
-        entries += [Entry(names[n].format(i=i), ("norms", n), i, False) for n in ("attn", "mlp")]
-    entries.append(Entry(top[1], ("final_norm",), None, False))
-    if not tied:
-        entries.append(Entry("lm_head.weight", ("lm_head",), None, True))
-    return entries
-
-
-def tolerated(tied: bool) -> Callable[[str], bool]:
-    """Tensors that may be present without being used: the RoPE buffer some exports keep,
-    and a tied model's `lm_head.weight` (torch state dicts list a tied weight twice)."""
-    return lambda name: name.endswith("rotary_emb.inv_freq") or (tied and name == "lm_head.weight")
-
-
 # ---- checking without reading the data (`pdc check`) -------------------------------------------
 
 @dataclass(frozen=True)
@@ -196,20 +153,6 @@ _OPEN_HELP = "point `weights` at an HF model directory, its index or a .safetens
 SHOWN_PER_CODE = 4  # a wholly different checkpoint would otherwise list every tensor
 
 
-def hf_expected(shapes: Mapping[str, tuple[int, ...]], simple_mlp: bool) -> dict[str, tuple[int, ...]]:
-    """Every HF tensor name of a checkpoint with the shape it must have on disk, from the
-    params' shapes by dotted path (`embed`, `layers.q_proj` [L, d_in, d_out], `norms.attn`,
-    `final_norm`, `lm_head` when untied)."""
-    kinds = tuple(k.split(".", 1)[1] for k in shapes if k.startswith("layers."))
-    n_layers = shapes[f"layers.{kinds[0]}"][0]
-    out = {}
-    for entry in hf_entries(kinds, n_layers, simple_mlp, "lm_head" not in shapes):
-        shape = tuple(shapes[".".join(entry.path)])
-        shape = shape[1:] if entry.layer is not None else shape
-        out[entry.hf] = tuple(reversed(shape)) if entry.transpose else shape
-    return out
-
-
 def inspect_file(path: str | Path) -> list[WeightProblem]:
     """That a safetensors file (or an index and its shards) opens and its header parses."""
     try:
@@ -219,26 +162,31 @@ def inspect_file(path: str | Path) -> list[WeightProblem]:
     return []
 
 
-def inspect_lm(path: str | Path, shapes: Mapping[str, tuple[int, ...]], simple_mlp: bool) -> list[WeightProblem]:
-    """What is wrong with the LM checkpoint at `path` for params of `shapes` (`hf_expected`), read from the safetensors
-    headers and the index only (no tensor data): unreadable files, missing, mis-shaped
-    (transposed said so), non-float and unexpected tensors. Empty when it loads."""
+def inspect_layout(path: str | Path, expected: Mapping[str, tuple[int, ...]],
+                   tolerated: Callable[[str], bool] = lambda name: False,
+                   optional: Mapping[str, tuple[int, ...]] | None = None) -> list[WeightProblem]:
+    """What is wrong with the checkpoint at `path` for a family's layout: `expected`, every
+    tensor name with the shape it must have on disk; `optional`, tensors that may be absent
+    but must fit when present (a tied model's head); `tolerated`, names that may be present
+    unused. Read from the safetensors headers and the index only (no tensor data): unreadable
+    files (PD0401), missing (PD0402), mis-shaped (PD0403, transposed said so), non-float
+    (PD0404) and unexpected tensors (PD0405). Empty when it loads."""
     try:
         checkpoint = Checkpoint.open(path)
     except WeightsError as error:
         return [WeightProblem("PD0401", str(error), _OPEN_HELP)]
-    expected = hf_expected(shapes, simple_mlp)
-    tied, (vocab, hidden) = "lm_head" not in shapes, shapes["embed"]
+    optional = optional or {}
     found: dict[str, list[str]] = {}
     for name, shape in expected.items():
         code, message = _tensor_problem(checkpoint, name, shape)
         if code:
             found.setdefault(code, []).append(message)
-    unexpected = [n for n in checkpoint.files if n not in expected and not tolerated(tied)(n)]
-    if tied and checkpoint.has("lm_head.weight"):
-        code, message = _tensor_problem(checkpoint, "lm_head.weight", (vocab, hidden))
-        if code:
-            found.setdefault(code, []).append(message)
+    unexpected = [n for n in checkpoint.files if n not in expected and n not in optional and not tolerated(n)]
+    for name, shape in optional.items():
+        if checkpoint.has(name):
+            code, message = _tensor_problem(checkpoint, name, shape)
+            if code:
+                found.setdefault(code, []).append(message)
     found |= {"PD0405": [f"unexpected tensor `{n}` in `{checkpoint.files[n]}`" for n in unexpected]} if unexpected \
         else {}
     return [WeightProblem(code, _summarised(messages), _HELP[code]) for code, messages in sorted(found.items())]

@@ -36,7 +36,6 @@ from pdc.registry.runtime import RECON_FORWARDS
 
 RECON_RANK = {"off": 0, "matmuls": 1, "per_layer": 2, "whole": 3}  # recompute added, memory saved (assumed order)
 CI_RANK = {"off": 0, "on": 1}
-LM_TARGETS = ("llama", "simple_mlp")
 GiB = 1024 ** 3
 
 
@@ -134,13 +133,13 @@ def _divisors(n: int) -> list[int]:
 
 def space_of(ir: Any, devices: Sequence[int] | None) -> Space:
     """The search space of a checked spec's IR (its typed options and mesh)."""
-    from pdc.ir.nodes import MeshNode
+    from pdc.ir.nodes import MeshNode, TargetNode
 
     data, remat = ir.options("data"), ir.options("remat")
     batch = int(data.batch)
     axes = next(p for _, p in ir.nodes(MeshNode)).axes
     sizes = dict(axes)
-    lm = ir.options_node("target").label in LM_TARGETS
+    lm = next(p for _, p in ir.nodes(TargetNode)).has_positions  # an LM: the divergence chunk applies
     recon, ci, chunk = remat.recon_forwards, remat.ci, int(remat.divergence_chunk)
     seq_len = int(data.seq_len) if lm and hasattr(data, "seq_len") else None
     own = 1

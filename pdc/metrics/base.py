@@ -48,7 +48,7 @@ class EvalMetric:
     doc: str
     record: Callable[[RecordContext], dict[str, Any]]
     compute: Callable[[BatchContext], Any] | None = None  # None: reads the l0/density every pass computes
-    needs: str | None = None  # the target output ("logits") or family ("tms") it needs
+    needs: str | None = None  # the target output ("logits") or a family trait ("feature_sites") it needs
     needs_text: str = ""  # "a language-model target"
     needs_ci_pattern: bool = False  # reads the eval block's `ci_pattern` entries
     order: int | None = None  # in-tree: its place in the registry (the names `eval.metrics` lists)

@@ -17,4 +17,4 @@ def record(ctx: RecordContext) -> dict[str, Any]:
     return {f"eval/ml2r/{p}": float(v) for p, v in ctx.by_site(ctx.mean["ml2r"]).items()}
 
 
-METRIC = EvalMetric("ml2r", __doc__ or "", record, compute, needs="tms", needs_text="a TMS target", order=4)
+METRIC = EvalMetric("ml2r", __doc__ or "", record, compute, needs="feature_sites", needs_text="a TMS target", order=4)

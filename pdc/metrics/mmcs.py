@@ -17,4 +17,4 @@ def record(ctx: RecordContext) -> dict[str, Any]:
     return {f"eval/mmcs/{p}": float(v) for p, v in ctx.by_site(ctx.mean["mmcs"]).items()}
 
 
-METRIC = EvalMetric("mmcs", __doc__ or "", record, compute, needs="tms", needs_text="a TMS target", order=3)
+METRIC = EvalMetric("mmcs", __doc__ or "", record, compute, needs="feature_sites", needs_text="a TMS target", order=3)

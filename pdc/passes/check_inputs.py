@@ -14,11 +14,10 @@ from pathlib import Path
 
 from pdc.ir.graph import IR
 from pdc.syntax.diagnostics import Diagnostic, Severity
+from pdc.targets import family
 from pdc.targets.base import TargetShape
-from pdc.inputs.checkpoint import inspect_file, inspect_lm
+from pdc.inputs.checkpoint import inspect_file
 from pdc.inputs.token_file import inspect_token_file
-
-LM_FAMILIES = ("llama", "simple_mlp")
 
 
 def run(ir: IR) -> IR:
@@ -69,11 +68,10 @@ def _weights(ir: IR, shape: TargetShape, spec_dir: Path) -> None:
     if target is None or target.get("weights") is None:
         return
     path = _shown(spec_dir / target.get("weights"))
-    if shape.family not in LM_FAMILIES:  # a toy's torch state dict: that it opens (its loader checks the rest)
-        problems = inspect_file(path)
-    else:
-        shapes = {t.path.removeprefix("target."): t.shape for t in shape.tensors}
-        problems = inspect_lm(path, shapes, shape.family == "simple_mlp")
+    inspect = family(shape.family).inspect
+    # the family's checks of its layout; without any (the toys' torch state dicts), that the file
+    # opens — its loader checks the rest
+    problems = inspect(path, shape) if inspect is not None else inspect_file(path)
     for problem in problems:
         _report(ir, problem.code, problem.message, target.span_of("weights"), problem.help, _not_downloaded(path))
 

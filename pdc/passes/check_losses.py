@@ -16,7 +16,7 @@ from pdc.syntax.checked import Entry, Node
 from pdc.syntax.diagnostics import Diagnostic, Related, Severity
 from pdc.syntax.patterns import matches
 from pdc.syntax.span import Span
-from pdc.targets import TargetShape
+from pdc.targets import TargetShape, family
 
 POSITION_SCOPES = ("sc", "bsc")
 
@@ -212,7 +212,7 @@ def _eval(ir: IR) -> None:
     patterns = node.child("ci_pattern")
     entries = patterns.entries if patterns is not None else ()
     for metric in (METRICS[name] for name in node.get("metrics")):
-        if metric.needs is not None and metric.needs not in (shape.output, shape.family):
+        if metric.needs is not None and metric.needs != shape.output and metric.needs not in family(shape.family).traits:
             ir.error(Diagnostic("PD0315", f"metric `{metric.name}` needs {metric.needs_text}; this target is "
                                 f"{shape.family}", node.span_of("metrics"), f"not for {shape.family}"))
         if metric.needs_ci_pattern and not entries:

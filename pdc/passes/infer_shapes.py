@@ -82,6 +82,11 @@ def _check_positions(ir: IR, seq_len: int) -> None:
     """Sequences must fit the RoPE tables the target was built for (`max_positions`)."""
     target, data = ir.spec.block("target"), ir.spec.block("data")
     assert target is not None and data is not None
+    positions = ir.facts["target"].dims.get("positions")  # a learned position table (GPT-2): rows it has
+    if positions is not None and seq_len > positions:
+        where = ir.facts["target"].dims_from.get("positions", "the target")
+        ir.error(Diagnostic("PD0315", f"seq_len = {seq_len} exceeds the target's {positions} positions ({where})",
+                            data.span_of("seq_len"), "too long"))
     if "max_positions" not in target.schema.key_names() or target.get("config") is not None:
         return  # an HF config's max_position_embeddings is the model's business
     if seq_len > target.get("max_positions"):

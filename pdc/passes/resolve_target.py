@@ -86,6 +86,7 @@ def _resolved_options(ir: IR, shape: TargetShape) -> None:
         return
     keys = node.keys
     update = {k: v for k, (v, _) in shape.settings.items()
-              if k in type(keys).model_fields and k in ("rope_theta", "rms_norm_eps", "tied_embeddings")}
+              if k in type(keys).model_fields and k in ("rope_theta", "rms_norm_eps", "tied_embeddings",
+                                                       "layer_norm_epsilon", "activation_function")}
     if update:
         ir.graph.nodes["options:target"]["payload"] = replace(node, keys=keys.model_copy(update=update))

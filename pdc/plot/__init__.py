@@ -3,12 +3,12 @@ in `RUN/plots/` (docs/run.md).
 
     losses.png, ci_l0.png, eval.png     every run, from its logs (`curves`)
     ci_one_hot.png                      toys: CI per site on one-hot probes (`probe`)
-    tms_weights.png, tms_cosines.png    TMS: subcomponents vs target weights (`tms`)
-    resid_mlp_neurons.png               ResidMLP: per-feature neuron contributions (`resid_mlp`)
+    the family's own figures            its `TargetFamily.figures` hook (TMS: subcomponents
+                                        vs target weights; ResidMLP: neuron contributions)
     harvest.png                         `--harvest DIR`: per-site CI histogram and densities (`harvest`)
 
-Curves need only the logs; the toy figures need a checkpoint (`pdc.load_run`). LM runs get
-the curves only, so plotting an 8B run neither loads it nor needs its devices. The
+Curves need only the logs; a family's figures need a checkpoint (`pdc.load_run`). A family
+without a figures hook (the LMs) gets the curves only, so plotting an 8B run neither loads it nor needs its devices. The
 checkpoint modules import JAX and are imported only when a checkpoint is plotted.
 """
 
@@ -19,20 +19,21 @@ from typing import TYPE_CHECKING
 
 from pdc.ir.graph import IR
 from pdc.plot.curves import plot_curves
+from pdc.targets import family as target_family
+from pdc.targets.base import resolve
 
 if TYPE_CHECKING:
     from pdc.run.load import Run
 
-TOY_FAMILIES = ("tms", "resid_mlp")
-
-
-def family(ir: IR) -> str:
-    return ir.facts["target"].family
+def figures_of(ir: IR) -> str:
+    """The run's target family's figures hook ("module:function"), "" when it has none."""
+    return target_family(ir.facts["target"].family).figures
 
 
 def needs_checkpoint(ir: IR) -> bool:
-    """Whether `plot_run` draws figures from a checkpoint (toy targets) or from the logs only."""
-    return family(ir) in TOY_FAMILIES
+    """Whether `plot_run` draws figures from a checkpoint (a family with figures: the toys) or
+    from the logs only."""
+    return bool(figures_of(ir))
 
 
 def plot_run(path: Path, ir: IR, run: Run | None = None, out: Path | None = None,
@@ -48,15 +49,7 @@ def plot_run(path: Path, ir: IR, run: Run | None = None, out: Path | None = None
 
     ci = probe.probe_ci(run)
     written.append(probe.plot_ci(run, ci, out))
-    if family(ir) == "tms":
-        from pdc.plot.tms import plot_tms
-
-        written += plot_tms(run, ci, out)
-    else:
-        from pdc.plot.resid_mlp import plot_neurons
-
-        neurons = plot_neurons(run, ci, out)
-        written += [neurons] if neurons is not None else []
+    written += resolve(figures_of(ir))(run, ci, out)
     return written
 
 

@@ -6,10 +6,11 @@ block with its `pretrain` block, and for toys the data distribution), so `pdc tr
 and later runs reuse it. Weights are written in the layouts the loaders read: torch
 `nn.Linear` layout for the toys (as in targets/), HF safetensors + config.json for LMs.
 
-Recipes (SPD_ALGORITHM.md §8): TMS minimises mean((x − ReLU(W2 W1 x + b2))²) on sparse
-features (tied: W2 = W1ᵀ; identity hidden layers stay fixed); ResidMLP minimises
-mean((out − (x + ReLU(x)))²) with W_E, W_U fixed; the tiny LM minimises next-token
-cross-entropy on the byte corpus.
+Recipes (SPD_ALGORITHM.md §8): a toy family brings its own (`FamilyRuntime.recipe`: TMS
+minimises mean((x − ReLU(W2 W1 x + b2))²) on sparse features, ResidMLP
+mean((out − (x + ReLU(x)))²) with W_E, W_U fixed); an LM family without one gets the shared
+recipe here, next-token cross-entropy on the byte corpus. The family writes the weights
+(`FamilyRuntime.save`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from safetensors.numpy import save_file
 
 from pdc.decomp.metrics import next_token_ce
 from pdc.ir.graph import IR
 from pdc.lower.program import lower_program, schedule_fn
-from pdc.models import Llama, ResidMlp, Tms, hf_config, save_hf
-from pdc.decomp.features import sparse_features
+from pdc.targets import family
 from pdc.run.data import open_tokens, python_stdlib_bytes
 
 CHUNK = 100  # steps per jitted call: one dispatch per chunk, progress between chunks
@@ -92,54 +91,18 @@ def _merge(train: Any, fix: Any) -> Any:
 
 
 def _recipe(ir: IR, target: Any, keys: Any) -> Recipe:
-    """(loss, fixed params, initial trainable params, assemble) for the family."""
+    """(loss, fixed params, initial trainable params, assemble): the family's own recipe, or
+    the shared next-token one for an LM family without one."""
     init = target.init_params(jax.random.PRNGKey(int(keys.seed)))
-    data = ir.options("data")
-    if isinstance(target, Tms):
-        return _tms(target, init, keys, data)
-    if isinstance(target, ResidMlp):
-        return _resid_mlp(target, init, keys, data)
+    recipe = family(target.family).jax().recipe
+    if recipe is not None:
+        return recipe(target, init, keys, ir.options("data"))
+    if ir.facts["target"].output != "logits":
+        raise ValueError(f"target family `{target.family}` has a `pretrain` block but no pretraining recipe")
     return _lm(target, init, keys, ir)
 
 
-def _features(keys: Any, data: Any, features: int) -> Callable[[jax.Array], jax.Array]:
-    probability = keys.feature_probability if keys.feature_probability is not None else data.probability
-    values, distribution = tuple(data.values), data.distribution
-    return lambda key: sparse_features(key, int(keys.batch), features, float(probability), values, distribution)
-
-
-def _tms(target: Tms, init: Any, keys: Any, data: Any) -> Recipe:
-    batch = _features(keys, data, target.features)
-    fixed = {k: v for k, v in init.items() if k == "hidden_layers"}
-    trainable = {"linear1": init["linear1"], "b2": jnp.zeros_like(init["b2"]) if keys.init_bias_to_zero else init["b2"]}
-    if not target.tied:
-        trainable["linear2"] = init["linear2"]
-
-    def assemble(train: Any, fix: Any) -> Any:  # tied: W2 = W1ᵀ is not a parameter of its own
-        return {**fix, **train, "linear2": train.get("linear2", train["linear1"].T)}
-
-    def loss(train: Any, fix: Any, key: jax.Array) -> jax.Array:
-        x = batch(key)
-        return jnp.mean(jnp.square(jnp.abs(x) - target.clean(assemble(train, fix), x).output))
-
-    return loss, fixed, trainable, assemble
-
-
-def _resid_mlp(target: ResidMlp, init: Any, keys: Any, data: Any) -> Recipe:
-    batch = _features(keys, data, target.features)
-    fixed = {"W_E": init["W_E"], "W_U": init["W_U"]}
-    trainable = {k: v for k, v in init.items() if k not in fixed}
-    if keys.init_bias_to_zero and "biases" in trainable:
-        trainable["biases"] = jax.tree.map(jnp.zeros_like, trainable["biases"])
-
-    def loss(train: Any, fix: Any, key: jax.Array) -> jax.Array:
-        x = batch(key)
-        return jnp.mean(jnp.square(target.clean(_merge(train, fix), x).output - (x + jax.nn.relu(x))))
-
-    return loss, fixed, trainable, _merge
-
-
-def _lm(target: Llama, init: Any, keys: Any, ir: IR) -> Recipe:
+def _lm(target: Any, init: Any, keys: Any, ir: IR) -> Recipe:
     rows = open_tokens(python_stdlib_bytes(cache_dir(ir).parent / "corpus"), "npy", int(keys.seq_len) + 1)
     corpus = jnp.asarray(np.asarray(rows.tokens[: rows.rows * rows.seq_len]).reshape(rows.rows, rows.seq_len),
                          jnp.int32)
@@ -183,33 +146,13 @@ def _fit(loss: Loss, fixed: Any, params: Any, keys: Any) -> tuple[float, Any]:
 
 
 def _save(target: Any, params: Any, path: Path) -> None:
-    host = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
-    if isinstance(target, Tms):
-        tensors = {"linear1.weight": host["linear1"].T, "linear2.weight": host["linear2"].T, "linear2.bias": host["b2"]}
-        for i in range(target.hidden_layers):
-            tensors[f"hidden_layers.{i}.weight"] = host["hidden_layers"][i].T
-    elif isinstance(target, ResidMlp):
-        tensors = {"W_E": host["W_E"], "W_U": host["W_U"]}
-        for i in range(target.layers):
-            tensors[f"layers.{i}.mlp_in.weight"] = host["layers"]["mlp_in"][i].T
-            tensors[f"layers.{i}.mlp_out.weight"] = host["layers"]["mlp_out"][i].T
-            if target.bias:
-                tensors[f"layers.{i}.mlp_in.bias"] = host["biases"]["mlp_in"][i]
-                tensors[f"layers.{i}.mlp_out.bias"] = host["biases"]["mlp_out"][i]
-    else:
-        save_hf(params, path, config=hf_config(target.config))
-        return
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))
+    save = family(target.family).jax().save
+    if save is None:
+        raise ValueError(f"target family `{target.family}` cannot write pretrained weights")
+    save(target, params, path)
 
 
 def _sanity(target: Any, params: Any) -> dict[str, Any]:
-    """TMS: every feature should be represented (column norm near 1); a dropped feature
-    (the 'square' 5-2 target) can only decompose into fewer components (§8.1)."""
-    if not isinstance(target, Tms):
-        return {}
-    norms = np.linalg.norm(np.asarray(params["linear1"]), axis=1)
-    weak = [int(i) for i in np.nonzero(norms < 0.5)[0]]
-    if weak:
-        print(f"pdc pretrain: warning: features {weak} are barely represented (column norms "
-              f"{np.round(norms[weak], 3).tolist()}); try another pretrain seed", file=sys.stderr)
-    return {"feature_norms": np.round(norms, 4).tolist(), "weak_features": weak}
+    """The family's facts about the pretrained weights (TMS: the feature norms), if it has any."""
+    sanity = family(target.family).jax().sanity
+    return {} if sanity is None else sanity(target, params)

@@ -5,8 +5,13 @@ frozen parameter tensors. Shapes come from configuration only.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from pdc.registry.schema import BlockSchema, Layout
+from pdc.registry.types import Keys
 
 
 @dataclass(frozen=True)
@@ -70,3 +75,96 @@ class TargetConfigError(Exception):
         self.key = key
         self.help = help_
         self.code = code
+
+
+# ---- the family interface ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FamilyRuntime:
+    """The JAX half of a target family, imported only when a run lowers, loads or pretrains
+    (`TargetFamily.runtime` names it), so `pdc check` never imports JAX. Annotated `Any`
+    where the type is a JAX one (`pdc.models.base.Target`, a params pytree): this module is
+    JAX-free.
+
+    build(shape, sites, decomposed, compute_dtype, options) → Target
+        the JAX model (pdc/models/base.py's `Target`) of `shape` with `decomposed` (kind →
+        layers, canonical order) decomposed; it pops the `options` it takes (the shape's
+        `forward` settings and the lowering's, e.g. `remat`) — what is left is an error.
+    load(target, path, dtype) → params
+        the frozen weights as host (NumPy) arrays, `dtype` None meaning as stored; every
+        failure a one-line `WeightsError`.
+    save(target, params, path)           optional: write pretrained params where `load` reads them
+    recipe(target, init, pretrain, data) optional: the toy pretraining recipe
+        `(loss, fixed, trainable, assemble)` (pdc/run/pretrain.py); None and a `logits` output:
+        the shared next-token recipe on the local corpus.
+    sanity(target, params) → dict         optional: facts about pretrained weights for pretrain.json
+    """
+
+    build: Callable[..., Any]
+    load: Callable[..., Any]
+    save: Callable[..., None] | None = None
+    recipe: Callable[..., Any] | None = None
+    sanity: Callable[..., dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class TargetFamily:
+    """One target family, everything pdc knows about it in one place (docs/api.md, "Extending
+    pdc"). In-tree families are the packages of `pdc.targets` that define `FAMILY`; out-of-tree
+    ones come from the `pdc.targets` entry point group. Deleting a family's package removes
+    `target <name>` from the language, its docs and every dispatch: nothing else names it.
+
+    The module defining `FAMILY` is imported by `pdc check`, so it is JAX-free: the keys model,
+    the shape and the checks of the checkpoint's layout live there; the JAX model, loader and
+    pretraining recipe live in the module `runtime` names (`"pkg.module:ATTR"`, a
+    `FamilyRuntime`), the figures in the one `figures` names, both imported when used.
+
+    name        the label of `target <name> { ... }`
+    keys        its block's keys model; its docstring is the block's doc in the language reference
+    shape       (keys, spec_dir, written) → TargetShape: the module tree, every decomposable
+                matrix, the frozen tensors and forward settings, from the keys (and any
+                config.json) only, never from weights. `written`: key → where the spec (or
+                `--set`) wrote it, for "where did this setting come from". Raise
+                `TargetConfigError` for a target that cannot be resolved.
+    order       its fixed place in the registry and the docs (in-tree: distinct)
+    pretrain    the keys of its optional `pretrain { ... }` child block, with that block's doc
+    runtime     "module:ATTR" of its `FamilyRuntime`
+    inspect     (weights path, shape) → [WeightProblem]: the PD04xx checks of a weights file
+                against the shape, reading headers only (default: that the file opens)
+    figures     "module:function" drawing its figures from a checkpoint: (run, ci, out) →
+                [Path], `ci` the one-hot probe's CI per site (pdc/plot/probe.py); "" — the
+                family's runs get the log curves only, and `pdc plot` loads no checkpoint
+    traits      what eval metrics may ask of the family beyond its output (`EvalMetric.needs`),
+                e.g. "feature_sites": every site reads or writes the features (TMS)
+    """
+
+    name: str
+    keys: type[Keys]
+    shape: Callable[[Any, Path, Mapping[str, str]], TargetShape]
+    order: int
+    runtime: str
+    pretrain: tuple[type[Keys], str] | None = None
+    inspect: Callable[[Path, TargetShape], list[Any]] | None = None
+    figures: str = ""
+    traits: frozenset[str] = frozenset()
+
+    def schema(self) -> BlockSchema:
+        """The `target <name>` variant of the registry's `target` block."""
+        children = () if self.pretrain is None else (
+            BlockSchema("pretrain", self.pretrain[1], keys=self.pretrain[0], layout=Layout.EXPANDED),)
+        return BlockSchema(self.name, self.keys.__doc__ or "", keys=self.keys, children=children,
+                           layout=Layout.EXPANDED)
+
+    def jax(self) -> FamilyRuntime:
+        """Its JAX half (imports JAX)."""
+        runtime = resolve(self.runtime)
+        if not isinstance(runtime, FamilyRuntime):
+            raise TypeError(f"`{self.runtime}` of target family `{self.name}` is not a FamilyRuntime")
+        return runtime
+
+
+def resolve(reference: str) -> Any:
+    """The object a "package.module:attr" reference names, importing its module."""
+    module, _, attr = reference.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -17,7 +17,7 @@ import numpy as np
 from pdc.analyze.store import SORTABLE, Harvest
 from pdc.analyze.tokens import Decoder, TokenizerError, tokenizer_of_ir
 from pdc.ir.graph import IR
-from pdc.ir.nodes import SiteNode
+from pdc.ir.nodes import SiteNode, TargetNode
 from pdc.run.rundir import read_jsonl
 
 MAX_TEXT = 4000          # characters of probe / ablate text
@@ -218,10 +218,16 @@ class Viewer:
             ids = self.decoder.encode(text)
         except TokenizerError as error:
             raise ViewError(422, str(error)) from None
-        limit = min(MAX_TOKENS, int(getattr(self._target_options(), "max_positions", None) or MAX_TOKENS))
+        limit = min(MAX_TOKENS, int(getattr(self._target_options(), "max_positions", None) or MAX_TOKENS),
+                    self._learned_positions())
         if not ids or len(ids) > limit:
             raise ViewError(413 if ids else 422, f"the text is {len(ids)} tokens; 1..{limit} fit")
         return ids
+
+    def _learned_positions(self) -> int:
+        """The rows of a learned position table (GPT-2's `n_positions`), else no limit."""
+        target = next((node for _, node in self.ir.nodes(TargetNode)), None)
+        return int(dict(target.dims).get("positions", MAX_TOKENS)) if target is not None else MAX_TOKENS
 
     def _target_options(self) -> Any:
         try:

@@ -1,4 +1,5 @@
-"""Residual MLP (SPD_ALGORITHM.md §8.2):
+"""The JAX half of target family `resid_mlp`: the model, its loader, its pretraining recipe.
+Residual MLP (SPD_ALGORITHM.md §8.2):
 
     r = x @ W_E;  r += act(r @ W_in_i + b_in_i) @ W_out_i + b_out_i  (each layer i);  out = r @ W_U
 
@@ -19,10 +20,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from safetensors.numpy import save_file
+
 from pdc.decomp.components import Factors, SiteMask
+from pdc.decomp.features import pretrain_batches
 from pdc.models.base import CleanPass, Params, Site
 from pdc.models.loading import Checkpoint, read_torch_linear
 from pdc.models.sites import ToySiteFn, stack_taps, toy_masked_site, toy_recording_site
+from pdc.targets.base import FamilyRuntime, TargetShape
+from pdc.targets.resid_mlp import NAME
 
 Array = jax.Array
 Activation = Literal["relu", "gelu"]
@@ -45,7 +51,7 @@ class ResidMlp:
     activation: Activation = "relu"
     embedding: Literal["random", "identity"] = "random"
     compute_dtype: Any = jnp.float32
-    family: str = "resid_mlp"
+    family: str = NAME
 
     def init_params(self, key: Array) -> Params:
         """W_E random unit rows (or I), W_U = W_Eᵀ; MLP matrices N(0, 1/d_in); biases
@@ -93,6 +99,18 @@ class ResidMlp:
         return (r @ params["W_U"].astype(dtype)).astype(jnp.float32)
 
 
+def build(shape: TargetShape, sites: tuple[Site, ...], decomposed: dict[str, tuple[int, ...]], dtype: Any,
+          options: dict[str, Any]) -> ResidMlp:
+    bias = any(t.path == "target.biases.mlp_in" for t in shape.tensors)
+    d = shape.dims
+    return ResidMlp(sites, decomposed, d["features"], d["d_embed"], d["d_mlp"], shape.n_layers, bias,
+                    options.pop("activation", "relu"), options.pop("embedding", "random"), dtype)
+
+
+def load(model: ResidMlp, path: str | Path, dtype: Any = None) -> dict[str, Any]:
+    return load_resid_mlp(path, model)
+
+
 def load_resid_mlp(path: str | Path, model: ResidMlp) -> dict[str, Any]:
     """`W_E (F, E)` and `W_U (E, F)` as stored (already right-multiplication), per layer
     `layers.{i}.mlp_in.weight (M, E)`, `layers.{i}.mlp_out.weight (E, M)` in torch layout
@@ -111,3 +129,41 @@ def load_resid_mlp(path: str | Path, model: ResidMlp) -> dict[str, Any]:
         used |= {f"{m}.bias" for ms in names.values() for m in ms}
     checkpoint.check_unexpected(used, lambda name: name in DATA_TENSORS)
     return params
+
+
+# ---- pretraining (pdc/run/pretrain.py) ------------------------------------------------------------
+
+
+def _merge(train: Any, fix: Any) -> Any:
+    return {**fix, **train}
+
+
+def recipe(target: ResidMlp, init: Any, keys: Any, data: Any) -> Any:
+    """Minimise mean((out − (x + ReLU(x)))²) with W_E, W_U fixed."""
+    batch = pretrain_batches(keys, data, target.features)
+    fixed = {"W_E": init["W_E"], "W_U": init["W_U"]}
+    trainable = {k: v for k, v in init.items() if k not in fixed}
+    if keys.init_bias_to_zero and "biases" in trainable:
+        trainable["biases"] = jax.tree.map(jnp.zeros_like, trainable["biases"])
+
+    def loss(train: Any, fix: Any, key: Array) -> Array:
+        x = batch(key)
+        return jnp.mean(jnp.square(target.clean(_merge(train, fix), x).output - (x + jax.nn.relu(x))))
+
+    return loss, fixed, trainable, _merge
+
+
+def save(target: ResidMlp, params: Any, path: Path) -> None:
+    """The layout `load_resid_mlp` reads."""
+    host = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+    tensors = {"W_E": host["W_E"], "W_U": host["W_U"]}
+    for i in range(target.layers):
+        tensors[f"layers.{i}.mlp_in.weight"] = host["layers"]["mlp_in"][i].T
+        tensors[f"layers.{i}.mlp_out.weight"] = host["layers"]["mlp_out"][i].T
+        if target.bias:
+            tensors[f"layers.{i}.mlp_in.bias"] = host["biases"]["mlp_in"][i]
+            tensors[f"layers.{i}.mlp_out.bias"] = host["biases"]["mlp_out"][i]
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))
+
+
+RUNTIME = FamilyRuntime(build, load, save, recipe)

@@ -1,15 +1,23 @@
-"""Llama-family shapes (Llama and LlamaSimpleMLP), from an HF `config.json` or from
-dimensions written in the spec. SPD_ALGORITHM.md §8.3."""
+"""Target family `llama` — Llama-style LMs (RMSNorm, RoPE, GQA, SwiGLU): its keys and its shape,
+from an HF `config.json` or from dimensions written in the spec (SPD_ALGORITHM.md §8.3); its
+JAX half is `model.py` (the transformer), `hf.py` (its HF safetensors layout) and
+`runtime.py` (its `FamilyRuntime`). Another Llama-style family reuses all of it as a
+`Variant` (pdc/targets/simple_mlp)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
-from pdc.registry.target import LlamaKeys
-from pdc.targets.base import FrozenTensor, Matrix, TargetConfigError, TargetShape
+from pdc.registry.pretrain import LM
+from pdc.registry.types import Dtype, FilePath, Keys, key
+from pdc.inputs.checkpoint import WeightProblem
+from pdc.targets.llama.layout import inspect_lm
+from pdc.targets.base import FrozenTensor, Matrix, TargetConfigError, TargetFamily, TargetShape
+
+NAME = "llama"
 
 # spec key → HF config.json field
 _HF_FIELDS = {
@@ -24,7 +32,47 @@ ROPE_TYPES = {"default": (), "linear": ("factor",),
               "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
 UNRUNNABLE = "PD0406"  # a config.json pdc reads but cannot run: an input problem (exit 1), not a spec error
 CONFLICT = "PD0330"  # a dimension written in the spec (or by --set) that its config.json contradicts
-_ACTIVATIONS = {"llama": ("silu",), "simple_mlp": ("gelu_pytorch_tanh", "gelu_new")}  # SwiGLU; GELU(tanh)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What tells Llama-style families apart: the MLP (SwiGLU `gate/up/down_proj` under
+    `layers.{i}`, or `c_fc → GELU(tanh) → down_proj` under GPT-2's `h.{i}`) and the
+    `hidden_act` values its config.json may name."""
+
+    family: str
+    simple_mlp: bool
+    activations: tuple[str, ...]
+
+
+# family → its variant; a Llama-style family package adds its own when imported
+VARIANTS: dict[str, Variant] = {NAME: Variant(NAME, False, ("silu",))}
+
+
+class LlamaKeys(Keys):
+    """Llama-family LM (RMSNorm, RoPE, GQA, SwiGLU). Dimensions and forward settings come
+    from an HF `config.json` (`config`, or the one in the `weights` directory) or are written
+    inline for small models. A key written here (or set by `--set`) wins over config.json's
+    value; a dimension that contradicts config.json is an error (PD0330). `pdc check --plan`
+    lists every setting with where it came from."""
+
+    config: Optional[FilePath] = key(None, doc="HF-format config.json; default: `config.json` in the `weights` "
+                                               "directory, if there; or give the dimensions below")
+    weights: Optional[FilePath] = key(None, doc="safetensors file or directory of shards with an index")
+    dtype: Dtype = key("bf16", doc="dtype the frozen weights are held in (weights stored wider are rounded: "
+                                   "PD0407 warns when this is left at its default)")
+    vocab: Optional[int] = key(None, doc="vocabulary size", ge=1)
+    hidden: Optional[int] = key(None, doc="residual width (hidden_size)", ge=1)
+    intermediate: Optional[int] = key(None, doc="MLP width (intermediate_size)", ge=1)
+    layers: Optional[int] = key(None, doc="number of transformer blocks", ge=1)
+    heads: Optional[int] = key(None, doc="attention heads", ge=1)
+    kv_heads: Optional[int] = key(None, doc="key/value heads (GQA); default: heads", ge=1)
+    head_dim: Optional[int] = key(None, doc="per-head width; default: hidden / heads", ge=1)
+    rope_theta: float = key(500_000.0, doc="RoPE base; default: config.json's, else this", gt=0.0)
+    rms_norm_eps: float = key(1e-5, doc="RMSNorm epsilon; default: config.json's, else this", gt=0.0)
+    tied_embeddings: bool = key(False, doc="lm_head shares the embedding matrix; default: config.json's "
+                                           "`tie_word_embeddings`, else this")
+    max_positions: int = key(8192, doc="longest sequence the RoPE tables cover", ge=1)
 
 
 @dataclass(frozen=True)
@@ -154,10 +202,11 @@ def _rope_scaling(source: Any, shown: str) -> dict[str, Any] | None:
 
 
 def _check_architecture(config: Mapping[str, Any], shown: str, family: str) -> None:
-    act = config.get("hidden_act", _ACTIVATIONS[family][0])
-    if act not in _ACTIVATIONS[family]:
+    activations = VARIANTS[family].activations
+    act = config.get("hidden_act", activations[0])
+    if act not in activations:
         raise TargetConfigError(f"`hidden_act` in `{shown}` is `{act}`; a {family} target runs "
-                                + " or ".join(f"`{a}`" for a in _ACTIVATIONS[family]), "config", code=UNRUNNABLE)
+                                + " or ".join(f"`{a}`" for a in activations), "config", code=UNRUNNABLE)
     for bias in ("attention_bias", "mlp_bias"):
         if config.get(bias):
             raise TargetConfigError(f"`{bias}` is true in `{shown}`: pdc's {family} target has no bias terms",
@@ -249,7 +298,7 @@ def _tensors(d: LlamaDims, kinds: list[Matrix]) -> list[FrozenTensor]:
     return tensors
 
 
-def shape(keys: LlamaKeys, spec_dir: Path, family: str = "llama", written: Mapping[str, str] | None = None) -> TargetShape:
+def shape(keys: LlamaKeys, spec_dir: Path, family: str = NAME, written: Mapping[str, str] | None = None) -> TargetShape:
     """The target's shape and forward settings. One truth per setting: a key written in the
     spec (or by `--set`; `written` maps it to where) wins over config.json, which wins over
     the registry's family default; each setting keeps where it came from (`settings`)."""
@@ -266,7 +315,7 @@ def shape(keys: LlamaKeys, spec_dir: Path, family: str = "llama", written: Mappi
     for name in ("rope_theta", "rms_norm_eps"):
         if name in written:
             forward[name], sources[name] = float(getattr(keys, name)), written[name]
-    simple = family == "simple_mlp"
+    simple = VARIANTS[family].simple_mlp
     matrices = [m for i in range(d.layers) for m in _layer_matrices(d, i, simple)]
     facts = {"vocab": d.vocab, "hidden": d.hidden, "intermediate": d.intermediate, "layers": d.layers,
              "heads": d.heads, "kv_heads": d.kv_heads, "head_dim": d.head_dim}
@@ -310,3 +359,18 @@ def _tied_source(written: Mapping[str, str], config: ConfigFile | None, raw: Map
         return (f"{config.shown} `tie_word_embeddings`" if "tie_word_embeddings" in raw
                 else f"default (no `tie_word_embeddings` in {config.shown})")
     return "default"
+
+
+def inspect(path: Path, shape: TargetShape) -> list[WeightProblem]:
+    """PD04xx: an HF checkpoint's headers against the shapes the target resolved to."""
+    shapes = {t.path.removeprefix("target."): t.shape for t in shape.tensors}
+    return inspect_lm(path, shapes, VARIANTS[shape.family].simple_mlp)
+
+
+def family_of(name: str, keys: type[LlamaKeys], order: int) -> TargetFamily:
+    """A Llama-style family: this file's shape, checks and JAX half, under `name`."""
+    return TargetFamily(name, keys, lambda k, spec_dir, written: shape(k, spec_dir, name, written), order=order,
+                        runtime=f"{__name__}.runtime:RUNTIME", pretrain=LM, inspect=inspect)
+
+
+FAMILY = family_of(NAME, LlamaKeys, order=3)

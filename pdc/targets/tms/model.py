@@ -1,4 +1,5 @@
-"""Toy Model of Superposition (SPD_ALGORITHM.md §8.1):
+"""The JAX half of target family `tms`: the model, its loader, its pretraining recipe.
+Toy Model of Superposition (SPD_ALGORITHM.md §8.1):
 
     out = ReLU(x @ W1 [@ H_0 @ ... @ H_{n-1}] @ W2 + b2)
 
@@ -12,6 +13,7 @@ Params: linear1 [F, H], linear2 [H, F], b2 [F], hidden_layers [n, H, H] (n > 0 o
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,10 +22,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from safetensors.numpy import save_file
+
 from pdc.decomp.components import Factors, SiteMask
+from pdc.decomp.features import pretrain_batches
 from pdc.models.base import CleanPass, Params, Site
 from pdc.models.loading import Checkpoint, read_torch_linear
 from pdc.models.sites import ToySiteFn, stack_taps, toy_masked_site, toy_recording_site
+from pdc.targets.base import FamilyRuntime, TargetShape
+from pdc.targets.tms import NAME
 
 Array = jax.Array
 
@@ -37,7 +44,7 @@ class Tms:
     hidden_layers: int = 0
     tied: bool = True
     compute_dtype: Any = jnp.float32
-    family: str = "tms"
+    family: str = NAME
 
     def init_params(self, key: Array) -> Params:
         """The JAX recipe's init: W1 ~ U(±1/√F); b2 ~ U(±1/√H) (torch's bias init, so
@@ -75,6 +82,17 @@ class Tms:
         return jax.nn.relu(out).astype(jnp.float32)
 
 
+def build(shape: TargetShape, sites: tuple[Site, ...], decomposed: dict[str, tuple[int, ...]], dtype: Any,
+          options: dict[str, Any]) -> Tms:
+    hidden_layers = sum(1 for s in sites if s.kind == "hidden_layers")
+    return Tms(sites, decomposed, shape.dims["features"], shape.dims["hidden"], hidden_layers,
+               bool(options.pop("tied", True)), dtype)
+
+
+def load(model: Tms, path: str | Path, dtype: Any = None) -> dict[str, np.ndarray]:
+    return load_tms(path, model)
+
+
 def load_tms(path: str | Path, model: Tms) -> dict[str, np.ndarray]:
     """torch layout: `linear1.weight (H, F)`, `linear2.weight (F, H)`, `linear2.bias (F,)`,
     `hidden_layers.{i}.weight (H, H)`. A tied file may omit `linear2.weight` (W2 = W1ᵀ)."""
@@ -93,3 +111,48 @@ def load_tms(path: str | Path, model: Tms) -> dict[str, np.ndarray]:
         used |= set(names)
     checkpoint.check_unexpected(used)
     return params
+
+
+# ---- pretraining (pdc/run/pretrain.py) ------------------------------------------------------------
+
+
+def recipe(target: Tms, init: Any, keys: Any, data: Any) -> Any:
+    """Minimise mean((|x| − ReLU(W2 W1 x + b2))²) on sparse features (tied: W2 = W1ᵀ;
+    identity hidden layers stay fixed)."""
+    batch = pretrain_batches(keys, data, target.features)
+    fixed = {k: v for k, v in init.items() if k == "hidden_layers"}
+    trainable = {"linear1": init["linear1"], "b2": jnp.zeros_like(init["b2"]) if keys.init_bias_to_zero else init["b2"]}
+    if not target.tied:
+        trainable["linear2"] = init["linear2"]
+
+    def assemble(train: Any, fix: Any) -> Any:  # tied: W2 = W1ᵀ is not a parameter of its own
+        return {**fix, **train, "linear2": train.get("linear2", train["linear1"].T)}
+
+    def loss(train: Any, fix: Any, key: Array) -> Array:
+        x = batch(key)
+        return jnp.mean(jnp.square(jnp.abs(x) - target.clean(assemble(train, fix), x).output))
+
+    return loss, fixed, trainable, assemble
+
+
+def save(target: Tms, params: Any, path: Path) -> None:
+    """torch `nn.Linear` layout, as `load_tms` reads it (and as targets/ ships them)."""
+    host = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+    tensors = {"linear1.weight": host["linear1"].T, "linear2.weight": host["linear2"].T, "linear2.bias": host["b2"]}
+    for i in range(target.hidden_layers):
+        tensors[f"hidden_layers.{i}.weight"] = host["hidden_layers"][i].T
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))
+
+
+def sanity(target: Tms, params: Any) -> dict[str, Any]:
+    """Every feature should be represented (column norm near 1); a dropped feature (the
+    'square' 5-2 target) can only decompose into fewer components (§8.1)."""
+    norms = np.linalg.norm(np.asarray(params["linear1"]), axis=1)
+    weak = [int(i) for i in np.nonzero(norms < 0.5)[0]]
+    if weak:
+        print(f"pdc pretrain: warning: features {weak} are barely represented (column norms "
+              f"{np.round(norms[weak], 3).tolist()}); try another pretrain seed", file=sys.stderr)
+    return {"feature_norms": np.round(norms, 4).tolist(), "weak_features": weak}
+
+
+RUNTIME = FamilyRuntime(build, load, save, recipe, sanity)

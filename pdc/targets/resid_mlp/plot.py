@@ -90,3 +90,9 @@ def scatter(ax: Axes, target: np.ndarray, decomposed: np.ndarray, layer: int) ->
     ax.set_title(f"layer {layer}: per (feature, neuron), r = {r:.3f}", fontsize=9)
     ax.set_xlabel("target contribution")
     ax.set_ylabel("decomposed contribution")
+
+
+def figures(run: Run, ci: dict[str, np.ndarray], out: Path) -> list[Path]:
+    """The family hook (TargetFamily.figures)."""
+    neurons = plot_neurons(run, ci, out)
+    return [neurons] if neurons is not None else []
