@@ -137,6 +137,15 @@ class StepGradients(NamedTuple):
 GradientsFn = Callable[[TrainState, Any, Array | None], StepGradients]
 
 
+def _ascent_forward(program: Program) -> Callable[..., Array]:
+    """The masked forward the adversaries' ascents run: not rematerialised (their activations
+    die with the source gradient), unless the program asks for the loss forwards' remat
+    (`Program.ascent_remat`, the dry-run's choice when skipping it would raise the peak)."""
+    if program.ascent_remat:
+        return jax.checkpoint(program.target.forward) if program.remat_forward else program.target.forward
+    return (program.ascent_target or program.target).forward
+
+
 def make_step_gradients(program: Program) -> GradientsFn:
     """The step up to its gradients (not jitted; `make_train_step` runs it under its pins):
     the clean pass, CI, the adversaries' warmup ascents and every loss term, differentiated
@@ -146,6 +155,7 @@ def make_step_gradients(program: Program) -> GradientsFn:
     forward = jax.checkpoint(target.forward) if program.remat_forward else target.forward
     hidden = {"hidden": True} if program.chunked_divergence else {}  # LMs: stop before the unembedding
     forward = functools.partial(forward, **hidden)
+    ascent = functools.partial(_ascent_forward(program), **hidden)
     _, _, run_key, _ = rng.root_keys(program.seed)
 
     def gradients(state: TrainState, params: Any, batch: Array | None) -> StepGradients:
@@ -155,31 +165,43 @@ def make_step_gradients(program: Program) -> GradientsFn:
             clean = _pinned_clean(jax.lax.stop_gradient(target.clean(params, batch, **hidden)))
         detached = jax.lax.stop_gradient(state.components)
         start = batch if clean.start is None else clean.start  # LMs: the residual at the first decomposed layer
-        ascent_forward = functools.partial(forward, params, start, detached)
+        ascent_forward = functools.partial(ascent, params, start, detached)
         weights = target.weights(params)
+        head = target.head(params) if hidden else None
+        with jax.named_scope("clean"):  # the clean side of every KL of the step, computed once
+            recon_target = clean.output if head is None else losses.clean_side(clean.output, head,
+                                                                               program.divergence_chunk)
 
         def context(components: dict[str, Factors], ci: CiBundle, sources: Any = None) -> TermContext:
-            return TermContext(program, step, rng.step_key(run_key, step), clean.output, ci,
+            return TermContext(program, step, rng.step_key(run_key, step), recon_target, ci,
                                functools.partial(forward, params, start, components), ascent_forward,
-                               weights, components, target.head(params) if hidden else None, sources or {})
+                               weights, components, head, sources or {})
 
-        warm_ctx = context(detached, _ci(program, jax.lax.stop_gradient(state.ci), state, clean, detached))
+        # The CI network runs once: its output feeds the adversaries' warm-up (detached) and
+        # the loss terms, and its backward is the pullback of the terms' cotangent on it
+        # (llama8b_l18_reference: one global-transformer forward less a step).
+        bundle, ci_pullback = jax.vjp(lambda ci, comps: _ci(program, ci, state, clean, comps), state.ci,
+                                      state.components)
+        warm_ctx = context(detached, jax.lax.stop_gradient(bundle))
         adversaries = _warm_adversaries(program, state, warm_ctx)
         if adversaries:
             # The loss terms' forwards start after the warmup ascents: XLA would otherwise run
             # the sources-free ones first and hold their residuals through the warmup
-            # (llama8b_l18_reference, remat on: 40.7 → 36.1 GiB per H100). Identity on values.
-            start, adversaries = jax.lax.optimization_barrier((start, adversaries))
+            # (llama8b_l18_reference, remat on: 40.7 → 36.1 GiB per H100). The CI goes through
+            # the barrier too, so the masks drawn from it are not made during the ascents
+            # either (their unrematerialised activations are alive then). Identity on values.
+            start, adversaries, bundle = jax.lax.optimization_barrier((start, adversaries, bundle))
 
-        def loss_fn(components: dict[str, Factors], ci: nnx.State,
-                    sources: dict[str, Any]) -> tuple[Array, tuple[Metrics, dict[str, Array]]]:
-            bundle = _ci(program, ci, state, clean, components)
-            total, values = term_losses(context(components, bundle, sources))
-            return total, (values, bundle.lower)
+        def loss_fn(components: dict[str, Factors], bundle: CiBundle,
+                    sources: dict[str, Any]) -> tuple[Array, Metrics]:
+            return term_losses(context(components, bundle, sources))
 
-        (total, (values, ci_lower)), grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2), has_aux=True)(
-            state.components, state.ci, {name: a.sources for name, a in adversaries.items()})
-        return StepGradients(total, values, ci_lower, *grads, adversaries)
+        (total, values), (g_components, g_bundle, g_sources) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1, 2), has_aux=True)(state.components, bundle,
+                                                     {name: a.sources for name, a in adversaries.items()})
+        g_ci, g_components_ci = ci_pullback(g_bundle)
+        g_components = jax.tree.map(jnp.add, g_components, g_components_ci)
+        return StepGradients(total, values, bundle.lower, g_components, g_ci, g_sources, adversaries)
 
     return gradients
 
