@@ -54,6 +54,12 @@ def toy_batch_of_key(program: Program, key: Array) -> Array:
 def _ci(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
         components: dict[str, Factors]) -> CiBundle:
     """The CI bundle from the clean activations; the scalar `mlp` reads x @ V (live V)."""
+    return _bundle(program, _ci_preacts(program, ci, state, clean, components))
+
+
+def _ci_preacts(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
+                components: dict[str, Factors]) -> dict[str, Array]:
+    """The CI network's pre-activations per site kind (what `_bundle` squashes)."""
     acts = None
     if program.ci_variant == "mlp":
         acts = {kind: jnp.einsum("l...i,lic->l...c", clean.site_inputs[kind], f.V.astype(program.compute_dtype))
@@ -63,7 +69,11 @@ def _ci(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
         run = jax.checkpoint(run, policy=jax.checkpoint_policies.nothing_saveable)
     with jax.named_scope("ci"):
         preacts = run(merged_ci(state, ci), CiInputs(clean.site_inputs, acts, clean.block_inputs))
-        preacts = {kind: pin_components(p, lead=1) for kind, p in preacts.items()}  # reshard once, at the producer
+        return {kind: pin_components(p, lead=1) for kind, p in preacts.items()}  # reshard once, at the producer
+
+
+def _bundle(program: Program, preacts: dict[str, Array]) -> CiBundle:
+    with jax.named_scope("ci"):
         return ci_bundle(preacts, float(program.ci_options.leak))  # type: ignore[attr-defined]
 
 
@@ -177,31 +187,52 @@ def make_step_gradients(program: Program) -> GradientsFn:
                                functools.partial(forward, params, start, components), ascent_forward,
                                weights, components, head, sources or {})
 
-        # The CI network runs once: its output feeds the adversaries' warm-up (detached) and
-        # the loss terms, and its backward is the pullback of the terms' cotangent on it
-        # (llama8b_l18_reference: one global-transformer forward less a step).
-        bundle, ci_pullback = jax.vjp(lambda ci, comps: _ci(program, ci, state, clean, comps), state.ci,
-                                      state.components)
-        warm_ctx = context(detached, jax.lax.stop_gradient(bundle))
+        sources_of = lambda adversaries: {name: a.sources for name, a in adversaries.items()}  # noqa: E731
+        if program.remat_ci:
+            # The CI network runs once: its pre-activations feed the adversaries' warm-up
+            # (detached) and the loss terms, and its backward is the pullback of the terms'
+            # cotangent on them (llama8b_l18_reference: one global-transformer forward less a
+            # step). Only where the CI is rematerialised: its residuals are then its inputs, so
+            # holding them through the warm-up costs nothing (with `ci = off` its activations
+            # would sit through the ascents: 4 sequences per H100, strict off, 49.4 → 51.0 GiB).
+            preacts, ci_pullback = jax.vjp(lambda ci, comps: _ci_preacts(program, ci, state, clean, comps),
+                                           state.ci, state.components)
+            adversaries = _warm_adversaries(program, state,
+                                            context(detached, _bundle(program, jax.lax.stop_gradient(preacts))))
+            if adversaries:  # the barrier: see below; the CI's pre-activations go through it too
+                start, adversaries, preacts = jax.lax.optimization_barrier((start, adversaries, preacts))
+
+            def shared_loss(components: dict[str, Factors], preacts: dict[str, Array],
+                            sources: dict[str, Any]) -> tuple[Array, tuple[Metrics, dict[str, Array]]]:
+                bundle = _bundle(program, preacts)
+                total, values = term_losses(context(components, bundle, sources))
+                return total, (values, bundle.lower)
+
+            (total, (values, ci_lower)), (g_components, g_preacts, g_sources) = jax.value_and_grad(
+                shared_loss, argnums=(0, 1, 2), has_aux=True)(state.components, preacts, sources_of(adversaries))
+            g_ci, g_components_ci = ci_pullback(g_preacts)
+            g_components = jax.tree.map(jnp.add, g_components, g_components_ci)
+            return StepGradients(total, values, ci_lower, g_components, g_ci, g_sources, adversaries)
+
+        warm_ctx = context(detached, _ci(program, jax.lax.stop_gradient(state.ci), state, clean, detached))
         adversaries = _warm_adversaries(program, state, warm_ctx)
         if adversaries:
             # The loss terms' forwards start after the warmup ascents: XLA would otherwise run
             # the sources-free ones first and hold their residuals through the warmup
-            # (llama8b_l18_reference, remat on: 40.7 → 36.1 GiB per H100). The CI goes through
-            # the barrier too, so the masks drawn from it are not made during the ascents
-            # either (their unrematerialised activations are alive then). Identity on values.
-            start, adversaries, bundle = jax.lax.optimization_barrier((start, adversaries, bundle))
+            # (llama8b_l18_reference, remat on: 40.7 → 36.1 GiB per H100). The clean pass goes
+            # through the barrier too, so the live CI and the masks drawn from it are not made
+            # during the ascents either. Identity on values.
+            start, adversaries, clean = jax.lax.optimization_barrier((start, adversaries, clean))
 
-        def loss_fn(components: dict[str, Factors], bundle: CiBundle,
-                    sources: dict[str, Any]) -> tuple[Array, Metrics]:
-            return term_losses(context(components, bundle, sources))
+        def loss_fn(components: dict[str, Factors], ci: nnx.State,
+                    sources: dict[str, Any]) -> tuple[Array, tuple[Metrics, dict[str, Array]]]:
+            bundle = _ci(program, ci, state, clean, components)
+            total, values = term_losses(context(components, bundle, sources))
+            return total, (values, bundle.lower)
 
-        (total, values), (g_components, g_bundle, g_sources) = jax.value_and_grad(
-            loss_fn, argnums=(0, 1, 2), has_aux=True)(state.components, bundle,
-                                                     {name: a.sources for name, a in adversaries.items()})
-        g_ci, g_components_ci = ci_pullback(g_bundle)
-        g_components = jax.tree.map(jnp.add, g_components, g_components_ci)
-        return StepGradients(total, values, bundle.lower, g_components, g_ci, g_sources, adversaries)
+        (total, (values, ci_lower)), (g_components, g_ci, g_sources) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1, 2), has_aux=True)(state.components, state.ci, sources_of(adversaries))
+        return StepGradients(total, values, ci_lower, g_components, g_ci, g_sources, adversaries)
 
     return gradients
 

@@ -165,8 +165,11 @@ class Trainer:
             return lower_step(program, self.mesh, self.inputs(), (state, params, batch),
                               jax.default_backend()).compile()
 
+        budget = _device_bytes()
+        if budget is None:  # a backend that states no memory limit (the CPU): nothing to choose against
+            return compile_step(self.program)
         _, compiled, choice = choose_ascents(self.program, lambda: lower_program(self.ir, ascent_remat=True),
-                                             compile_step, budget=_device_bytes())
+                                             compile_step, budget=budget)
         if choice is not None and choice["chosen"] != "off" and is_primary():
             print("pdc train: the adversary's ascents recompute their forwards as the loss forwards do "
                   "(without, the step would not fit the device)", file=sys.stderr)
