@@ -75,3 +75,20 @@ def test_the_ascents_are_rematerialised_only_where_the_step_would_not_fit() -> N
         assert picked is (program if chosen == "off" else other)
     none = SimpleNamespace(ascent_choice=False, name="off")
     assert choose_ascents(none, lambda: other, lambda p: _compiled(1))[2] is None
+
+
+def test_the_ci_network_run_once_for_warm_up_and_losses_gives_the_same_step() -> None:
+    """With `remat.ci = on` the step runs the CI network once (its pullback gives the CI and
+    components gradients) instead of a detached forward for the warm-up and a live one for the
+    losses: the same values and gradients, to float rounding, as the two-forward step of `ci = off`."""
+    two = program_of(small_tiny())
+    once = program_of(small_tiny().replace("recon_forwards = per_layer ci = off", "recon_forwards = per_layer ci = on"))
+    assert once.remat_ci and not two.remat_ci
+    params = two.target.init_params(jax.random.PRNGKey(1))
+    batch = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 16)), jnp.int32)
+    (a, _), (b, _) = (_compiled_gradients(p, params, batch) for p in (once, two))
+    np.testing.assert_allclose(float(a.total), float(b.total), rtol=1e-6)
+    for name in b.values:
+        np.testing.assert_allclose(float(a.values[name]), float(b.values[name]), rtol=1e-5, atol=1e-7, err_msg=name)
+    for x, y in zip(jax.tree.leaves((a.components, a.ci, a.sources)), jax.tree.leaves((b.components, b.ci, b.sources))):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=1e-6)
