@@ -139,7 +139,7 @@ def _custom_call(ins: _Instruction, shapes: dict[str, tuple[int, ...] | None], o
         if ins.shape is not None and lhs is not None:
             contracting = [int(d) for d in numbers.get("lhs_contracting_dimensions", [])]
             out.flops += 2.0 * math.prod(ins.shape) * math.prod(lhs[d] for d in contracting)
-    elif name.startswith("__cudnn$fmha") or name.startswith("__cudnn$fhma"):
+    elif name.startswith("__cudnn$fmha"):
         backward = "backward" in name.lower()
         forward = _attention_forward_flops(ins, shapes, config, backward)
         out.flops += forward * (ATTENTION_BACKWARD_FACTOR if backward else 1.0)
