@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdc.decomp.losses import chunked_kl_divergence, chunked_next_token_ce, kl_divergence
+from pdc.decomp.head import Head
+from pdc.decomp.losses import (chunked_kl_divergence, chunked_next_token_ce, clean_side, kl_divergence,
+                               shared_clean_kl)
 from pdc.decomp.metrics import next_token_ce
 from pdc.lower.eval_options import eval_options
 from pdc.lower.state import init_state
@@ -32,6 +34,57 @@ def test_chunked_kl_equals_the_whole_logits_kl_values_and_gradients(chunk: int) 
     np.testing.assert_allclose(float(chunked(masked)), float(whole(masked)), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(jax.grad(chunked)(masked)), np.asarray(jax.grad(whole)(masked)),
                                rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("chunk", [7, 64])  # 7: a ragged last chunk; 64 > T: one chunk
+@pytest.mark.parametrize("vocab_major", [False, True])  # an untied head [d, vocab], a tied embedding [vocab, d]
+def test_the_clean_side_computed_once_gives_todays_kl_values_and_gradients(chunk: int, vocab_major: bool) -> None:
+    """The step's KLs share one `clean_side` (Σ p·log p and head · p per position) instead of
+    recomputing the clean logits in every KL: the same values and gradients as
+    `chunked_kl_divergence`, and the clean side and head get no gradient."""
+    rng = np.random.default_rng(2)
+    clean, masked = (jnp.asarray(rng.normal(size=(3, 10, 8)), jnp.float32) for _ in range(2))
+    matrix = jnp.asarray(rng.normal(size=(50, 8) if vocab_major else (8, 50)), jnp.float32)
+    head = Head(matrix, vocab_major)
+    side = clean_side(clean, head, chunk)
+    today = lambda m: chunked_kl_divergence(clean, m, head, chunk)  # noqa: E731
+    shared = lambda m: shared_clean_kl(side, m, head, chunk)  # noqa: E731
+    np.testing.assert_allclose(float(shared(masked)), float(today(masked)), rtol=1e-6)
+    value, grad = jax.value_and_grad(shared)(masked)
+    np.testing.assert_allclose(float(value), float(today(masked)), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(jax.grad(today)(masked)), rtol=1e-5, atol=1e-7)
+    assert float(shared(clean)) == pytest.approx(0.0, abs=1e-6)  # KL(p ‖ p)
+    through = jax.grad(lambda c, w: shared_clean_kl(clean_side(c, Head(w, vocab_major), chunk), masked,
+                                                    Head(w, vocab_major), chunk), argnums=(0, 1))(clean, matrix)
+    assert all(not np.any(np.asarray(g)) for g in through)
+
+
+def test_the_lm_head_runs_once_per_masked_kl_and_once_for_the_clean_side_forward_and_backward() -> None:
+    """Two masked forwards' KLs against one clean side, differentiated (compiled, counted on
+    the optimized module): the clean side's logits and head · p once, and per masked KL its
+    logits and their input gradient — 6 head-sized matmuls, against 10 when each KL computed
+    the clean logits and, in its backward, both logits again."""
+    from pdc.inspect.flops import hlo_flops
+
+    B, T, d, V, chunk = 2, 12, 16, 1000, 4
+    rng = np.random.default_rng(3)
+    clean, m1, m2 = (jnp.asarray(rng.normal(size=(B, T, d)), jnp.float32) for _ in range(3))
+    head = Head(jnp.asarray(rng.normal(size=(d, V)), jnp.float32), False)
+    one_pass = 2.0 * B * T * d * V
+
+    def shared(c, a, b):
+        side = clean_side(c, head, chunk)
+        return shared_clean_kl(side, a, head, chunk) + shared_clean_kl(side, b, head, chunk)
+
+    def today(c, a, b):
+        return chunked_kl_divergence(c, a, head, chunk) + chunked_kl_divergence(c, b, head, chunk)
+
+    def flops(loss):
+        step = jax.value_and_grad(loss, argnums=(1, 2))  # the value is read too, as the step logs it
+        return hlo_flops(jax.jit(step).lower(clean, m1, m2).compile().as_text()).flops
+
+    assert flops(shared) == 6 * one_pass
+    assert flops(today) == 10 * one_pass
 
 
 def test_a_tiny_llama_step_with_chunks_equals_the_step_without() -> None:

@@ -24,8 +24,9 @@ function of these keys, so the run is the same on 1 or N devices.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Callable, Literal, Mapping, NamedTuple
+from typing import Any, Callable, Literal, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -97,6 +98,124 @@ def chunked_kl_divergence(clean_hidden: Array, masked_hidden: Array, head: Array
 
     B, T, _ = masked_hidden.shape
     return chunked_mean(per_position, (clean_hidden, masked_hidden), jnp.ones((B, T), bool), chunk)
+
+
+class CleanSide(NamedTuple):
+    """What every masked forward's KL needs of the clean distribution p = softmax(clean
+    logits), per position: KL(p ‖ q) = Σ p·log p − h·(head · p) + logsumexp(h · head) for a
+    masked final residual h (Σ p = 1), and its gradient in h is softmax(h · head)·headᵀ − head · p.
+    Computed once per step (`clean_side`) and shared by every masked forward's KL, so the LM
+    head runs once for the clean side instead of twice (forward, recomputed backward) per KL."""
+
+    neg_entropy: Array  # [B, T] fp32: Σ_v p·log p
+    expected: Array  # [B, T, d] fp32: head · p, the head's rows averaged under p
+
+
+def clean_side(clean_hidden: Array, head: Array | Head, chunk: int) -> CleanSide:
+    """The clean side of the step's KLs from the clean final normed residual [B, T, d],
+    `chunk` positions at a time (only one chunk's [B, chunk, vocab] logits alive). Constant
+    in every gradient (stop-gradient'd)."""
+    clean_hidden = jax.lax.stop_gradient(clean_hidden)
+    head = jax.lax.stop_gradient(head)
+    B, T, d = clean_hidden.shape
+    chunk, n = _chunking(T, chunk)
+
+    def body(_: None, h: Array) -> tuple[None, tuple[Array, Array]]:
+        log_p = jax.nn.log_softmax(_logits(h, head), axis=-1)
+        p = jnp.exp(log_p)
+        return None, (jnp.sum(p * log_p, axis=-1), _expected_rows(p, head))
+
+    _, (neg_entropy, expected) = jax.lax.scan(body, None, _chunks(clean_hidden, chunk, n))
+    return CleanSide(_unchunk(neg_entropy, T), _unchunk(expected, T))
+
+
+def _expected_rows(probs: Array, head: Array | Head) -> Array:
+    """probs [..., vocab] → Σ_v probs_v · head[:, v] [..., d] in full fp32: the KL's value and
+    gradient subtract it from terms of the same size, so it is not rounded to TF32/bf16."""
+    matrix, axis = (head.matrix, 0 if head.vocab_major else 1) if isinstance(head, Head) else (head, 1)
+    return jax.lax.dot_general(probs, matrix, (((probs.ndim - 1,), (axis,)), ((), ())),
+                               precision=jax.lax.Precision.HIGHEST, preferred_element_type=jnp.float32)
+
+
+def shared_clean_kl(clean: CleanSide, masked_hidden: Array, head: Array | Head, chunk: int) -> Array:
+    """`chunked_kl_divergence` against a precomputed `CleanSide`: per chunk of positions the
+    masked logits are computed once, and when differentiated their input gradient
+    (softmax(z)·headᵀ − head · p) in the same pass, so the backward runs no LM head at all.
+    Equal to `chunked_kl_divergence` up to float rounding (the same sums, regrouped); the
+    clean side and the head get no gradient (both are constants of the step)."""
+    clean = jax.lax.stop_gradient(clean)
+    return _shared_kl(clean.neg_entropy, clean.expected, masked_hidden, jax.lax.stop_gradient(head), chunk)
+
+
+def _shared_kl_chunk(neg_entropy: Array, expected: Array, h: Array, head: Array | Head,
+                     with_grad: bool) -> tuple[Array, Array | None]:
+    """Per position of one chunk: KL(p ‖ softmax(h · head)), and its gradient in h."""
+    z = _logits(h, head)
+    lse = jax.nn.logsumexp(z, axis=-1)
+    value = neg_entropy - jnp.sum(h.astype(jnp.float32) * expected, axis=-1) + lse
+    if not with_grad:
+        return value, None
+    return value, _expected_rows(jnp.exp(z - lse[..., None]), head) - expected
+
+
+def _shared_kl_scan(neg_entropy: Array, expected: Array, hidden: Array, head: Array | Head, chunk: int,
+                    with_grad: bool) -> tuple[Array, Array | None]:
+    """(mean KL over the positions, its gradient in `hidden` [B, T, d] fp32 or None)."""
+    B, T, _ = hidden.shape
+    chunk, n = _chunking(T, chunk)
+    valid = _chunks(jnp.ones((B, T), bool), chunk, n)
+
+    def body(total: Array, xs: tuple[Array, ...]) -> tuple[Array, Array | None]:
+        e, x, h, keep = xs
+        value, grad = _shared_kl_chunk(e, x, h, head, with_grad)
+        total = total + jnp.sum(jnp.where(keep, value, 0.0))
+        return total, None if grad is None else jnp.where(keep[..., None], grad, 0.0)
+
+    xs = (_chunks(neg_entropy, chunk, n), _chunks(expected, chunk, n), _chunks(hidden, chunk, n), valid)
+    total, grads = jax.lax.scan(body, jnp.zeros((), jnp.float32), xs)
+    count = float(B * T)
+    return total / count, None if grads is None else _unchunk(grads, T) / count
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _shared_kl(neg_entropy: Array, expected: Array, hidden: Array, head: Array | Head, chunk: int) -> Array:
+    return _shared_kl_scan(neg_entropy, expected, hidden, head, chunk, with_grad=False)[0]
+
+
+def _shared_kl_fwd(neg_entropy: Array, expected: Array, hidden: Array, head: Array | Head,
+                   chunk: int) -> tuple[Array, tuple[Any, ...]]:
+    value, grad = _shared_kl_scan(neg_entropy, expected, hidden, head, chunk, with_grad=True)
+    return value, (grad, neg_entropy, expected, hidden, head)
+
+
+def _shared_kl_bwd(chunk: int, res: tuple[Any, ...], ct: Array) -> tuple[Any, ...]:
+    """The hidden's cotangent from the gradient the forward computed; the clean side and
+    the head are stop-gradient'd by `shared_clean_kl`, so theirs are zeros."""
+    grad, neg_entropy, expected, hidden, head = res
+    del chunk
+    zeros = jax.tree.map(jnp.zeros_like, (neg_entropy, expected, head))
+    return zeros[0], zeros[1], (ct * grad).astype(hidden.dtype), zeros[2]
+
+
+_shared_kl.defvjp(_shared_kl_fwd, _shared_kl_bwd)
+
+
+def _chunking(T: int, chunk: int) -> tuple[int, int]:
+    chunk = max(1, min(chunk, T)) if chunk > 0 else T
+    return chunk, -(-T // chunk)
+
+
+def _chunks(x: Array, chunk: int, n: int) -> Array:
+    """[B, T, ...] → [n, B, chunk, ...], zero-padded to n · chunk positions."""
+    B, T = x.shape[:2]
+    x = jnp.pad(x, ((0, 0), (0, n * chunk - T), *((0, 0),) * (x.ndim - 2)))
+    return jnp.moveaxis(x.reshape(B, n, chunk, *x.shape[2:]), 1, 0)
+
+
+def _unchunk(x: Array, T: int) -> Array:
+    """[n, B, chunk, ...] → [B, T, ...] (the padding dropped)."""
+    n, B, chunk = x.shape[:3]
+    return jnp.moveaxis(x, 0, 1).reshape(B, n * chunk, *x.shape[3:])[:, :T]
 
 
 def chunked_next_token_ce(hidden: Array, head: Array | Head, tokens: Array, chunk: int) -> Array:
@@ -575,10 +694,11 @@ def clip_by_global_norm_eps(max_norm: float, eps: float = 1e-6) -> optax.Gradien
 
 
 __all__ = [
-    "DIVERGENCES", "Divergence", "Forward", "Penalty", "PpgdState", "SourceOptimizer", "TERM_NAMES",
-    "canonical_scope", "ci_masked_recon", "ci_masked_recon_layerwise", "clip_by_global_norm_eps", "draw_keys",
+    "DIVERGENCES", "CleanSide", "Divergence", "Forward", "Penalty", "PpgdState", "SourceOptimizer", "TERM_NAMES",
+    "canonical_scope", "ci_masked_recon", "clean_side", "ci_masked_recon_layerwise", "clip_by_global_norm_eps", "draw_keys",
     "entry_keys", "importance_minimality", "kl_divergence", "layerwise_recon", "mse", "pgd_recon",
     "pgd_recon_layerwise", "ppgd_active", "ppgd_final_ascent", "ppgd_init", "ppgd_recon", "ppgd_warmup",
-    "ScheduleKind", "schedule_value", "smooth_l0", "source_ascent", "stochastic_recon", "term_key", "unmasked_recon",
+    "ScheduleKind", "schedule_value", "shared_clean_kl", "smooth_l0", "source_ascent", "stochastic_recon", "term_key",
+    "unmasked_recon",
     "warmup_steps",
 ]

@@ -16,6 +16,7 @@ The step compiled is the one training runs: `pdc.lower.inputs` builds both's arg
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 import time
@@ -27,12 +28,12 @@ import jax
 
 from pdc import devices as device_models
 from pdc.inspect import hlo
-from pdc.inspect.flops import jaxpr_flops
+from pdc.inspect.flops import hlo_flops
 from pdc.inspect.owners import owner_function
 from pdc.inspect.peak import Peak, dumped, peak
 from pdc.ir.graph import IR
 from pdc.ir.nodes import BudgetNode, MeshNode, SiteNode, TensorNode
-from pdc.lower.inputs import StepInputs, jitted_step, lower_step, step_inputs
+from pdc.lower.inputs import StepInputs, choose_ascents, jitted_step, lower_step, step_inputs
 from pdc.lower.program import Program, lower_program
 from pdc.lower.sharding import make_mesh
 
@@ -63,7 +64,10 @@ class DryRun:
     xla_remat: dict[str, int] | None = None  # per device after XLA:GPU rematerialised to fit, when it had to
     allow_xla_remat: bool = False
     peak: dict[str, Any] | None = None
-    matmul_flops: float | None = None  # one step's matmul FLOPs over all devices (`pdc.inspect.flops`)
+    matmul_flops: float | None = None  # one step's matmul FLOPs over all devices: per device × devices
+    matmul_flops_per_device: float | None = None  # counted on the optimized module as written (`pdc.inspect.flops`)
+    attention_calls: dict[str, int] | None = None  # cuDNN fused-attention calls per step: forward, backward
+    ascent_remat: dict[str, Any] | None = None  # the ascents' remat chosen, and each choice's bytes per device
     hlo_text: str = field(default="", repr=False)  # the compiled module, for --dump
 
     @property
@@ -170,13 +174,33 @@ def dry_run(ir: IR, target: str | None = None, lint: bool = False, remat: str | 
     if lint:
         jax.eval_shape(jitted_step(program, mesh, inputs), *inputs)
     else:
-        _compile_into(report, ir, _lowered(report, program, mesh, inputs), device, xla_dump)
-        report.matmul_flops = jaxpr_flops(jax.make_jaxpr(jitted_step(program, mesh, inputs))(*inputs))
+        compiled = _compile_into(report, ir, _lowered(report, program, mesh, inputs), device, xla_dump)
+        _choose_ascents(report, ir, program, mesh, inputs, device, xla_dump, remat, compiled)
     if _names_inputs(ir):
         report.notes.append("inputs not opened: a dry-run reads only the target's shapes; `pdc check` and `pdc train` "
                             "check the weights and token files")
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _choose_ascents(report: DryRun, ir: IR, program: Program, mesh: jax.sharding.Mesh, inputs: StepInputs,
+                    device: str, xla_dump: Path | None, remat: str | None, compiled: Any) -> None:
+    """The adversaries' ascents unrematerialised unless the step then exceeds its budget
+    (without one: unless that raises the peak): compiled the other way too, as written, and
+    chosen by `pdc.lower.inputs.choose_ascents`, which `pdc train` uses as well; the report
+    then describes the chosen step and both totals."""
+    options = AS_WRITTEN if report.level == "gpu" else {}
+    as_loss = functools.partial(lower_program, ir, remat_recon=remat, ascent_remat=True)
+    compile_step = lambda p: _compile(_lowered(report, p, mesh, inputs), options)[0]  # noqa: E731
+    chosen, _, choice = choose_ascents(program, as_loss, compile_step, compiled=compiled, budget=report.budget)
+    if choice is None:
+        return
+    report.ascent_remat = choice
+    if chosen is not program:  # describe the step that runs: compiled again, with the dumps
+        notes, report.notes, report.xla_remat, report.attention_calls = report.notes, [], None, None
+        _compile_into(report, ir, _lowered(report, chosen, mesh, inputs), device, xla_dump)
+        report.notes = notes + report.notes
+        report.ascent_remat = choice
 
 
 def _names_inputs(ir: IR) -> bool:
@@ -200,9 +224,10 @@ def _lowered(report: DryRun, program: Program, mesh: jax.sharding.Mesh, inputs: 
         return lower_step(program, mesh, inputs, tuple(inputs), "cpu")
 
 
-def _compile_into(report: DryRun, ir: IR, lowered: Any, device: str, xla_dump: Path | None) -> None:
+def _compile_into(report: DryRun, ir: IR, lowered: Any, device: str, xla_dump: Path | None) -> Any:
     """Compile as written (with XLA's buffer dumps for the peak), then, on a GPU whose
-    memory the program exceeds, as XLA:GPU would rematerialise it to fit."""
+    memory the program exceeds, as XLA:GPU would rematerialise it to fit. Returns the
+    compiled step as written."""
     gpu = report.level == "gpu"
     with tempfile.TemporaryDirectory(prefix="pdc-dryrun-") as scratch:
         dump = str(xla_dump) if xla_dump is not None else scratch
@@ -211,6 +236,7 @@ def _compile_into(report: DryRun, ir: IR, lowered: Any, device: str, xla_dump: P
         found = dumped(Path(dump))
     instructions = hlo.parse(found[0] if found is not None else text)  # one parse, of the module XLA assigned
     report.memory = _memory(compiled)
+    _count_flops(report, text)
     report.peak = _peak(found, instructions, ir, report.memory)
     report.hlo_text = text
     report.largest = [{"shape": i.shape_text(), "bytes": i.bytes, "scope": i.scope, "phase": i.phase,
@@ -224,6 +250,21 @@ def _compile_into(report: DryRun, ir: IR, lowered: Any, device: str, xla_dump: P
         report.notes += _remat_lines(log)
     if report.level == "cpu" and not report.approximation:
         report.notes.append("argument, output and alias bytes are exact; temp bytes come from the CPU compiler")
+    return compiled
+
+
+def _count_flops(report: DryRun, text: str) -> None:
+    """Matmul FLOPs on the optimized module as written (one device's program): what runs,
+    dead code gone, recomputation in (`pdc.inspect.flops.hlo_flops`)."""
+    counted = hlo_flops(text)
+    report.matmul_flops_per_device = counted.flops
+    report.matmul_flops = counted.flops * report.devices
+    if counted.attention_forward_calls or counted.attention_backward_calls:
+        report.attention_calls = {"forward": counted.attention_forward_calls,
+                                  "backward": counted.attention_backward_calls}
+    if counted.unknown_trip_counts:
+        report.notes.append(f"matmul FLOPs: {len(counted.unknown_trip_counts)} while loop(s) without a known trip "
+                            "count counted once")
 
 
 def _compile(lowered: Any, options: dict[str, Any]) -> tuple[Any, list[str]]:

@@ -2,8 +2,11 @@
 
 /2 over /1: `device`, `approximation`, `xla_remat` (memory after XLA:GPU rematerialised to
 fit, when it had to), `verdict`, and `peak` (the buffers alive at the peak, by owner and
-spec line); later within /2, a new key only: `matmul_flops` (one step's matmul FLOPs over all
-devices, counted on the traced step: `pdc.inspect.flops`)."""
+spec line); later within /2, new keys only: `matmul_flops` (one step's matmul FLOPs over all
+devices), `matmul_flops_per_device` (counted on the optimized module as written, dead code gone and
+recomputation in: `pdc.inspect.flops`), `attention_calls` (cuDNN fused-attention calls per
+step, forward and backward) and `ascent_remat` (the adversary warm-up ascents' recomputation the
+step was compiled with, and what the dry-run compared to choose it)."""
 
 from __future__ import annotations
 
@@ -52,10 +55,19 @@ def _memory_lines(report: DryRun) -> list[str]:
              f"  aliased   -{gib(m['alias']):>11}  (donated state updated in place)",
              f"  temp       {gib(m['temp']):>11}",
              f"  total      {gib(m['total']):>11}{budget}"]
-    if report.matmul_flops:
-        lines.append(f"  matmul FLOPs per step (counted on the traced step, attention dense): "
-                     f"{report.matmul_flops / report.devices / 1e12:.1f} TFLOP per device, "
+    if report.matmul_flops_per_device:
+        calls = report.attention_calls
+        attention = (f"; fused attention {calls['forward']} forward, {calls['backward']} backward calls, counted dense"
+                     if calls else "")
+        lines.append(f"  matmul FLOPs per step (counted on the optimized module{attention}): "
+                     f"{report.matmul_flops_per_device / 1e12:.1f} TFLOP per device, "
                      f"{report.matmul_flops / 1e12:.1f} TFLOP in all")
+    if report.ascent_remat:
+        totals = report.ascent_remat["total_bytes"]
+        chosen = ("not rematerialised" if report.ascent_remat["chosen"] == "off" else
+                  "rematerialised as the loss forwards (without, the step exceeds its budget)")
+        lines.append(f"  adversary ascents' forwards: {chosen}; total {gib(totals['off'])} without remat, "
+                     f"{gib(totals['as_loss_forwards'])} with")
     if report.xla_remat is not None:
         r = report.xla_remat
         lines.append(f"  after XLA rematerialised to fit the device: temp {gib(r['temp'])}, total {gib(r['total'])}"

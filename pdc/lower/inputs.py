@@ -7,7 +7,7 @@ the data block shapes it.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -69,8 +69,43 @@ def lower_step(program: Program, mesh: jax.sharding.Mesh, inputs: StepInputs, ar
         return jitted_step(program, mesh, inputs).lower(*args)
 
 
+def memory_total(compiled: Any) -> int:
+    """Bytes per device of a compiled executable: arguments + outputs − aliased + temp."""
+    stats = compiled.memory_analysis()
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes - stats.alias_size_in_bytes
+               + stats.temp_size_in_bytes)
+
+
+def choose_ascents(program: Program, as_loss: Callable[[], Program], compile_step: Callable[[Program], Any],
+                   compiled: Any = None, budget: int | None = None) -> tuple[Program, Any, dict[str, Any] | None]:
+    """The adversaries' ascents run unrematerialised (`lower_program`) unless that costs
+    memory the step does not have: with a choice to make (`Program.ascent_choice`), compile
+    the step both ways; keep no recomputation when it fits `budget` (bytes per device), else,
+    or without a budget, the smaller peak (ties go to no recomputation). Returns (program, its
+    compiled step, what was compared — None without a choice). `compiled`: the program's own,
+    when already compiled. The dry-run and `pdc train` both choose here, so they run the same
+    step.
+
+    Why the budget and not the peak alone: the ascents' activations (what their source
+    gradient needs of 14 frozen layers) exceed the rematerialised loss forwards' peak on
+    llama8b_l18_reference at remat on (35.1 against 29.8 GiB per H100 at 4 sequences per
+    device), while recomputing them costs 124 TFLOP a step (1084 → 1208), more than the whole
+    step's margin on the hand-written trainer's compute (issue 32)."""
+    compiled = compile_step(program) if compiled is None else compiled
+    if not program.ascent_choice:
+        return program, compiled, None
+    other = as_loss()
+    other_compiled = compile_step(other)
+    totals = {"off": memory_total(compiled), "as_loss_forwards": memory_total(other_compiled)}
+    fits = budget is not None and totals["off"] <= budget
+    remat = not fits and totals["as_loss_forwards"] < totals["off"]
+    choice = {"chosen": "as_loss_forwards" if remat else "off", "total_bytes": totals, "budget_bytes": budget}
+    return (other, other_compiled, choice) if remat else (program, compiled, choice)
+
+
 def _placed(tree: Any, shardings: Any) -> Any:
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings)
 
 
-__all__ = ["StepInputs", "abstract_params", "jitted_step", "lower_step", "shardings_of", "step_inputs"]
+__all__ = ["StepInputs", "abstract_params", "choose_ascents", "jitted_step", "lower_step", "memory_total",
+           "shardings_of", "step_inputs"]

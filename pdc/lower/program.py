@@ -57,6 +57,17 @@ class Program:
     ties: dict[str, str] = field(default_factory=dict)  # tied kind → source kind (`pdc.lower.ties`)
     target_dtype: Any = None  # the frozen weights' dtype (`target.dtype`); None: as the loader stores them
     divergence_chunk: int = 0  # LMs: positions per chunk of the KL over the vocabulary (0: unchunked)
+    ascent_target: Target | None = None  # the adversaries' ascents' forward when not the loss forwards' (no remat)
+    ascent_remat: bool = False  # ascents recompute as the loss forwards do (chosen when the step would not fit)
+
+    @property
+    def ascent_choice(self) -> bool:
+        """Do the ascents' forwards differ from the loss forwards' (these rematerialised) —
+        the choice the dry-run makes? Only with an adversary that ascends."""
+        ascends = any(t.name in ("pgd_recon", "pgd_recon_layerwise") or
+                      t.name == "persistent_pgd" and int(t.options.warmup_ascents) > 0 for t in self.terms)
+        return ascends and (self.remat_forward or self.ascent_target is not None or
+                            (self.ascent_remat and getattr(self.target, "remat", "off") != "off"))
 
     @property
     def chunked_divergence(self) -> bool:
@@ -90,9 +101,18 @@ def _divergence(ir: IR) -> str:
     return next((t.divergence for _, t in ir.nodes(TermNode) if t.divergence), "mse")
 
 
-def lower_program(ir: IR, remat_recon: str | None = None, compute_dtype: str | None = None) -> Program:
+def lower_program(ir: IR, remat_recon: str | None = None, compute_dtype: str | None = None,
+                  ascent_remat: bool = False) -> Program:
     """Read the static plan off a validated IR's typed nodes; `remat_recon`/`compute_dtype`
-    override the spec's runtime blocks (the dry-run uses this to compare remat knobs)."""
+    override the spec's runtime blocks (the dry-run uses this to compare remat knobs).
+
+    The adversaries' ascents (persistent PGD's warm-up, fresh PGD's sign steps) run their
+    masked forwards without rematerialisation whatever `recon_forwards` says: their
+    activations die as soon as the source gradient exists, so recomputing them only repeats
+    the forward (llama8b_l18_reference, 4 sequences per H100, remat on: +187 TFLOP a step).
+    `ascent_remat` rematerialises them as the loss forwards instead — what the dry-run and
+    `pdc train` compile when the step would otherwise exceed its memory budget
+    (`pdc.lower.inputs.choose_ascents`)."""
     sites = [s for _, s in ir.nodes(SiteNode)]
     shape: TargetShape = ir.facts["target"]
     remat, precision, train, ci = ir.options("remat"), ir.options("precision"), ir.options("train"), ir.options_node("ci")
@@ -102,13 +122,17 @@ def lower_program(ir: IR, remat_recon: str | None = None, compute_dtype: str | N
     if shape.has_positions:
         options["remat"] = recon
     target = build_target(shape, [s.path for s in sites], **options)
+    ascent_target = None
+    if shape.has_positions and recon != "off" and not ascent_remat:
+        ascent_target = build_target(shape, [s.path for s in sites], **{**options, "remat": "off"})
     return Program(ir, target, _layout(sites), ci_layout(sites), ci.label, ci.keys, _terms(ir),
                    int(train.steps), int(train.seed), dtype_of(precision.params), dtype_of(compute),
                    remat.ci == "on", _divergence(ir),
                    remat_forward=recon == "whole" and not shape.has_positions,
                    ties={tie.kind: tie.source_kind for _, tie in ir.nodes(TieNode)},
                    target_dtype=_target_dtype(ir.options("target")),
-                   divergence_chunk=int(remat.divergence_chunk))
+                   divergence_chunk=int(remat.divergence_chunk), ascent_target=ascent_target,
+                   ascent_remat=ascent_remat)
 
 
 def _target_dtype(target: Keys) -> Any:

@@ -57,6 +57,12 @@ def _ci(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
         components: dict[str, Factors]) -> CiBundle:
     """The CI bundle from the clean activations; a network that reads the component
     activations (the scalar MLP) gets x @ V (live V)."""
+    return _bundle(program, _ci_preacts(program, ci, state, clean, components))
+
+
+def _ci_preacts(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
+                components: dict[str, Factors]) -> dict[str, Array]:
+    """The CI network's pre-activations per site kind (what `_bundle` squashes)."""
     acts = None
     if NETWORKS[program.ci_variant].reads_component_acts:
         acts = {kind: jnp.einsum("l...i,lic->l...c", clean.site_inputs[kind], f.V.astype(program.compute_dtype))
@@ -66,7 +72,11 @@ def _ci(program: Program, ci: nnx.State, state: TrainState, clean: CleanPass,
         run = jax.checkpoint(run, policy=jax.checkpoint_policies.nothing_saveable)
     with jax.named_scope("ci"):
         preacts = run(merged_ci(state, ci), CiInputs(clean.site_inputs, acts, clean.block_inputs))
-        preacts = {kind: pin_components(p, lead=1) for kind, p in preacts.items()}  # reshard once, at the producer
+        return {kind: pin_components(p, lead=1) for kind, p in preacts.items()}  # reshard once, at the producer
+
+
+def _bundle(program: Program, preacts: dict[str, Array]) -> CiBundle:
+    with jax.named_scope("ci"):
         return ci_bundle(preacts, float(program.ci_options.leak))  # type: ignore[attr-defined]
 
 
@@ -140,6 +150,15 @@ class StepGradients(NamedTuple):
 GradientsFn = Callable[[TrainState, Any, Array | None], StepGradients]
 
 
+def _ascent_forward(program: Program) -> Callable[..., Array]:
+    """The masked forward the adversaries' ascents run: not rematerialised (their activations
+    die with the source gradient), unless the program asks for the loss forwards' remat
+    (`Program.ascent_remat`, the dry-run's choice when skipping it would raise the peak)."""
+    if program.ascent_remat:
+        return jax.checkpoint(program.target.forward) if program.remat_forward else program.target.forward
+    return (program.ascent_target or program.target).forward
+
+
 def make_step_gradients(program: Program) -> GradientsFn:
     """The step up to its gradients (not jitted; `make_train_step` runs it under its pins):
     the clean pass, CI, the adversaries' warmup ascents and every loss term, differentiated
@@ -149,6 +168,7 @@ def make_step_gradients(program: Program) -> GradientsFn:
     forward = jax.checkpoint(target.forward) if program.remat_forward else target.forward
     hidden = {"hidden": True} if program.chunked_divergence else {}  # LMs: stop before the unembedding
     forward = functools.partial(forward, **hidden)
+    ascent = functools.partial(_ascent_forward(program), **hidden)
     _, _, run_key, _ = rng.root_keys(program.seed)
 
     def gradients(state: TrainState, params: Any, batch: Array | None) -> StepGradients:
@@ -158,21 +178,54 @@ def make_step_gradients(program: Program) -> GradientsFn:
             clean = _pinned_clean(jax.lax.stop_gradient(target.clean(params, batch, **hidden)))
         detached = jax.lax.stop_gradient(state.components)
         start = batch if clean.start is None else clean.start  # LMs: the residual at the first decomposed layer
-        ascent_forward = functools.partial(forward, params, start, detached)
+        ascent_forward = functools.partial(ascent, params, start, detached)
         weights = target.weights(params)
+        head = target.head(params) if hidden else None
+        with jax.named_scope("clean"):  # the clean side of every KL of the step, computed once
+            recon_target = clean.output if head is None else losses.clean_side(clean.output, head,
+                                                                               program.divergence_chunk)
 
         def context(components: dict[str, Factors], ci: CiBundle, sources: Any = None) -> TermContext:
-            return TermContext(program, step, rng.step_key(run_key, step), clean.output, ci,
+            return TermContext(program, step, rng.step_key(run_key, step), recon_target, ci,
                                functools.partial(forward, params, start, components), ascent_forward,
-                               weights, components, target.head(params) if hidden else None, sources or {})
+                               weights, components, head, sources or {})
+
+        sources_of = lambda adversaries: {name: a.sources for name, a in adversaries.items()}  # noqa: E731
+        if program.remat_ci:
+            # The CI network runs once: its pre-activations feed the adversaries' warm-up
+            # (detached) and the loss terms, and its backward is the pullback of the terms'
+            # cotangent on them (llama8b_l18_reference: one global-transformer forward less a
+            # step). Only where the CI is rematerialised: its residuals are then its inputs, so
+            # holding them through the warm-up costs nothing (with `ci = off` its activations
+            # would sit through the ascents: 4 sequences per H100, strict off, 49.4 → 51.0 GiB).
+            preacts, ci_pullback = jax.vjp(lambda ci, comps: _ci_preacts(program, ci, state, clean, comps),
+                                           state.ci, state.components)
+            adversaries = _warm_adversaries(program, state,
+                                            context(detached, _bundle(program, jax.lax.stop_gradient(preacts))))
+            if adversaries:  # the barrier: see below; the CI's pre-activations go through it too
+                start, adversaries, preacts = jax.lax.optimization_barrier((start, adversaries, preacts))
+
+            def shared_loss(components: dict[str, Factors], preacts: dict[str, Array],
+                            sources: dict[str, Any]) -> tuple[Array, tuple[Metrics, dict[str, Array]]]:
+                bundle = _bundle(program, preacts)
+                total, values = term_losses(context(components, bundle, sources))
+                return total, (values, bundle.lower)
+
+            (total, (values, ci_lower)), (g_components, g_preacts, g_sources) = jax.value_and_grad(
+                shared_loss, argnums=(0, 1, 2), has_aux=True)(state.components, preacts, sources_of(adversaries))
+            g_ci, g_components_ci = ci_pullback(g_preacts)
+            g_components = jax.tree.map(jnp.add, g_components, g_components_ci)
+            return StepGradients(total, values, ci_lower, g_components, g_ci, g_sources, adversaries)
 
         warm_ctx = context(detached, _ci(program, jax.lax.stop_gradient(state.ci), state, clean, detached))
         adversaries = _warm_adversaries(program, state, warm_ctx)
         if adversaries:
             # The loss terms' forwards start after the warmup ascents: XLA would otherwise run
             # the sources-free ones first and hold their residuals through the warmup
-            # (llama8b_l18_reference, remat on: 40.7 → 36.1 GiB per H100). Identity on values.
-            start, adversaries = jax.lax.optimization_barrier((start, adversaries))
+            # (llama8b_l18_reference, remat on: 40.7 → 36.1 GiB per H100). The clean pass goes
+            # through the barrier too, so the live CI and the masks drawn from it are not made
+            # during the ascents either. Identity on values.
+            start, adversaries, clean = jax.lax.optimization_barrier((start, adversaries, clean))
 
         def loss_fn(components: dict[str, Factors], ci: nnx.State,
                     sources: dict[str, Any]) -> tuple[Array, tuple[Metrics, dict[str, Array]]]:
@@ -180,9 +233,9 @@ def make_step_gradients(program: Program) -> GradientsFn:
             total, values = term_losses(context(components, bundle, sources))
             return total, (values, bundle.lower)
 
-        (total, (values, ci_lower)), grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2), has_aux=True)(
-            state.components, state.ci, {name: a.sources for name, a in adversaries.items()})
-        return StepGradients(total, values, ci_lower, *grads, adversaries)
+        (total, (values, ci_lower)), (g_components, g_ci, g_sources) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1, 2), has_aux=True)(state.components, state.ci, sources_of(adversaries))
+        return StepGradients(total, values, ci_lower, g_components, g_ci, g_sources, adversaries)
 
     return gradients
 

@@ -36,7 +36,7 @@ class TermContext:
     program: Program
     step: Array
     step_key: Array
-    clean: Array  # the stop-gradient recon target
+    clean: Array | losses.CleanSide  # the stop-gradient recon target (chunked-KL LMs: its `CleanSide`, once per step)
     ci: CiBundle
     forward: Forward  # live components
     ascent_forward: Forward  # detached components, for adversary ascents
@@ -51,7 +51,7 @@ class TermContext:
             return losses.mse
         if self.head is None:
             return losses.kl_divergence
-        return functools.partial(losses.chunked_kl_divergence, head=self.head, chunk=self.program.divergence_chunk)
+        return functools.partial(losses.shared_clean_kl, head=self.head, chunk=self.program.divergence_chunk)
 
     @property
     def recon_args(self) -> tuple[Any, ...]:

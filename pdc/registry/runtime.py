@@ -30,8 +30,9 @@ class RematKeys(Keys):
     ci: Switch = key("off", doc="recompute the CI network in the backward pass")
     divergence_chunk: int = key(
         256, doc="LMs: sequence positions per chunk of the output divergence (KL over the vocabulary) in the "
-                 "loss terms and of eval's KL and cross-entropy: only one chunk's logits are ever materialised, "
-                 "recomputed in the backward pass; 0 = all positions at once",
+                 "loss terms and of eval's KL and cross-entropy: only one chunk's logits are ever materialised "
+                 "(the loss terms' KL computes their gradient in the same pass, against the clean side computed "
+                 "once a step); 0 = all positions at once",
         ge=0)
 
 

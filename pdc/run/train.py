@@ -27,7 +27,7 @@ import orbax.checkpoint as ocp
 
 from pdc.ir.graph import IR
 from pdc.lower.program import Program, lower_program
-from pdc.lower.inputs import StepInputs, lower_step, shardings_of, step_inputs
+from pdc.lower.inputs import StepInputs, choose_ascents, lower_step, shardings_of, step_inputs
 from pdc.lower.sharding import batch_sharding, make_mesh
 from pdc.lower.state import TrainState, abstract_state, before_tracker, init_state, lead_shape
 from pdc.lower.step import make_faithfulness_warmup
@@ -159,8 +159,21 @@ class Trainer:
         checkpoints.save(manager, _step_of(state), state)
 
     def compiled_step(self, state: TrainState, params: Any, batch: Any) -> Any:
-        return lower_step(self.program, self.mesh, self.inputs(), (state, params, batch),
-                          jax.default_backend()).compile()
+        """The compiled step; the adversaries' ascents rematerialised only where not doing so
+        would raise its peak — the dry-run's choice, made the same way (`choose_ascents`)."""
+        def compile_step(program: Program) -> Any:
+            return lower_step(program, self.mesh, self.inputs(), (state, params, batch),
+                              jax.default_backend()).compile()
+
+        budget = _device_bytes()
+        if budget is None:  # a backend that states no memory limit (the CPU): nothing to choose against
+            return compile_step(self.program)
+        _, compiled, choice = choose_ascents(self.program, lambda: lower_program(self.ir, ascent_remat=True),
+                                             compile_step, budget=budget)
+        if choice is not None and choice["chosen"] != "off" and is_primary():
+            print("pdc train: the adversary's ascents recompute their forwards as the loss forwards do "
+                  "(without, the step would not fit the device)", file=sys.stderr)
+        return compiled
 
     def loop(self, max_steps: int | None = None) -> TrainState:
         clock = RunClock()  # `elapsed_s` counts from here: this process's start of the run (or of this resume)
@@ -237,6 +250,16 @@ class _Signals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
+
+
+def _device_bytes() -> int | None:
+    """The memory one local device offers the step (its allocator's limit), where it says."""
+    try:
+        stats = jax.local_devices()[0].memory_stats() or {}
+    except Exception:  # noqa: BLE001 — a backend without memory stats (the CPU)
+        return None
+    limit = stats.get("bytes_limit")
+    return int(limit) if limit else None
 
 
 def _step_of(state: TrainState) -> int:
