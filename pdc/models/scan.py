@@ -8,14 +8,15 @@ bodies' `site` does (plain matmul, recording its input, or the decomposed form) 
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 
-from pdc.decomp.components import Factors, site_out
+from pdc.decomp.components import Factors, SiteMask, site_out
 from pdc.models.base import Residual
-from pdc.models.sites import MaskFields, site_mask_of, slice_fields
+from pdc.models.sites import MaskFields, live_kinds, mask_fields, site_mask_of, slice_fields
 
 Array = jax.Array
 SiteFn = Callable[[str, Array, Array], Array]  # (kind, x, W) → x @ W (or its decomposed form)
@@ -76,7 +77,8 @@ def remat_body(body: Callable, remat: str) -> Callable:
 
 
 def scan_clean(x: Array, n_layers: int, decomposed: Mapping[str, tuple[int, ...]],
-               body_of: Callable[[tuple[str, ...]], Callable]) -> tuple[Array, Array, dict[str, Array], Residual | None]:
+               body_of: Callable[[tuple[str, ...]], Callable]
+               ) -> tuple[Array, Array, dict[str, Array], Residual | None]:
     """The all-frozen layers, segment by segment; `body_of(kinds)` is the scan body
     `(x, layer) → (x, (x, taps))` recording `kinds`' inputs. Returns the last residual, every
     layer's input residual stacked, each decomposed kind's inputs (its layers stacked) and the
@@ -109,3 +111,18 @@ def scan_masked(x: Array, begin: int, n_layers: int, decomposed: Mapping[str, tu
               {k: slice_fields(fields[k], first[k], first[k] + stop - start) for k in kinds})
         x, _ = jax.lax.scan(remat_body(body, remat), x, xs, unroll=remat in ("off", "matmuls"))
     return x
+
+
+def masked_forward(masked: Callable[..., Array], remat: str, decomposed: Mapping[str, tuple[int, ...]],
+                   params: Any, batch: Any, components: Mapping[str, Factors], masks: Mapping[str, SiteMask],
+                   hidden: bool) -> Array:
+    """A target's masked forward: `masked(params, batch, factors, fields, hidden=...)` over
+    the live kinds (decomposed kinds with components and a mask in this forward), checkpointed
+    whole under remat `whole`."""
+    live = live_kinds(decomposed, components, masks)
+    factors = {kind: Factors(*components[kind]) for kind in live}
+    fields = {kind: mask_fields(masks[kind]) for kind in live}
+    run = functools.partial(masked, hidden=hidden)
+    if remat == "whole":
+        run = jax.checkpoint(run)
+    return run(params, batch, factors, fields)

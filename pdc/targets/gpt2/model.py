@@ -24,7 +24,6 @@ Params (right-multiplication `[in, out]` as Conv1D stores it, layers stacked):
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from dataclasses import dataclass
@@ -42,8 +41,9 @@ from pdc.decomp.head import Head
 from pdc.decomp.pins import pin_batch
 from pdc.inputs.checkpoint import SINGLE, Checkpoint
 from pdc.models.base import CleanPass, Params, Residual, Site
-from pdc.models.scan import SiteFn, first_decomposed, masked_site, recording_site, scan_clean, scan_masked
-from pdc.models.sites import MaskFields, live_kinds, mask_fields
+from pdc.models.scan import (SiteFn, first_decomposed, masked_forward, masked_site, recording_site, scan_clean,
+                             scan_masked)
+from pdc.models.sites import MaskFields
 from pdc.registry.runtime import RECON_FORWARDS, ReconForwards
 from pdc.targets.base import FamilyRuntime, TargetShape
 from pdc.targets.gpt2 import (ACTIVATIONS, ATTN_PARTS, NAME, hf_entries, param_shapes, prefix_of, stored_shape,
@@ -182,13 +182,7 @@ class Gpt2:
     def forward(self, params: Params, batch: Array | Residual, components: Mapping[str, Factors],
                 masks: Mapping[str, SiteMask], hidden: bool = False) -> Array:
         """The masked forward's logits, or with `hidden` LN_f's output."""
-        live = live_kinds(self.decomposed, components, masks)
-        factors = {kind: Factors(*components[kind]) for kind in live}
-        fields = {kind: mask_fields(masks[kind]) for kind in live}
-        run = functools.partial(self._masked, hidden=hidden)
-        if self.remat == "whole":
-            run = jax.checkpoint(run)
-        return run(params, batch, factors, fields)
+        return masked_forward(self._masked, self.remat, self.decomposed, params, batch, components, masks, hidden)
 
     # -- internals --
 

@@ -35,9 +35,10 @@ from pdc.decomp.head import Head
 from pdc.decomp.pins import pin_batch
 from pdc.decomp.attention import attend
 from pdc.models.base import CleanPass, Params, Residual, Site
-from pdc.models.scan import SiteFn, first_decomposed, masked_site, recording_site, scan_clean, scan_masked
+from pdc.models.scan import (SiteFn, first_decomposed, masked_forward, masked_site, recording_site, scan_clean,
+                             scan_masked)
 from pdc.registry.runtime import ReconForwards
-from pdc.models.sites import MaskFields, live_kinds, mask_fields
+from pdc.models.sites import MaskFields
 
 Array = jax.Array
 Remat = ReconForwards
@@ -296,13 +297,7 @@ class Llama:
     def forward(self, params: Params, batch: Array, components: Mapping[str, Factors],
                 masks: Mapping[str, SiteMask], hidden: bool = False) -> Array:
         """The masked forward's logits, or with `hidden` its final normed residual."""
-        live = live_kinds(self.decomposed, components, masks)
-        factors = {kind: Factors(*components[kind]) for kind in live}
-        fields = {kind: mask_fields(masks[kind]) for kind in live}
-        run = functools.partial(self._masked, hidden=hidden)
-        if self.remat == "whole":
-            run = jax.checkpoint(run)
-        return run(params, batch, factors, fields)
+        return masked_forward(self._masked, self.remat, self.decomposed, params, batch, components, masks, hidden)
 
     def head(self, params: Params) -> Head:
         """The unembedding in compute dtype, as stored: `lm_head` [hidden, vocab], or for a
