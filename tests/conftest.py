@@ -6,7 +6,11 @@ imported, which is why it lives here (front-end tests never import JAX at all)."
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Sequence
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -69,3 +73,34 @@ def write_with_random_weights(text: str, tmp: Path, seed: int = 3) -> Path:
     target = build_target(ir.facts["target"], [n[5:] for n in ir.graph if n.startswith("site:")])
     save_hf(target.init_params(jax.random.PRNGKey(seed)), tmp / "weights", config=hf_config(target.config))
     return spec
+
+
+def install_plugin(plugin: Path, site: Path, dist: str, modules: Sequence[str]) -> None:
+    """What `pip install` of the test distribution in `plugin` (its modules, METADATA and
+    entry_points.txt) leaves in `site` (a fresh site-packages): the modules — files, or
+    packages without their caches — and `<dist>-0.1.0.dist-info`."""
+    site.mkdir()
+    for module in modules:
+        if (plugin / module).is_dir():
+            shutil.copytree(plugin / module, site / module, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(plugin / module, site)
+    info = site / f"{dist}-0.1.0.dist-info"
+    info.mkdir()
+    for name in ("METADATA", "entry_points.txt"):
+        shutil.copy(plugin / name, info / name)
+
+
+def run_with_plugin(site: Path, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in a fresh process (at the repo root) with `site` on its PYTHONPATH (so
+    this process's registry stays as shipped), on one CPU device (no fake-device flag)."""
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, cwd=cwd)
+
+
+def check_with_broken_entry_point(site: Path, dist: str, group: str, entry: str) -> subprocess.CompletedProcess[str]:
+    """`pdc check` of a shipped spec with the installed distribution's entry point replaced
+    by `entry` in `group` (one naming something that is not an extension)."""
+    (site / f"{dist}-0.1.0.dist-info" / "entry_points.txt").write_text(f"[{group}]\n{entry}\n")
+    return run_with_plugin(site, "-m", "pdc.cli", "check", "--no-inputs", "specs/tms_5-2.pd")

@@ -8,13 +8,12 @@ Both run in a fresh process, so this process's registry stays as shipped."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, spec_text
+from conftest import REPO, check_with_broken_entry_point, install_plugin, run_with_plugin, spec_text
 
 from pdc.ci import NETWORKS
 
@@ -68,16 +67,6 @@ def test_the_same_spec_checks_with_the_file(tmp_path: Path) -> None:
     assert check(_toy_spec(tmp_path, "ci global_mlp { hidden = [8] }")).ok and "`global_mlp`" in language_md()
 
 
-def _install(site: Path) -> None:
-    """What `pip install` of the plugin distribution leaves in site-packages."""
-    site.mkdir()
-    shutil.copytree(PLUGIN / "pdc_linear_ci", site / "pdc_linear_ci", ignore=shutil.ignore_patterns("__pycache__"))
-    dist = site / "pdc_linear_ci-0.1.0.dist-info"
-    dist.mkdir()
-    for name in ("METADATA", "entry_points.txt"):
-        shutil.copy(PLUGIN / name, dist / name)
-
-
 SCRIPT = """
 import json, sys
 import pdc
@@ -95,12 +84,9 @@ print(json.dumps({"ok": result.ok, "step": run.step,
 
 
 def test_an_installed_network_checks_trains_and_is_documented(tmp_path: Path) -> None:
-    _install(tmp_path / "site")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
-    env.pop("XLA_FLAGS", None)
+    install_plugin(PLUGIN, tmp_path / "site", "pdc_linear_ci", ["pdc_linear_ci"])
     spec = _toy_spec(tmp_path, "ci linear_ci { init_scale = 0.5 }")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(spec), str(tmp_path / "run")], env=env,
-                          capture_output=True, text=True, cwd=REPO)
+    proc = run_with_plugin(tmp_path / "site", "-c", SCRIPT, str(spec), str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["ok"] and out["step"] == 3 and out["docs"], out
@@ -116,13 +102,9 @@ def test_without_the_distribution_the_network_is_unknown(tmp_path: Path) -> None
 
 
 def test_a_broken_ci_entry_point_names_itself(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    _install(site)
-    (site / "pdc_linear_ci-0.1.0.dist-info" / "entry_points.txt").write_text(
-        "[pdc.ci]\nlinear_ci = pdc_linear_ci:LinearCiKeys\n")
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    proc = subprocess.run([sys.executable, "-m", "pdc.cli", "check", "--no-inputs", "specs/tms_5-2.pd"], env=env,
-                          capture_output=True, text=True, cwd=REPO)
+    install_plugin(PLUGIN, tmp_path / "site", "pdc_linear_ci", ["pdc_linear_ci"])
+    proc = check_with_broken_entry_point(tmp_path / "site", "pdc_linear_ci", "pdc.ci",
+                                         "linear_ci = pdc_linear_ci:LinearCiKeys")
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr == ("pdc: error: entry point `linear_ci = pdc_linear_ci:LinearCiKeys` in group `pdc.ci` "
                            "is a ModelMetaclass, not a CiNetwork\n")

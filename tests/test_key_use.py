@@ -149,8 +149,7 @@ RESID = """spec probe_resid {
 RESID_PRETRAIN = ("pretrain { steps = 2 batch = 8 lr = 5e-3 weight_decay = 0.01 seed = 0 feature_probability = 0.1 "
                   "init_bias_to_zero = false }")
 
-LM = """spec probe_lm {
-  target FAMILY {
+LM_TARGET = """  target FAMILY {
     TARGET_SOURCE
     dtype = f32
     vocab = 256
@@ -164,7 +163,9 @@ LM = """spec probe_lm {
     rms_norm_eps = 1e-5
     tied_embeddings = TIED
     max_positions = 16
-  }
+  }"""  # the Llama-style families' block (GPT2 swaps it for its own)
+LM = """spec probe_lm {
+""" + LM_TARGET + """
   DATA
   decompose { SITES { C = 8 } }
   CI
@@ -176,21 +177,7 @@ LM = """spec probe_lm {
 }
 """
 GPT2_DIMS = ("vocab", "n_embd", "n_layer", "n_head", "n_positions", "layer_norm_epsilon", "activation_function")
-GPT2 = LM.replace("""  target FAMILY {
-    TARGET_SOURCE
-    dtype = f32
-    vocab = 256
-    hidden = 16
-    intermediate = 32
-    layers = 2
-    heads = 2
-    kv_heads = 1
-    head_dim = 8
-    rope_theta = 10000.0
-    rms_norm_eps = 1e-5
-    tied_embeddings = TIED
-    max_positions = 16
-  }""", """  target gpt2 {
+GPT2 = LM.replace(LM_TARGET, """  target gpt2 {
     TARGET_SOURCE
     dtype = f32
     vocab = 256

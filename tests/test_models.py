@@ -20,7 +20,8 @@ from safetensors.numpy import load_file, save_file
 from pdc.decomp.components import Factors, SiteMask, site_out
 from pdc.models import WeightsError, build_target, load_params
 from pdc.targets.llama.hf import hf_config, hf_options, save_hf
-from pdc.targets.llama.model import block, inv_freq, rms_norm, rope_tables, segments
+from pdc.models.scan import segments
+from pdc.targets.llama.model import block, inv_freq, rms_norm, rope_tables
 from pdc.targets.llama import LlamaKeys
 from pdc.targets.resid_mlp import ResidMlpKeys
 from pdc.targets.simple_mlp import SimpleMlpKeys

@@ -8,15 +8,11 @@ stays as shipped."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, spec_text
+from conftest import REPO, check_with_broken_entry_point, install_plugin, run_with_plugin, spec_text
 
 PLUGIN = REPO / "tests" / "plugin"
 SCRIPT = """
@@ -35,16 +31,6 @@ print(json.dumps({"ok": result.ok, "verdict": report.verdict, "step": run.step,
 """
 
 
-def _install(site: Path) -> None:
-    """What `pip install` of the plugin distribution leaves in site-packages."""
-    site.mkdir()
-    shutil.copy(PLUGIN / "pdc_l2_penalty.py", site)
-    dist = site / "pdc_l2_penalty-0.1.0.dist-info"
-    dist.mkdir()
-    for name in ("METADATA", "entry_points.txt"):
-        shutil.copy(PLUGIN / name, dist / name)
-
-
 def _spec(tmp: Path) -> Path:
     text = spec_text("tms_5-2").replace("../targets/", f"{REPO}/targets/")
     text = text.replace("importance_minimality {", "l2_penalty { weight = 0.1 scale = 2.0 }\n    importance_minimality {")
@@ -58,11 +44,8 @@ def _spec(tmp: Path) -> Path:
 
 @pytest.mark.slow  # ~30 s: a fresh process compiles and trains the TMS step
 def test_an_installed_term_checks_compiles_trains_and_is_documented(tmp_path: Path) -> None:
-    _install(tmp_path / "site")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(_spec(tmp_path)), str(tmp_path / "run")], env=env,
-                          capture_output=True, text=True, cwd=REPO)
+    install_plugin(PLUGIN, tmp_path / "site", "pdc_l2_penalty", ["pdc_l2_penalty.py"])
+    proc = run_with_plugin(tmp_path / "site", "-c", SCRIPT, str(_spec(tmp_path)), str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["ok"] and out["verdict"] == "fits" and out["step"] == 3 and out["docs"], out
@@ -78,13 +61,9 @@ def test_without_the_distribution_the_term_is_unknown(tmp_path: Path) -> None:
 
 
 def test_a_broken_entry_point_names_itself(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    _install(site)
-    (site / "pdc_l2_penalty-0.1.0.dist-info" / "entry_points.txt").write_text(
-        "[pdc.terms]\nl2_penalty = pdc_l2_penalty:L2PenaltyKeys\n")
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    proc = subprocess.run([sys.executable, "-m", "pdc.cli", "check", "--no-inputs", "specs/tms_5-2.pd"], env=env,
-                          capture_output=True, text=True, cwd=REPO)
+    install_plugin(PLUGIN, tmp_path / "site", "pdc_l2_penalty", ["pdc_l2_penalty.py"])
+    proc = check_with_broken_entry_point(tmp_path / "site", "pdc_l2_penalty", "pdc.terms",
+                                         "l2_penalty = pdc_l2_penalty:L2PenaltyKeys")
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr == ("pdc: error: entry point `l2_penalty = pdc_l2_penalty:L2PenaltyKeys` in group `pdc.terms` "
                            "is a ModelMetaclass, not a LossTerm\n")

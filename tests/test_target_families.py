@@ -8,17 +8,14 @@ and trains. Each runs in a fresh process so this one's registry stays as shipped
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from conftest import REPO, spec_text
+from conftest import REPO, check_with_broken_entry_point, install_plugin, run_with_plugin, spec_text
 
 PLUGIN = REPO / "tests" / "target_plugin"
 
@@ -47,9 +44,7 @@ def _copy_without(tmp: Path, family: str) -> Path:
 
 
 def _fresh(code: str, *args: str, path: Path, cwd: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(path)}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, cwd=cwd)
+    proc = run_with_plugin(path, "-c", code, *args, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -100,17 +95,6 @@ print(json.dumps({"ok": result.ok, "codes": [d.code for d in result.diagnostics]
 """
 
 
-def _install(site: Path) -> None:
-    """What `pip install` of the plugin distribution leaves in site-packages."""
-    site.mkdir()
-    for module in ("pdc_linear_toy.py", "pdc_linear_toy_model.py"):
-        shutil.copy(PLUGIN / module, site)
-    dist = site / "pdc_linear_toy-0.1.0.dist-info"
-    dist.mkdir()
-    for name in ("METADATA", "entry_points.txt"):
-        shutil.copy(PLUGIN / name, dist / name)
-
-
 def _toy_spec(tmp: Path) -> Path:
     """The TMS 5-2 spec with the plugin's target: one 5×5 site, shrunk to a few steps and one
     recon term (one compiled forward fewer: this test runs in the default suite)."""
@@ -135,7 +119,7 @@ def _toy_spec(tmp: Path) -> Path:
 
 
 def test_an_installed_family_checks_dry_runs_and_trains(tmp_path: Path) -> None:
-    _install(tmp_path / "site")
+    install_plugin(PLUGIN, tmp_path / "site", "pdc_linear_toy", ["pdc_linear_toy.py", "pdc_linear_toy_model.py"])
     out = _fresh(INSTALLED, str(_toy_spec(tmp_path)), str(tmp_path / "run"), path=tmp_path / "site", cwd=REPO)
     assert out["ok"] and out["verdict"] == "fits" and out["step"] == 3 and out["docs"], out
     assert out["sites"] == ["proj"], out
@@ -150,13 +134,9 @@ def test_without_the_distribution_the_family_is_unknown(tmp_path: Path) -> None:
 
 
 def test_a_broken_family_entry_point_names_itself(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    _install(site)
-    (site / "pdc_linear_toy-0.1.0.dist-info" / "entry_points.txt").write_text(
-        "[pdc.targets]\nlinear_toy = pdc_linear_toy:LinearToyKeys\n")
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    proc = subprocess.run([sys.executable, "-m", "pdc.cli", "check", "--no-inputs", "specs/tms_5-2.pd"], env=env,
-                          capture_output=True, text=True, cwd=REPO)
+    install_plugin(PLUGIN, tmp_path / "site", "pdc_linear_toy", ["pdc_linear_toy.py", "pdc_linear_toy_model.py"])
+    proc = check_with_broken_entry_point(tmp_path / "site", "pdc_linear_toy", "pdc.targets",
+                                         "linear_toy = pdc_linear_toy:LinearToyKeys")
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr == ("pdc: error: entry point `linear_toy = pdc_linear_toy:LinearToyKeys` in group "
                            "`pdc.targets` is a ModelMetaclass, not a TargetFamily\n")

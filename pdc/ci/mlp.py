@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pdc.ci._shared import HIDDEN_DOC, LEAK_DOC
-from pdc.ci.base import CiNetwork
+from pdc.ci._shared import HIDDEN_DOC, LEAK_DOC, per_site_mlp
 from pdc.registry.types import Keys, key
 
 
@@ -30,17 +29,4 @@ def forward(layers: Any, x: Any) -> Any:
     return per_component_mlp(layers, x, scalar=True)
 
 
-def shapes(ir: Any, ci: Any, sites: Any) -> None:
-    from pdc.ci._shapes import per_site
-
-    per_site(ir, ci, sites, widths)
-
-
-def build(key: Any, options: ScalarMlpKeys, layout: Any, *, resid_width: int | None, param_dtype: Any,
-          compute_dtype: Any) -> Any:
-    from pdc.ci._nn import PerSiteMlpCi
-
-    return PerSiteMlpCi(key, widths, forward, True, list(options.hidden), layout, param_dtype, compute_dtype)
-
-
-NETWORK = CiNetwork("mlp", ScalarMlpKeys, shapes, build, reads_component_acts=True, rank=0)
+NETWORK = per_site_mlp("mlp", ScalarMlpKeys, widths, forward, scalar=True, reads_component_acts=True, rank=0)

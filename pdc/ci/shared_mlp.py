@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pdc.ci._shared import HIDDEN_DOC, LEAK_DOC
-from pdc.ci.base import CiNetwork
+from pdc.ci._shared import HIDDEN_DOC, LEAK_DOC, per_site_mlp
 from pdc.registry.types import Keys, key
 
 
@@ -28,17 +27,4 @@ def forward(layers: Any, x: Any) -> Any:
     return shared_site_mlp(layers, x)
 
 
-def shapes(ir: Any, ci: Any, sites: Any) -> None:
-    from pdc.ci._shapes import per_site
-
-    per_site(ir, ci, sites, widths)
-
-
-def build(key: Any, options: SharedMlpKeys, layout: Any, *, resid_width: int | None, param_dtype: Any,
-          compute_dtype: Any) -> Any:
-    from pdc.ci._nn import PerSiteMlpCi
-
-    return PerSiteMlpCi(key, widths, forward, False, list(options.hidden), layout, param_dtype, compute_dtype)
-
-
-NETWORK = CiNetwork("shared_mlp", SharedMlpKeys, shapes, build, rank=2)
+NETWORK = per_site_mlp("shared_mlp", SharedMlpKeys, widths, forward, rank=2)

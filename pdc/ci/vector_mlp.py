@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pdc.ci._shared import HIDDEN_DOC, LEAK_DOC
-from pdc.ci.base import CiNetwork
+from pdc.ci._shared import HIDDEN_DOC, LEAK_DOC, per_site_mlp
 from pdc.registry.types import Keys, key
 
 
@@ -27,17 +26,4 @@ def forward(layers: Any, x: Any) -> Any:
     return per_component_mlp(layers, x, scalar=False)
 
 
-def shapes(ir: Any, ci: Any, sites: Any) -> None:
-    from pdc.ci._shapes import per_site
-
-    per_site(ir, ci, sites, widths)
-
-
-def build(key: Any, options: VectorMlpKeys, layout: Any, *, resid_width: int | None, param_dtype: Any,
-          compute_dtype: Any) -> Any:
-    from pdc.ci._nn import PerSiteMlpCi
-
-    return PerSiteMlpCi(key, widths, forward, False, list(options.hidden), layout, param_dtype, compute_dtype)
-
-
-NETWORK = CiNetwork("vector_mlp", VectorMlpKeys, shapes, build, rank=1)
+NETWORK = per_site_mlp("vector_mlp", VectorMlpKeys, widths, forward, rank=1)

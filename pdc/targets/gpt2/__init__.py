@@ -27,6 +27,7 @@ from typing import Any, Literal, Mapping, Optional
 from pdc.inputs.checkpoint import Checkpoint, WeightProblem, WeightsError, inspect_layout
 from pdc.registry.pretrain import LM
 from pdc.registry.types import Dtype, FilePath, Keys, key
+from pdc.targets._hf import UNRUNNABLE, ConfigFile, config_file, positive_number, read_config, resolve_dims
 from pdc.targets.base import FrozenTensor, Matrix, TargetConfigError, TargetFamily, TargetShape
 
 NAME = "gpt2"
@@ -59,8 +60,6 @@ class Gpt2Keys(Keys):
                         "default: config.json's, else this")
 
 
-UNRUNNABLE = "PD0406"  # a config.json pdc reads but cannot run
-CONFLICT = "PD0330"  # a dimension written in the spec (or by --set) that config.json contradicts
 KINDS = ("c_attn_q", "c_attn_k", "c_attn_v", "attn_c_proj", "c_fc", "mlp_c_proj")  # computation order
 ATTN_PARTS = ("c_attn_q", "c_attn_k", "c_attn_v")  # column blocks 0, 1, 2 of the fused c_attn
 ACTIVATIONS = {"gelu_new": True, "gelu_pytorch_tanh": True, "gelu": False}  # name → tanh approximation
@@ -88,41 +87,6 @@ class Gpt2Dims:
         return self.hidden // self.heads
 
 
-@dataclass(frozen=True)
-class ConfigFile:
-    path: Path
-    shown: str  # as the spec names it, for messages
-    found: str  # "named by `config`" or "found beside `weights`"
-
-
-def config_file(keys: Gpt2Keys, spec_dir: Path) -> ConfigFile | None:
-    """`config` when given; else `config.json` in the `weights` directory (or beside a
-    `weights` file) when there; else None (the dimensions are written inline)."""
-    if keys.config is not None:
-        return ConfigFile(spec_dir / keys.config, keys.config, "named by `config`")
-    if keys.weights is None:
-        return None
-    weights = spec_dir / keys.weights
-    folder = weights if weights.is_dir() else weights.parent
-    if not (folder / "config.json").is_file():
-        return None
-    shown = Path(keys.weights) if weights.is_dir() else Path(keys.weights).parent
-    return ConfigFile(folder / "config.json", str(shown / "config.json"), "found beside `weights`")
-
-
-def read_config(path: Path, shown: str) -> dict[str, Any]:
-    """An HF config.json as a dict, or a `TargetConfigError` saying what the file holds."""
-    try:
-        config = json.loads(path.read_text())
-    except OSError as error:
-        raise TargetConfigError(f"cannot read `{shown}`: {error.strerror or error}", "config") from None
-    except ValueError as error:
-        raise TargetConfigError(f"`{shown}` is not valid JSON: {error}", "config") from None
-    if not isinstance(config, dict):
-        raise TargetConfigError(f"`{shown}` is not a JSON object", "config")
-    return config
-
-
 def _check_architecture(config: Mapping[str, Any], shown: str) -> None:
     """What pdc's GPT-2 cannot run is an error naming the field, never ignored."""
     for field, runs in _FIXED:
@@ -133,47 +97,13 @@ def _check_architecture(config: Mapping[str, Any], shown: str) -> None:
     if act not in ACTIVATIONS:
         raise TargetConfigError(f"`activation_function` in `{shown}` is {json.dumps(act)}; a gpt2 target runs "
                                 + ", ".join(f"`{a}`" for a in ACTIVATIONS), "config", code=UNRUNNABLE)
-    eps = config.get("layer_norm_epsilon", 1e-5)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        raise TargetConfigError(f"`layer_norm_epsilon` in `{shown}` must be a positive number, found "
-                                f"{json.dumps(eps)}", "config", code=UNRUNNABLE)
-
-
-def _from_config(config: Mapping[str, Any], shown: str) -> tuple[dict[str, int], dict[str, str]]:
-    values, origin = {}, {}
-    for key, field in HF_FIELDS.items():
-        value = config.get(field)
-        if value is None:  # n_inner: null means 4 × n_embd, as in HF
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise TargetConfigError(f"`{field}` in `{shown}` must be a positive integer, found {value!r}", "config")
-        values[key], origin[key] = value, f"{field} in {shown}"
-    missing = [HF_FIELDS[k] for k in _REQUIRED if k not in values]
-    if missing:
-        raise TargetConfigError(f"`{shown}` has no `{missing[0]}`", "config")
-    return values, origin
+    positive_number(config.get("layer_norm_epsilon", 1e-5), "layer_norm_epsilon", shown)
 
 
 def dims(keys: Gpt2Keys, config: ConfigFile | None, raw: Mapping[str, Any]) -> Gpt2Dims:
     """The dimensions: config.json's, or the inline keys; one written beside a config.json
     must agree with it (PD0330 at the key)."""
-    inline = {k: getattr(keys, k) for k in HF_FIELDS if getattr(keys, k) is not None}
-    if config is not None:
-        values, origin = _from_config(raw, config.shown)
-        for key, value in inline.items():
-            if key in values and values[key] != value:
-                raise TargetConfigError(
-                    f"`{key} = {value}` contradicts `{HF_FIELDS[key]} = {values[key]}` in `{config.shown}`", key,
-                    f"the config.json ({config.found}) describes the checkpoint; remove `{key}`, or name the "
-                    "model's own config.json", code=CONFLICT)
-            values[key], origin[key] = value, f"`{key}` in the spec"
-    else:
-        missing = [k for k in _REQUIRED if getattr(keys, k) is None]
-        if missing:
-            raise TargetConfigError(f"no `config` and no `{missing[0]}`: the model's dimensions are unknown", "",
-                                    "give `config = \"path/config.json\"` (or a `weights` directory holding one) "
-                                    "or all of " + ", ".join(f"`{k}`" for k in _REQUIRED))
-        values, origin = inline, {k: f"`{k}` in the spec" for k in inline}
+    values, origin = resolve_dims(keys, config, raw, HF_FIELDS, _REQUIRED)
     if "n_inner" not in values:
         values["n_inner"], origin["n_inner"] = 4 * values["n_embd"], f"4 × {origin['n_embd']}"
     if values["n_embd"] % values["n_head"]:

@@ -24,7 +24,6 @@ Params (right-multiplication `[in, out]` as Conv1D stores it, layers stacked):
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from dataclasses import dataclass
@@ -37,20 +36,20 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from pdc.decomp.attention import attend
-from pdc.decomp.components import Factors, SiteMask, site_out
+from pdc.decomp.components import Factors, SiteMask
 from pdc.decomp.head import Head
 from pdc.decomp.pins import pin_batch
 from pdc.inputs.checkpoint import SINGLE, Checkpoint
 from pdc.models.base import CleanPass, Params, Residual, Site
-from pdc.models.sites import MaskFields, live_kinds, mask_fields, site_mask_of, slice_fields
+from pdc.models.scan import (SiteFn, first_decomposed, masked_forward, masked_site, recording_site, scan_clean,
+                             scan_masked)
+from pdc.models.sites import MaskFields
 from pdc.registry.runtime import RECON_FORWARDS, ReconForwards
 from pdc.targets.base import FamilyRuntime, TargetShape
 from pdc.targets.gpt2 import (ACTIVATIONS, ATTN_PARTS, NAME, hf_entries, param_shapes, prefix_of, stored_shape,
                               tolerated)
 
 Array = jax.Array
-SiteFn = Callable[[str, Array, Array], Array]  # (kind, x, W) → x @ W (or its decomposed form)
-Segment = tuple[int, int, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -129,18 +128,6 @@ def block(cfg: Gpt2Config, x: Array, layer: Mapping[str, Any], site: SiteFn) -> 
     return pin_batch(x + linear("mlp_c_proj", act))
 
 
-def segments(n_layers: int, layers_of: Mapping[str, tuple[int, ...]]) -> list[Segment]:
-    """Maximal runs of consecutive layers with the same set of kinds from `layers_of`."""
-    per_layer = [tuple(k for k, ls in layers_of.items() if i in ls) for i in range(n_layers)]
-    out: list[Segment] = []
-    for i, kinds in enumerate(per_layer):
-        if out and out[-1][2] == kinds:
-            out[-1] = (out[-1][0], i + 1, kinds)
-        else:
-            out.append((i, i + 1, kinds))
-    return out
-
-
 # ---- the target -----------------------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
@@ -178,7 +165,7 @@ class Gpt2:
     @property
     def first_decomposed(self) -> int:
         """The first layer holding a decomposed site: masked forwards start there."""
-        return min(min(layers) for layers in self.decomposed.values())
+        return first_decomposed(self.decomposed)
 
     def head(self, params: Params) -> Head:
         """The tied head: the embedding `[vocab, n_embd]` as stored."""
@@ -188,28 +175,14 @@ class Gpt2:
         """All-frozen forward, segmented by the decomposed kinds, recording each decomposed
         site's input. `hidden`: the output is LN_f's, not the logits (`head` maps it)."""
         x = self._embed(params, batch)
-        blocks, taps = [], {kind: [] for kind in self.decomposed}
-        prefix = None
-        for start, stop, kinds in segments(self.config.layers, self.decomposed):
-            if start == self.first_decomposed > 0:
-                prefix = Residual(x)
-            x, (seg_blocks, seg_taps) = jax.lax.scan(self._clean_body(params, kinds), x, jnp.arange(start, stop))
-            blocks.append(seg_blocks)
-            for kind in kinds:
-                taps[kind].append(seg_taps[kind])
-        site_inputs = {kind: jnp.concatenate(parts) for kind, parts in taps.items()}
-        return CleanPass(self._output(params, x, hidden), site_inputs, jnp.concatenate(blocks), prefix)
+        x, blocks, site_inputs, prefix = scan_clean(x, self.config.layers, self.decomposed,
+                                                    lambda kinds: self._clean_body(params, kinds))
+        return CleanPass(self._output(params, x, hidden), site_inputs, blocks, prefix)
 
     def forward(self, params: Params, batch: Array | Residual, components: Mapping[str, Factors],
                 masks: Mapping[str, SiteMask], hidden: bool = False) -> Array:
         """The masked forward's logits, or with `hidden` LN_f's output."""
-        live = live_kinds(self.decomposed, components, masks)
-        factors = {kind: Factors(*components[kind]) for kind in live}
-        fields = {kind: mask_fields(masks[kind]) for kind in live}
-        run = functools.partial(self._masked, hidden=hidden)
-        if self.remat == "whole":
-            run = jax.checkpoint(run)
-        return run(params, batch, factors, fields)
+        return masked_forward(self._masked, self.remat, self.decomposed, params, batch, components, masks, hidden)
 
     # -- internals --
 
@@ -235,38 +208,16 @@ class Gpt2:
             x, begin = batch.x, self.first_decomposed
         else:
             x, begin = self._embed(params, batch), 0
-        for start, stop, decomposed in segments(self.config.layers, self.decomposed):
-            if stop <= begin:
-                continue
-            kinds = tuple(k for k in decomposed if k in factors)
-            first = {kind: self.decomposed[kind].index(start) for kind in kinds}
-            xs = (jnp.arange(start, stop),
-                  {k: Factors(*(a[first[k]:first[k] + stop - start] for a in factors[k])) for k in kinds},
-                  {k: slice_fields(fields[k], first[k], first[k] + stop - start) for k in kinds})
-            x, _ = jax.lax.scan(self._remat_body(self._masked_body(params)), x, xs,
-                                unroll=self.remat in ("off", "matmuls"))
+        x = scan_masked(x, begin, self.config.layers, self.decomposed, factors, fields, self._masked_body(params),
+                        self.remat)
         return self._output(params, x, hidden)
-
-    def _remat_body(self, body: Callable) -> Callable:
-        if self.remat == "per_layer":
-            return jax.checkpoint(body, prevent_cse=False)
-        if self.remat == "matmuls":
-            return jax.checkpoint(body, prevent_cse=False, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-        return body
 
     def _masked_body(self, params: Params) -> Callable:
         cfg, dtype = self.config, self.compute_dtype
 
         def body(x: Array, xs: tuple[Array, dict[str, Factors], dict[str, MaskFields]]) -> tuple[Array, None]:
             layer, factors, fields = xs
-
-            def site(kind: str, h: Array, W: Array) -> Array:
-                if kind not in factors:
-                    return h @ W
-                with jax.named_scope(f"decompose.{kind}"):
-                    return site_out(h, W, factors[kind], site_mask_of(fields[kind]), dtype)
-
-            return block(cfg, x, self._layer(params, layer), site), None
+            return block(cfg, x, self._layer(params, layer), masked_site(factors, fields, dtype)), None
 
         return body
 
@@ -275,13 +226,7 @@ class Gpt2:
 
         def body(x: Array, layer: Array) -> tuple[Array, tuple[Array, dict[str, Array]]]:
             taps: dict[str, Array] = {}
-
-            def site(kind: str, h: Array, W: Array) -> Array:
-                if kind in record:
-                    taps[kind] = h
-                return h @ W
-
-            return block(cfg, x, self._layer(params, layer), site), (x, taps)
+            return block(cfg, x, self._layer(params, layer), recording_site(record, taps)), (x, taps)
 
         return body
 

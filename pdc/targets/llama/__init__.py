@@ -6,7 +6,6 @@ JAX half is `model.py` (the transformer), `hf.py` (its HF safetensors layout) an
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -15,6 +14,7 @@ from pdc.registry.pretrain import LM
 from pdc.registry.types import Dtype, FilePath, Keys, key
 from pdc.inputs.checkpoint import WeightProblem
 from pdc.targets.llama.layout import inspect_lm
+from pdc.targets._hf import UNRUNNABLE, ConfigFile, config_file, positive_number, read_config, resolve_dims, short
 from pdc.targets.base import FrozenTensor, Matrix, TargetConfigError, TargetFamily, TargetShape
 
 NAME = "llama"
@@ -30,8 +30,6 @@ _REQUIRED = ("vocab", "hidden", "intermediate", "layers", "heads")
 # `rope_parameters` (with `rope_theta`), older files as top-level `rope_theta` + `rope_scaling`.
 ROPE_TYPES = {"default": (), "linear": ("factor",),
               "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
-UNRUNNABLE = "PD0406"  # a config.json pdc reads but cannot run: an input problem (exit 1), not a spec error
-CONFLICT = "PD0330"  # a dimension written in the spec (or by --set) that its config.json contradicts
 
 
 @dataclass(frozen=True)
@@ -88,32 +86,6 @@ class LlamaDims:
     origin: dict[str, str]  # dim → "hidden_size in config.json" / "`hidden` in the spec"
 
 
-@dataclass(frozen=True)
-class ConfigFile:
-    """The HF config.json a Llama target reads: named by `config`, or found beside `weights`
-    (where every HF checkpoint keeps it)."""
-
-    path: Path
-    shown: str  # as the spec names it, for messages
-    found: str  # "named by `config`" or "found beside `weights`"
-
-
-def config_file(keys: LlamaKeys, spec_dir: Path) -> ConfigFile | None:
-    """`config` when given; else `config.json` in the `weights` directory (or beside a
-    `weights` file) when it exists; else None (the dimensions are written inline)."""
-    if keys.config is not None:
-        return ConfigFile(spec_dir / keys.config, keys.config, "named by `config`")
-    if keys.weights is None:
-        return None
-    weights = spec_dir / keys.weights
-    folder = weights if weights.is_dir() else weights.parent
-    candidate = folder / "config.json"
-    if not candidate.is_file():
-        return None
-    shown = str(Path(keys.weights) / "config.json") if weights.is_dir() else str(Path(keys.weights).parent / "config.json")
-    return ConfigFile(candidate, shown, "found beside `weights`")
-
-
 def dims(keys: LlamaKeys, spec_dir: Path, written: Mapping[str, str] | None = None,
          config: ConfigFile | None = None) -> LlamaDims:
     """Resolve the model's dimensions: the config.json's, or the inline keys; a dimension
@@ -122,42 +94,12 @@ def dims(keys: LlamaKeys, spec_dir: Path, written: Mapping[str, str] | None = No
     written = written or {}
     if config is None:
         config = config_file(keys, spec_dir)
-    inline = {k: getattr(keys, k) for k in _HF_FIELDS if getattr(keys, k) is not None}
-    if config is not None:
-        values, origin, tied = _from_config(config.path, config.shown)
-        for key, value in inline.items():
-            if key in values and values[key] != value:
-                field = _HF_FIELDS[key]
-                raise TargetConfigError(
-                    f"`{key} = {value}` contradicts `{field} = {values[key]}` in `{config.shown}`", key,
-                    f"the config.json ({config.found}) describes the checkpoint; remove `{key}`, or name the "
-                    "model's own config.json", code=CONFLICT)
-            values[key], origin[key] = value, f"`{key}` in the spec"
-        if "tied_embeddings" in written:
-            tied = keys.tied_embeddings
-    else:
-        missing = [k for k in _REQUIRED if getattr(keys, k) is None]
-        if missing:
-            raise TargetConfigError(f"no `config` and no `{missing[0]}`: the model's dimensions are unknown",
-                                    "", "give `config = \"path/config.json\"` (or a `weights` directory holding "
-                                    "one) or all of " + ", ".join(f"`{k}`" for k in _REQUIRED))
-        values = inline
-        origin = {k: f"`{k}` in the spec" for k in values}
-        tied = keys.tied_embeddings
+    raw = read_config(config.path, config.shown) if config is not None else {}
+    values, origin = resolve_dims(keys, config, raw, _HF_FIELDS, _REQUIRED)
+    tied = keys.tied_embeddings
+    if config is not None and "tied_embeddings" not in written:
+        tied = bool(raw.get("tie_word_embeddings", False))
     return _complete(values, origin, tied)
-
-
-def read_config(path: Path, shown: str) -> dict[str, Any]:
-    """An HF config.json as a dict, or a `TargetConfigError` saying what the file holds."""
-    try:
-        config = json.loads(path.read_text())
-    except OSError as error:
-        raise TargetConfigError(f"cannot read `{shown}`: {error.strerror or error}", "config") from None
-    except ValueError as error:
-        raise TargetConfigError(f"`{shown}` is not valid JSON: {error}", "config") from None
-    if not isinstance(config, dict):
-        raise TargetConfigError(f"`{shown}` is not a JSON object", "config")
-    return config
 
 
 def forward_options(config: Mapping[str, Any], shown: str, family: str) -> dict[str, Any]:
@@ -168,14 +110,14 @@ def forward_options(config: Mapping[str, Any], shown: str, family: str) -> dict[
     rope = config.get("rope_parameters")
     if rope is not None and not (isinstance(rope, dict) and "rope_type" in rope):
         raise TargetConfigError(f"`rope_parameters` in `{shown}` is not one RoPE setting with a `rope_type` "
-                                f"(found {_short(rope)}); per-layer-type RoPE is not supported", "config",
+                                f"(found {short(rope)}); per-layer-type RoPE is not supported", "config",
                                 code=UNRUNNABLE)
     theta = rope.get("rope_theta") if rope is not None and "rope_theta" in rope else config.get("rope_theta")
     options: dict[str, Any] = {"rope_scaling": _rope_scaling(rope if rope is not None else config.get("rope_scaling"),
                                                              shown)}
     for name, value in (("rope_theta", theta), ("rms_norm_eps", config.get("rms_norm_eps"))):
         if value is not None:
-            options[name] = _positive_number(value, name, shown)
+            options[name] = positive_number(value, name, shown)
     _check_architecture(config, shown, family)
     return options
 
@@ -184,11 +126,11 @@ def _rope_scaling(source: Any, shown: str) -> dict[str, Any] | None:
     if source is None:
         return None
     if not isinstance(source, dict):
-        raise TargetConfigError(f"`rope_scaling` in `{shown}` is not an object (found {_short(source)})", "config",
+        raise TargetConfigError(f"`rope_scaling` in `{shown}` is not an object (found {short(source)})", "config",
                                 code=UNRUNNABLE)
     kind = source.get("rope_type", source.get("type", "default"))
     if not isinstance(kind, str) or kind not in ROPE_TYPES:
-        shown_kind = f"`{kind}`" if isinstance(kind, str) else _short(kind)
+        shown_kind = f"`{kind}`" if isinstance(kind, str) else short(kind)
         raise TargetConfigError(f"RoPE type {shown_kind} in `{shown}` is not supported: pdc runs "
                                 + ", ".join(f"`{k}`" for k in ROPE_TYPES), "config",
                                 "decompose a checkpoint with default, linear or llama3 RoPE", UNRUNNABLE)
@@ -198,7 +140,7 @@ def _rope_scaling(source: Any, shown: str) -> dict[str, Any] | None:
     if missing:
         raise TargetConfigError(f"the {kind} RoPE settings in `{shown}` have no `{missing[0]}`", "config",
                                 code=UNRUNNABLE)
-    return {"rope_type": kind, **{k: _positive_number(source[k], k, shown) for k in ROPE_TYPES[kind]}}
+    return {"rope_type": kind, **{k: positive_number(source[k], k, shown) for k in ROPE_TYPES[kind]}}
 
 
 def _check_architecture(config: Mapping[str, Any], shown: str, family: str) -> None:
@@ -211,34 +153,6 @@ def _check_architecture(config: Mapping[str, Any], shown: str, family: str) -> N
         if config.get(bias):
             raise TargetConfigError(f"`{bias}` is true in `{shown}`: pdc's {family} target has no bias terms",
                                     "config", code=UNRUNNABLE)
-
-
-def _positive_number(value: Any, name: str, shown: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise TargetConfigError(f"`{name}` in `{shown}` must be a positive number, found {_short(value)}", "config",
-                                code=UNRUNNABLE)
-    return float(value)
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _from_config(path: Path, shown: str) -> tuple[dict[str, int], dict[str, str], bool]:
-    config = read_config(path, shown)
-    values, origin = {}, {}
-    for key, field in _HF_FIELDS.items():
-        value = config.get(field)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise TargetConfigError(f"`{field}` in `{shown}` must be a positive integer, found {value!r}", "config")
-        values[key], origin[key] = value, f"{field} in {shown}"
-    missing = [_HF_FIELDS[k] for k in _REQUIRED if k not in values]
-    if missing:
-        raise TargetConfigError(f"`{shown}` has no `{missing[0]}`", "config")
-    return values, origin, bool(config.get("tie_word_embeddings", False))
 
 
 def _complete(values: dict[str, int], origin: dict[str, str], tied: bool) -> LlamaDims:

@@ -3,7 +3,7 @@ scaling) and LlamaSimpleMLP (GPT-2 module tree `h.{i}`, `c_fc → GELU(tanh) →
 plain RoPE, tied embeddings).
 
 Layers run under `lax.scan` so compile time stays flat in depth (masked forwards that save
-per-layer residuals, remat `off`/`matmuls`, unroll theirs: see `Llama._remat_body`). The layers are split
+per-layer residuals, remat `off`/`matmuls`, unroll theirs: see `pdc.models.scan.remat_body`). The layers are split
 into maximal contiguous segments with the same set of decomposed kinds; each segment is
 one scan whose `xs` carry the component and mask slices of its live kinds (decomposed
 kinds with masks in this forward). Segments without a live kind scan the plain frozen
@@ -30,18 +30,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdc.decomp.components import Factors, SiteMask, site_out
+from pdc.decomp.components import Factors, SiteMask
 from pdc.decomp.head import Head
 from pdc.decomp.pins import pin_batch
 from pdc.decomp.attention import attend
 from pdc.models.base import CleanPass, Params, Residual, Site
+from pdc.models.scan import (SiteFn, first_decomposed, masked_forward, masked_site, recording_site, scan_clean,
+                             scan_masked)
 from pdc.registry.runtime import ReconForwards
-from pdc.models.sites import MaskFields, live_kinds, mask_fields, site_mask_of, slice_fields
+from pdc.models.sites import MaskFields
 
 Array = jax.Array
 Remat = ReconForwards
-SiteFn = Callable[[str, Array, Array], Array]  # (kind, x, W) → y, W already in compute dtype
-Segment = tuple[int, int, tuple[str, ...]]  # [start, stop) layers and their live kinds
 
 LLAMA_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 SIMPLE_MLP_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "c_fc", "down_proj")
@@ -238,18 +238,6 @@ def block(cfg: LlamaConfig, x: Array, weights: Mapping[str, Array], norms: Mappi
     return pin_batch(x + site("down_proj", act, weights["down_proj"]))
 
 
-def segments(n_layers: int, layers_of: Mapping[str, tuple[int, ...]]) -> list[Segment]:
-    """Maximal runs of consecutive layers with the same set of kinds from `layers_of`."""
-    per_layer = [tuple(k for k, ls in layers_of.items() if i in ls) for i in range(n_layers)]
-    out: list[Segment] = []
-    for i, kinds in enumerate(per_layer):
-        if out and out[-1][2] == kinds:
-            out[-1] = (out[-1][0], i + 1, kinds)
-        else:
-            out.append((i, i + 1, kinds))
-    return out
-
-
 # ---- the target -----------------------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
@@ -297,34 +285,19 @@ class Llama:
         `hidden`: the output is the final normed residual, not the logits (`head` maps it)."""
         x = self._embed(params, batch)
         cos, sin = rope_tables(self.config, batch.shape[-1])
-        blocks, taps = [], {kind: [] for kind in self.decomposed}
-        prefix = None
-        for start, stop, kinds in segments(self.config.layers, self.decomposed):
-            if start == self.first_decomposed > 0:
-                prefix = Residual(x)
-            x, (seg_blocks, seg_taps) = jax.lax.scan(self._clean_body(params, kinds, cos, sin), x,
-                                                     jnp.arange(start, stop))
-            blocks.append(seg_blocks)
-            for kind in kinds:
-                taps[kind].append(seg_taps[kind])
-        site_inputs = {kind: jnp.concatenate(parts) for kind, parts in taps.items()}
-        return CleanPass(self._output(params, x, hidden), site_inputs, jnp.concatenate(blocks), prefix)
+        x, blocks, site_inputs, prefix = scan_clean(x, self.config.layers, self.decomposed,
+                                                    lambda kinds: self._clean_body(params, kinds, cos, sin))
+        return CleanPass(self._output(params, x, hidden), site_inputs, blocks, prefix)
 
     @property
     def first_decomposed(self) -> int:
         """The first layer holding a decomposed site: masked forwards start there."""
-        return min(min(layers) for layers in self.decomposed.values())
+        return first_decomposed(self.decomposed)
 
     def forward(self, params: Params, batch: Array, components: Mapping[str, Factors],
                 masks: Mapping[str, SiteMask], hidden: bool = False) -> Array:
         """The masked forward's logits, or with `hidden` its final normed residual."""
-        live = live_kinds(self.decomposed, components, masks)
-        factors = {kind: Factors(*components[kind]) for kind in live}
-        fields = {kind: mask_fields(masks[kind]) for kind in live}
-        run = functools.partial(self._masked, hidden=hidden)
-        if self.remat == "whole":
-            run = jax.checkpoint(run)
-        return run(params, batch, factors, fields)
+        return masked_forward(self._masked, self.remat, self.decomposed, params, batch, components, masks, hidden)
 
     def head(self, params: Params) -> Head:
         """The unembedding in compute dtype, as stored: `lm_head` [hidden, vocab], or for a
@@ -358,30 +331,9 @@ class Llama:
         else:
             x, begin = self._embed(params, batch), 0
         cos, sin = rope_tables(self.config, x.shape[1])
-        for start, stop, decomposed in segments(self.config.layers, self.decomposed):
-            if stop <= begin:
-                continue
-            kinds = tuple(k for k in decomposed if k in factors)
-            first = {kind: self.decomposed[kind].index(start) for kind in kinds}
-            xs = (jnp.arange(start, stop),
-                  {k: Factors(*(a[first[k]:first[k] + stop - start] for a in factors[k])) for k in kinds},
-                  {k: slice_fields(fields[k], first[k], first[k] + stop - start) for k in kinds})
-            x, _ = jax.lax.scan(self._remat_body(self._masked_body(params, cos, sin)), x, xs,
-                                unroll=self.remat in ("off", "matmuls"))
+        x = scan_masked(x, begin, self.config.layers, self.decomposed, factors, fields,
+                        self._masked_body(params, cos, sin), self.remat)
         return self._output(params, x, hidden)
-
-    def _remat_body(self, body: Callable) -> Callable:
-        """The masked scan body under the spec's remat. `per_layer` saves only each layer's
-        input; `matmuls` saves matmul outputs and cuDNN's attention (recomputing norms, RoPE,
-        activations, and XLA attention's batched score matmuls). With per-layer residuals saved (`off`, `matmuls`) the scan is unrolled:
-        a scan stacks its residuals in zero-initialised buffers that XLA:GPU's scheduler
-        allocates at the start of the step, so every forward's stacks would sit empty
-        through the adversary warmup (llama8b_l18_reference, 8×H100: 53.6 → 49.6 GiB)."""
-        if self.remat == "per_layer":
-            return jax.checkpoint(body, prevent_cse=False)
-        if self.remat == "matmuls":
-            return jax.checkpoint(body, prevent_cse=False, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-        return body
 
     def _masked_body(self, params: Params, cos: np.ndarray, sin: np.ndarray) -> Callable:
         cfg, dtype = self.config, self.compute_dtype
@@ -389,14 +341,7 @@ class Llama:
         def body(x: Array, xs: tuple[Array, dict[str, Factors], dict[str, MaskFields]]) -> tuple[Array, None]:
             layer, factors, fields = xs
             weights, norms = self._layer(params, layer)
-
-            def site(kind: str, h: Array, W: Array) -> Array:
-                if kind not in factors:
-                    return h @ W
-                with jax.named_scope(f"decompose.{kind}"):  # buffers and collectives map back to the site
-                    return site_out(h, W, factors[kind], site_mask_of(fields[kind]), dtype)
-
-            return block(cfg, x, weights, norms, site, cos, sin), None
+            return block(cfg, x, weights, norms, masked_site(factors, fields, dtype), cos, sin), None
 
         return body
 
@@ -406,12 +351,6 @@ class Llama:
         def body(x: Array, layer: Array) -> tuple[Array, tuple[Array, dict[str, Array]]]:
             weights, norms = self._layer(params, layer)
             taps: dict[str, Array] = {}
-
-            def site(kind: str, h: Array, W: Array) -> Array:
-                if kind in record:
-                    taps[kind] = h
-                return h @ W
-
-            return block(cfg, x, weights, norms, site, cos, sin), (x, taps)
+            return block(cfg, x, weights, norms, recording_site(record, taps), cos, sin), (x, taps)
 
         return body
