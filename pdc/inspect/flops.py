@@ -27,6 +27,8 @@ from typing import Any
 
 from jax.extend import core as jcore
 
+from pdc.inspect.hlo import split_type
+
 # ---- the optimized module ----------------------------------------------------------------
 
 _HEADER = re.compile(r"^(ENTRY\s+)?%?([\w.\-]+)\s*\((.*)\)\s*->\s*.*\{\s*$")
@@ -239,26 +241,13 @@ def _instruction(line: str) -> _Instruction | None:
     if match is None:
         return None
     name, rest = match.groups()
-    type_text, remainder = _split_type(rest)
+    type_text, remainder = split_type(rest)
     opcode = remainder.split("(", 1)[0].strip()
     if not opcode or " " in opcode:
         return None
     array = _ARRAY.search(type_text)
     shape = tuple(int(d) for d in array.group(2).split(",") if d) if array else None
     return _Instruction(name, opcode, shape, _operands(remainder[len(opcode):]), line)
-
-
-def _split_type(rest: str) -> tuple[str, str]:
-    """`(f32[2], s32[]) all-reduce(...)` → (type text, remainder)."""
-    if rest.startswith("("):
-        depth = 0
-        for i, ch in enumerate(rest):
-            depth += ch == "("
-            depth -= ch == ")"
-            if depth == 0:
-                return rest[:i + 1], rest[i + 1:].lstrip()
-    head, _, tail = rest.partition(" ")
-    return head, tail
 
 
 def _operands(text: str) -> tuple[str, ...]:

@@ -54,7 +54,7 @@ class Instruction:
         return ", ".join(f"{d}[{','.join(map(str, dims))}]" for d, dims in self.shapes)
 
 
-def _split_type(rest: str) -> tuple[str, str]:
+def split_type(rest: str) -> tuple[str, str]:
     """`(f32[2], s32[]) all-reduce(...)` → (type text, remainder)."""
     if rest.startswith("("):
         depth = 0
@@ -73,7 +73,7 @@ def parse(text: str) -> list[Instruction]:
         left, sep, rest = line.strip().partition(" = ")
         if not sep or left.startswith(("HloModule", "//")):
             continue
-        type_text, remainder = _split_type(rest)
+        type_text, remainder = split_type(rest)
         opcode = remainder.split("(", 1)[0].strip()
         if not opcode or " " in opcode:
             continue
