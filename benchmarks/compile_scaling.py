@@ -51,7 +51,10 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 8, 32])
     parser.add_argument("--devices", type=int, default=8)
     args = parser.parse_args()
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
+    from pdc.run.host_devices import request_host_devices
+
+    os.environ["XLA_FLAGS"] = ""
+    request_host_devices(args.devices)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
 

@@ -494,8 +494,12 @@ def _env(**overrides: str | None) -> dict[str, str]:
 
 
 def _fake_devices_env(n: int) -> dict[str, str]:
+    from pdc.run.host_devices import request_host_devices
+
     flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", "")).strip()
-    return _env(XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count={n}".strip(), JAX_PLATFORMS="cpu")
+    env = _env(XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+    request_host_devices(n, env)
+    return env
 
 
 def machine_info() -> dict[str, Any]:

@@ -300,8 +300,9 @@ def _host_devices_ready(needed: int) -> bool:
     import os
 
     if "jax" not in sys.modules:
-        flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={needed}".strip()
+        from pdc.run.host_devices import request_host_devices
+
+        request_host_devices(needed)
         os.environ.setdefault("JAX_PLATFORMS", "cpu")  # GPU models compile deviceless, from the CPU backend
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # the CUDA plugin's "no driver" info lines; warnings stay
         return True
@@ -314,7 +315,10 @@ def _compile_in_subprocess(args: argparse.Namespace, needed: int) -> int:
     import os
     import subprocess
 
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={needed}", JAX_PLATFORMS="cpu")
+    from pdc.run.host_devices import request_host_devices
+
+    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    request_host_devices(needed, env)
     argv = [sys.executable, "-m", "pdc.cli", *sys.argv[1:]] if sys.argv[1:2] == ["compile"] else \
         [sys.executable, "-m", "pdc.cli", "compile", args.path, "--format", args.format,
          *(a for o in args.overrides for a in ("--set", o))]

@@ -14,6 +14,11 @@ from typing import Sequence
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Threads for 8 fake devices' collectives: on a 2-core machine the default pool deadlocks a
+# sharded step (pdc/run/host_devices.py says why); child processes inherit it.
+from pdc.run.host_devices import collective_threads  # noqa: E402  (stdlib only: JAX is not imported yet)
+
+os.environ.setdefault("PJRT_NPROC", str(collective_threads(8)))
 
 # Property tests: the default run is derandomized (a seed fixed per test, no example database
 # replaying an earlier machine's failures), so a newcomer's `pytest` draws exactly CI's cases;

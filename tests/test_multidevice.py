@@ -135,3 +135,17 @@ def test_the_chunked_divergence_shards_the_vocabulary_over_tp() -> None:
     shardy = rf'sharding_constraint .*\[\{{"dp"\}}, \{{\}}, \{{"tp"\}}\]> : tensor<\d+x\d+x{vocab}xf32>'
     gspmd = rf'@Sharding.*devices=\[2,1,4\].*tensor<\d+x\d+x{vocab}xf32>'
     assert any(re.search(shardy, line) or re.search(gspmd, line) for line in text.splitlines())
+
+
+def test_fake_devices_get_a_thread_pool_that_runs_their_collectives() -> None:
+    """8 fake devices on 2 cores deadlocked the tiny Llama's sharded step in XLA:CPU's
+    collectives (CI, test_tokens): every fake-device path asks for two pool threads a device."""
+    from pdc.run.host_devices import collective_threads, request_host_devices
+
+    env: dict[str, str] = {"XLA_FLAGS": "--xla_dump_to=/tmp/x"}
+    request_host_devices(8, env)
+    assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_force_host_platform_device_count=8"
+    assert int(env["PJRT_NPROC"]) == collective_threads(8) >= 16
+    mine = {"PJRT_NPROC": "3"}
+    request_host_devices(4, mine)
+    assert mine == {"PJRT_NPROC": "3", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}

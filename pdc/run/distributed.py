@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from pdc.run.host_devices import request_host_devices
+
 
 @dataclass(frozen=True)
 class Processes:
@@ -44,8 +46,7 @@ def initialize(processes: Processes, mesh_devices: int) -> None:
         raise ValueError(f"the mesh's {mesh_devices} device{'s' if mesh_devices != 1 else ''} do not split over "
                          f"{processes.count} processes{hint}")
     if os.environ.get("JAX_PLATFORMS", "cpu") == "cpu":
-        flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={mesh_devices // processes.count}"
+        request_host_devices(mesh_devices // processes.count)
         os.environ["JAX_PLATFORMS"] = "cpu"
     import jax
 
