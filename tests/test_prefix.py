@@ -1,7 +1,10 @@
 """Masked forwards start at the first decomposed layer: the frozen layers before it hold no
 site and compute the same residual in every forward, so the clean pass's residual there is
-the start of every masked forward. Same losses and gradients bit for bit as running every
-forward from the tokens, and less work."""
+the start of every masked forward. Where that layer decomposes only MLP matrices they start
+at its MLP, from the clean pass's residual after attention and the MLP's normed input. Same
+losses and gradients as running every forward from the tokens (to the last float bit, but
+for the first layer's attention, which XLA fuses differently outside the layer scan), and
+less work."""
 
 from __future__ import annotations
 
@@ -51,32 +54,67 @@ def _layers_run(jaxpr) -> int:  # type: ignore[no-untyped-def]
     return total
 
 
+def _count(jaxpr, primitive: str) -> int:  # type: ignore[no-untyped-def]
+    """Equations of `primitive` in a traced program, scan bodies times their length."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        total += eqn.primitive.name == primitive
+        times = eqn.params["length"] if eqn.primitive.name == "scan" else 1
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else (value,):
+                inner = getattr(sub, "jaxpr", None)
+                if inner is not None:
+                    total += times * _count(getattr(inner, "jaxpr", inner), primitive)
+    return total
+
+
 def _run(program, params, batch):  # type: ignore[no-untyped-def]
     gradients = make_step_gradients(program)
     state = jax.jit(lambda: init_state(program))()
-    return jax.jit(gradients)(state, params, batch), _layers_run(jax.make_jaxpr(gradients)(state, params, batch).jaxpr)
+    traced = jax.make_jaxpr(gradients)(state, params, batch).jaxpr
+    return jax.jit(gradients)(state, params, batch), (_layers_run(traced), _count(traced, "dot_general"))
 
 
-def test_masked_forwards_from_the_prefix_equal_forwards_from_the_tokens_bit_for_bit() -> None:
+def _assert_same_step(program, params, batch) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Losses and gradients from the clean pass's start equal those from the tokens (f32 on
+    CPU: the first layer's attention, now the clean pass's, differs in the last bit at most);
+    returns the (layers, matmuls) each ran."""
+    prefixed, layers = _run(program, params, batch)
+    tokens, layers_tokens = _run(_from_tokens(program), params, batch)
+    for name in prefixed.values:
+        np.testing.assert_allclose(float(prefixed.values[name]), float(tokens.values[name]), rtol=1e-6, err_msg=name)
+    for a, b in zip(jax.tree.leaves((prefixed.components, prefixed.ci, prefixed.sources)),
+                    jax.tree.leaves((tokens.components, tokens.ci, tokens.sources))):
+        a, b = np.asarray(a), np.asarray(b)
+        assert np.max(np.abs(a - b)) <= 4e-6 * np.max(np.abs(b)), np.max(np.abs(a - b)) / np.max(np.abs(b))
+    return layers, layers_tokens
+
+
+def test_masked_forwards_from_the_prefix_equal_forwards_from_the_tokens() -> None:
     program = program_of(MIDDLE)
-    assert program.target.first_decomposed == 2
+    assert program.target.first_decomposed == 2 and program.target.starts_at_mlp
     params = program.target.init_params(jax.random.PRNGKey(1))
     batch = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 16)), jnp.int32)
     clean = program.target.clean(params, batch)
-    assert isinstance(clean.start, Residual) and clean.start.x.shape == (4, 16, 64)
-    prefixed, layers = _run(program, params, batch)
-    tokens, layers_tokens = _run(_from_tokens(program), params, batch)
-    assert float(prefixed.total) == float(tokens.total)
-    for name in prefixed.values:
-        assert float(prefixed.values[name]) == float(tokens.values[name]), name
-    for a, b in zip(jax.tree.leaves((prefixed.components, prefixed.ci, prefixed.sources)),
-                    jax.tree.leaves((tokens.components, tokens.ci, tokens.sources))):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert isinstance(clean.start, Residual) and clean.start.x.shape == clean.start.mlp_input.shape == (4, 16, 64)
+    (layers, _), (layers_tokens, _) = _assert_same_step(program, params, batch)
     assert layers < layers_tokens, (layers, layers_tokens)
 
 
-def test_a_site_in_the_first_layer_starts_from_the_tokens() -> None:
+def test_mlp_sites_in_the_first_layer_start_at_its_mlp() -> None:
+    """No frozen layer before the sites, but the first layer's attention is still run once."""
     program = program_of(MIDDLE.replace("layers[2..3].mlp", "layers[0..1].mlp"))
     params = program.target.init_params(jax.random.PRNGKey(1))
+    batch = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 16)), jnp.int32)
+    clean = program.target.clean(params, batch)
+    assert program.target.first_decomposed == 0 and clean.start.mlp_input is not None
+    (_, dots), (_, dots_tokens) = _assert_same_step(program, params, batch)
+    assert dots < dots_tokens, (dots, dots_tokens)  # no masked forward projects q, k, v, o in layer 0
+
+
+def test_an_attention_site_in_the_first_layer_starts_from_the_tokens() -> None:
+    program = program_of(MIDDLE.replace("layers[2..3].mlp.{gate_proj, up_proj, down_proj}",
+                                        "layers[0..1].self_attn.o_proj").replace("mesh { dp = 2 tp = 4 }", "mesh { dp = 4 tp = 2 }"))
+    params = program.target.init_params(jax.random.PRNGKey(1))
     clean = program.target.clean(params, jnp.zeros((4, 16), jnp.int32))
-    assert program.target.first_decomposed == 0 and clean.start is None
+    assert program.target.first_decomposed == 0 and not program.target.starts_at_mlp and clean.start is None

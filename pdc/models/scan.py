@@ -76,18 +76,33 @@ def remat_body(body: Callable, remat: str) -> Callable:
     return body
 
 
+FirstLayer = Callable[[Array, tuple[str, ...]], tuple[Array, dict[str, Array], Residual]]
+
+
 def scan_clean(x: Array, n_layers: int, decomposed: Mapping[str, tuple[int, ...]],
-               body_of: Callable[[tuple[str, ...]], Callable]
+               body_of: Callable[[tuple[str, ...]], Callable], first_layer: FirstLayer | None = None
                ) -> tuple[Array, Array, dict[str, Array], Residual | None]:
     """The all-frozen layers, segment by segment; `body_of(kinds)` is the scan body
     `(x, layer) → (x, (x, taps))` recording `kinds`' inputs. Returns the last residual, every
     layer's input residual stacked, each decomposed kind's inputs (its layers stacked) and the
-    residual at the first decomposed layer when layers precede it (else None)."""
+    residual at the first decomposed layer when layers precede it (else None).
+
+    `first_layer(x, kinds)`, where the family can start masked forwards inside the first
+    decomposed layer, runs that layer outside the scan and returns its output, its taps and
+    the mid-layer `Residual` masked forwards start from."""
     blocks, taps = [], {kind: [] for kind in decomposed}
     prefix, first = None, first_decomposed(decomposed)
     for start, stop, kinds in segments(n_layers, decomposed):
         if start == first > 0:
             prefix = Residual(x)
+        if start == first and first_layer is not None:
+            blocks.append(x[None])
+            x, layer_taps, prefix = first_layer(x, kinds)
+            for kind in kinds:
+                taps[kind].append(layer_taps[kind][None])
+            start += 1
+            if start == stop:
+                continue
         x, (seg_blocks, seg_taps) = jax.lax.scan(body_of(kinds), x, jnp.arange(start, stop))
         blocks.append(seg_blocks)
         for kind in kinds:
@@ -104,6 +119,7 @@ def scan_masked(x: Array, begin: int, n_layers: int, decomposed: Mapping[str, tu
     for start, stop, segment_kinds in segments(n_layers, decomposed):
         if stop <= begin:
             continue
+        start = max(start, begin)  # a forward resumed inside the first decomposed layer begins after it
         kinds = tuple(k for k in segment_kinds if k in factors)
         first = {kind: decomposed[kind].index(start) for kind in kinds}
         xs = (jnp.arange(start, stop),
