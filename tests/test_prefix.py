@@ -102,14 +102,25 @@ def test_masked_forwards_from_the_prefix_equal_forwards_from_the_tokens() -> Non
 
 
 def test_mlp_sites_in_the_first_layer_start_at_its_mlp() -> None:
-    """No frozen layer before the sites, but the first layer's attention is still run once."""
-    program = program_of(MIDDLE.replace("layers[2..3].mlp", "layers[0..1].mlp"))
-    params = program.target.init_params(jax.random.PRNGKey(1))
-    batch = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 16)), jnp.int32)
-    clean = program.target.clean(params, batch)
-    assert program.target.first_decomposed == 0 and clean.start.mlp_input is not None
-    (_, dots), (_, dots_tokens) = _assert_same_step(program, params, batch)
-    assert dots < dots_tokens, (dots, dots_tokens)  # no masked forward projects q, k, v, o in layer 0
+    """No frozen layer before the sites (layer 0), yet the first layer's attention runs once:
+    the masked forward from the clean pass's start equals the one from the tokens and
+    projects no q, k, v, o in layer 0."""
+    from test_models import components_of, lm_shape, random_masks, random_params
+
+    from pdc.models import build_target
+
+    model = build_target(lm_shape("llama"), ("layers.0.mlp.gate_proj", "layers.0.mlp.down_proj",
+                                             "layers.2.mlp.up_proj"), rope_theta=10_000.0)
+    params = random_params(model, 5)
+    tokens = jnp.asarray(np.random.default_rng(6).integers(0, 48, (2, 8)), jnp.int32)
+    clean = model.clean(params, tokens)
+    assert model.first_decomposed == 0 and clean.start.mlp_input is not None
+    comps, masks = components_of(model), random_masks(model, (2, 8))
+    resumed, from_tokens = (jax.jit(model.forward)(params, start, comps, masks) for start in (clean.start, tokens))
+    np.testing.assert_allclose(np.asarray(resumed), np.asarray(from_tokens), rtol=1e-5, atol=1e-6)
+    dots = [_count(jax.make_jaxpr(model.forward)(params, start, comps, masks).jaxpr, "dot_general")
+            for start in (clean.start, tokens)]
+    assert dots[0] == dots[1] - 6, dots  # layer 0's q, k, v, o and its two attention products
 
 
 def test_an_attention_site_in_the_first_layer_starts_from_the_tokens() -> None:
