@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from pdc.inspect.flops import hlo_flops
 from pdc.lower.inputs import choose_ascents
@@ -77,6 +78,7 @@ def test_the_ascents_are_rematerialised_only_where_the_step_would_not_fit() -> N
     assert choose_ascents(none, lambda: other, lambda p: _compiled(1))[2] is None
 
 
+@pytest.mark.slow  # two tiny Llama steps compiled; the ascents test keeps this file in the default run
 def test_the_ci_network_run_once_for_warm_up_and_losses_gives_the_same_step() -> None:
     """With `remat.ci = on` the step runs the CI network once (its pullback gives the CI and
     components gradients) instead of a detached forward for the warm-up and a live one for the

@@ -118,6 +118,7 @@ def test_chunked_next_token_ce_equals_the_whole_logits_ce_values_and_gradients(c
                                rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # the step's test beside it covers the chunked KL in the default run
 def test_a_tiny_llama_eval_batch_with_chunks_equals_the_eval_without() -> None:
     """ce_kl and pgd_recon read hidden states through the chunked forms: same metrics."""
     chunked = program_of(SMALL.replace("ci = off }", "ci = off divergence_chunk = 4 }"))

@@ -162,6 +162,7 @@ def test_verdicts_fits_only_with_xla_remat_counts_only_when_the_budget_allows_it
     assert "not counted as fitting" in render(refused).splitlines()[-1]
 
 
+@pytest.mark.slow  # ~1 min: a tied tiny Llama step compiled and its HLO read
 def test_a_tied_head_compiles_without_copies_of_the_embedding() -> None:
     """Issue 33: the tied LM head reads the embedding as stored. In the dry-run's compiled step
     of a tied tiny Llama (vocabulary 4000, distinct from every other size), no instruction

@@ -77,7 +77,8 @@ def per_device_bytes(tree: Any, device: Any) -> int:
                if shard.device == device)
 
 
-@pytest.mark.parametrize("text,mesh", [(TINY, "mesh { dp = 2 tp = 4 }"), (TINY, "mesh { dp = 8 tp = 1 }"),
+@pytest.mark.parametrize("text,mesh", [(TINY, "mesh { dp = 2 tp = 4 }"),
+                                       pytest.param(TINY, "mesh { dp = 8 tp = 1 }", marks=pytest.mark.slow),  # ~1 min
                                        (TMS, None)], ids=["tiny_llama-2x4", "tiny_llama-8x1", "tms_5-2"])
 def test_three_real_steps_and_dry_run_bytes_equal_live_arrays(text: str, mesh: str | None) -> None:
     ir = ir_of(text, mesh) if mesh else ir_of(text.replace("train { steps = 10k seed = 0 }",
