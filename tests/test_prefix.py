@@ -2,9 +2,8 @@
 site and compute the same residual in every forward, so the clean pass's residual there is
 the start of every masked forward. Where that layer decomposes only MLP matrices they start
 at its MLP, from the clean pass's residual after attention and the MLP's normed input. Same
-losses and gradients as running every forward from the tokens (to the last float bit, but
-for the first layer's attention, which XLA fuses differently outside the layer scan), and
-less work."""
+losses and gradients as running every forward from the tokens (to float rounding: the
+first layer's attention is now the clean pass's, fused differently by XLA), and less work."""
 
 from __future__ import annotations
 
