@@ -106,7 +106,6 @@ def test_the_migrated_run_resumes_under_the_new_spec(tms_run: Path, tmp_path: Pa
     assert "resuming from step 3" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # a second TMS migration; the grown-C test keeps migration in the default run
 def test_a_wrong_plan_fails_verification_naming_the_leaf(tms_run: Path, tmp_path: Path) -> None:
     """The copy follows `plan`; the verification derives the mapping again from the constants,
     so a plan that maps one leaf onto another of the same shape (mu onto nu) is caught."""
