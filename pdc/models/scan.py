@@ -121,12 +121,24 @@ def scan_masked(x: Array, begin: int, n_layers: int, decomposed: Mapping[str, tu
             continue
         start = max(start, begin)  # a forward resumed inside the first decomposed layer begins after it
         kinds = tuple(k for k in segment_kinds if k in factors)
-        first = {kind: decomposed[kind].index(start) for kind in kinds}
-        xs = (jnp.arange(start, stop),
-              {k: Factors(*(a[first[k]:first[k] + stop - start] for a in factors[k])) for k in kinds},
-              {k: slice_fields(fields[k], first[k], first[k] + stop - start) for k in kinds})
-        x, _ = jax.lax.scan(remat_body(body, remat), x, xs, unroll=remat in ("off", "matmuls"))
+        x, _ = scan_layers(body, x, layer_xs(start, stop, kinds, decomposed, factors, fields), remat)
     return x
+
+
+def layer_xs(start: int, stop: int, kinds: tuple[str, ...], decomposed: Mapping[str, tuple[int, ...]],
+             factors: Mapping[str, Factors], fields: Mapping[str, MaskFields]) -> MaskedXs:
+    """A masked scan's `xs` over layers [start, stop): their indices and `kinds`' factors and
+    mask fields sliced to them (every kind decomposed in each of those layers)."""
+    first = {kind: decomposed[kind].index(start) for kind in kinds}
+    return (jnp.arange(start, stop),
+            {k: Factors(*(a[first[k]:first[k] + stop - start] for a in factors[k])) for k in kinds},
+            {k: slice_fields(fields[k], first[k], first[k] + stop - start) for k in kinds})
+
+
+def scan_layers(body: Callable, carry: Any, xs: MaskedXs, remat: str) -> tuple[Any, Any]:
+    """`lax.scan` of a masked layer body under the spec's remat (unrolled where per-layer
+    residuals are saved: `remat_body` says why)."""
+    return jax.lax.scan(remat_body(body, remat), carry, xs, unroll=remat in ("off", "matmuls"))
 
 
 def masked_forward(masked: Callable[..., Array], remat: str, decomposed: Mapping[str, tuple[int, ...]],

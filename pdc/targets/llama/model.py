@@ -35,10 +35,10 @@ from pdc.decomp.head import Head
 from pdc.decomp.pins import pin_batch
 from pdc.decomp.attention import attend
 from pdc.models.base import CleanPass, Params, Residual, Site
-from pdc.models.scan import (FirstLayer, MaskedXs, SiteFn, first_decomposed, masked_forward, masked_site,
-                             recording_site, remat_body, scan_clean, scan_masked)
+from pdc.models.scan import (FirstLayer, MaskedXs, SiteFn, first_decomposed, layer_xs, masked_forward, masked_site,
+                             recording_site, scan_clean, scan_layers, scan_masked)
 from pdc.registry.runtime import ReconForwards
-from pdc.models.sites import MaskFields, slice_fields
+from pdc.models.sites import MaskFields
 
 Array = jax.Array
 Remat = ReconForwards
@@ -368,19 +368,15 @@ class Llama:
         through the backward: llama8b_l18_reference 4/off, 53.55 → 49.30 GiB per H100)."""
         first = self.first_decomposed
         cfg, dtype = self.config, self.compute_dtype
-        kinds = [k for k in factors if first in self.decomposed[k]]
-        index = {k: self.decomposed[k].index(first) for k in kinds}
-        xs = (jnp.arange(first, first + 1),
-              {k: Factors(*(a[index[k]:index[k] + 1] for a in factors[k])) for k in kinds},
-              {k: slice_fields(fields[k], index[k], index[k] + 1) for k in kinds})
+        kinds = tuple(k for k in factors if first in self.decomposed[k])
 
         def body(carry: tuple[Array, Array], xs: MaskedXs) -> tuple[tuple[Array, Array], None]:
             (x, h), (layer, layer_factors, layer_fields) = carry, xs
             weights, _ = self._layer(params, layer)
             return (mlp_half(cfg, x, h, weights, masked_site(layer_factors, layer_fields, dtype)), h), None
 
-        (x, _), _ = jax.lax.scan(remat_body(body, self.remat), (start.x, start.mlp_input), xs,
-                                 unroll=self.remat in ("off", "matmuls"))
+        xs = layer_xs(first, first + 1, kinds, self.decomposed, factors, fields)
+        (x, _), _ = scan_layers(body, (start.x, start.mlp_input), xs, self.remat)
         return x
 
     def _clean_first_layer(self, params: Params, cos: np.ndarray, sin: np.ndarray) -> FirstLayer:
